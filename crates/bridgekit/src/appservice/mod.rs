@@ -1,0 +1,65 @@
+//! The homeserver → appservice HTTP API (`/_matrix/app/v1`), on actix-web.
+//!
+//! Every route authenticates before reading the body. Transactions are answered `200` only
+//! after the [intake](crate::intake) has made them durable; what the bridge does with them
+//! happens afterwards and can never turn into an error the homeserver sees.
+
+mod auth;
+mod errors;
+mod routes;
+pub(crate) mod transaction;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use crate::bridge::Bridge;
+use crate::context::BridgeContext;
+use crate::intake::Intake;
+
+/// Largest transaction body accepted. Synapse may send 100 events of up to 64 KiB plus
+/// ephemeral and to-device data (traps.md 1): refusing one would block the bridge forever.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// What the HTTP handlers share.
+pub(crate) struct AppState {
+    pub hs_token: String,
+    pub intake: Intake,
+    pub bridge: Arc<dyn Bridge>,
+    pub ctx: BridgeContext,
+    /// Set once startup finished; `/health/ready` reports it.
+    pub ready: AtomicBool,
+    /// The `transaction_id` of the last homeserver ping, to confirm the startup ping arrived.
+    pub last_ping: std::sync::Mutex<Option<String>>,
+}
+
+/// Starts the HTTP server on `listener`; the returned server runs when awaited or spawned.
+pub(crate) fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
+    let data = actix_web::web::Data::from(state);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(2));
+    Ok(actix_web::HttpServer::new(move || actix_web::App::new().app_data(data.clone()).configure(routes::configure))
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run())
+}
+
+/// Decodes `%xx` escapes; invalid escapes are kept as they are.
+pub(crate) fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

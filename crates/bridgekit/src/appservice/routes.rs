@@ -1,0 +1,232 @@
+//! The routes: the nine `/_matrix/app/v1` endpoints, health checks, and the spec's
+//! `404`/`405 M_UNRECOGNIZED` for everything else.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use ruma::{RoomAliasId, UserId};
+
+use super::errors::{MatrixError, method_not_allowed, not_found, ok_empty, unrecognized};
+use super::transaction::{BodyError, parse_transaction};
+use super::{AppState, MAX_BODY_BYTES, auth::authorize, percent_decode};
+use crate::intake::Intaken;
+
+type State = web::Data<AppState>;
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    cfg.service(
+        web::scope("/_matrix/app/v1")
+            .service(resource("/transactions/{txn_id}").route(web::put().to(put_transaction)))
+            .service(resource("/users/{user_id}").route(web::get().to(get_user)))
+            .service(resource("/rooms/{alias}").route(web::get().to(get_room_alias)))
+            .service(resource("/ping").route(web::post().to(post_ping)))
+            .service(resource("/thirdparty/protocol/{protocol}").route(web::get().to(get_protocol)))
+            .service(resource("/thirdparty/user/{protocol}").route(web::get().to(get_users_of)))
+            .service(resource("/thirdparty/location/{protocol}").route(web::get().to(get_locations_of)))
+            .service(resource("/thirdparty/user").route(web::get().to(get_users)))
+            .service(resource("/thirdparty/location").route(web::get().to(get_locations)))
+            .default_service(web::to(unrecognized)),
+    )
+    .service(resource("/health/live").route(web::get().to(live)))
+    .service(resource("/health/ready").route(web::get().to(ready)))
+    .default_service(web::to(unrecognized));
+}
+
+fn check_auth(state: &AppState, req: &HttpRequest) -> Result<(), HttpResponse> {
+    let header = req.headers().get(actix_web::http::header::AUTHORIZATION).map(|v| v.as_bytes());
+    authorize(header, req.query_string(), &state.hs_token).map_err(|e| {
+        tracing::warn!(path = req.path(), status = e.status.as_u16(), "refused a homeserver request: {}", e.message);
+        e.response()
+    })
+}
+
+/// Reads the body after authentication, up to [`MAX_BODY_BYTES`].
+async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, HttpResponse> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| MatrixError::new(400, "M_BAD_JSON", format!("could not read the body: {e}")).response())?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(MatrixError::new(413, "M_TOO_LARGE", format!("bodies are limited to {MAX_BODY_BYTES} bytes")).response());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn put_transaction(state: State, req: HttpRequest, txn_id: web::Path<String>, payload: web::Payload) -> HttpResponse {
+    if let Err(r) = check_auth(&state, &req) {
+        return r;
+    }
+    let body = match read_body(payload).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let parsed = match parse_transaction(&txn_id, &body) {
+        Ok(p) => p,
+        Err(e) => {
+            let errcode = match e {
+                BodyError::NotJson(_) => "M_NOT_JSON",
+                BodyError::BadJson(_) => "M_BAD_JSON",
+            };
+            tracing::warn!(txn_id = %txn_id, "refused a transaction: {e}");
+            return MatrixError::new(400, errcode, e.to_string()).response();
+        }
+    };
+    let skipped = parsed.skipped;
+    match state.intake.submit(parsed.incoming).await {
+        Ok(Intaken::New(items)) => {
+            tracing::debug!(txn_id = %txn_id, items, skipped, "transaction recorded");
+            ok_empty()
+        }
+        Ok(Intaken::Duplicate) => {
+            tracing::info!(txn_id = %txn_id, "transaction already recorded (a retry); not processed again");
+            ok_empty()
+        }
+        // Not acknowledged, so the homeserver keeps it and retries: nothing is lost.
+        Err(e) => MatrixError::new(500, "M_UNKNOWN", format!("could not record the transaction durably: {e}")).response(),
+    }
+}
+
+async fn get_user(state: State, req: HttpRequest, user_id: web::Path<String>) -> HttpResponse {
+    if let Err(r) = check_auth(&state, &req) {
+        return r;
+    }
+    let Ok(user_id) = UserId::parse(user_id.as_str()) else {
+        return MatrixError::new(400, "M_INVALID_PARAM", "not a valid user ID").response();
+    };
+    if !state.ctx.is_own_user(&user_id) {
+        return not_found("not a user of this bridge");
+    }
+    match state.bridge.user_exists(&state.ctx, &user_id).await {
+        Ok(true) => ok_empty(),
+        Ok(false) => not_found("no such user"),
+        Err(error) => {
+            tracing::warn!(%error, %user_id, "user query failed");
+            not_found("no such user")
+        }
+    }
+}
+
+async fn get_room_alias(state: State, req: HttpRequest, alias: web::Path<String>) -> HttpResponse {
+    if let Err(r) = check_auth(&state, &req) {
+        return r;
+    }
+    let Ok(alias) = RoomAliasId::parse(alias.as_str()) else {
+        return MatrixError::new(400, "M_INVALID_PARAM", "not a valid room alias").response();
+    };
+    match state.bridge.room_alias_exists(&state.ctx, &alias).await {
+        Ok(true) => ok_empty(),
+        Ok(false) => not_found("no such room alias"),
+        Err(error) => {
+            tracing::warn!(%error, %alias, "room alias query failed");
+            not_found("no such room alias")
+        }
+    }
+}
+
+async fn post_ping(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    if let Err(r) = check_auth(&state, &req) {
+        return r;
+    }
+    let body = match read_body(payload).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    #[derive(serde::Deserialize)]
+    struct Ping {
+        #[serde(default)]
+        transaction_id: Option<String>,
+    }
+    let ping: Ping = if body.is_empty() {
+        Ping { transaction_id: None }
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => return MatrixError::new(400, "M_NOT_JSON", format!("ping body: {e}")).response(),
+        }
+    };
+    tracing::debug!(transaction_id = ?ping.transaction_id, "homeserver ping");
+    *state.last_ping.lock().unwrap_or_else(|e| e.into_inner()) = ping.transaction_id;
+    ok_empty()
+}
+
+/// The query parameters of a third-party lookup, without the legacy token.
+fn fields(req: &HttpRequest) -> BTreeMap<String, String> {
+    req.query_string()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .filter(|(k, _)| k != "access_token")
+        .collect()
+}
+
+async fn get_protocol(state: State, req: HttpRequest, protocol: web::Path<String>) -> HttpResponse {
+    if let Err(r) = check_auth(&state, &req) {
+        return r;
+    }
+    match state.bridge.thirdparty_protocol(&state.ctx, &protocol).await {
+        Ok(Some(p)) => HttpResponse::Ok().json(p),
+        Ok(None) => not_found("no such protocol"),
+        Err(error) => {
+            tracing::warn!(%error, "third-party protocol lookup failed");
+            not_found("no such protocol")
+        }
+    }
+}
+
+async fn lookup<T: serde::Serialize>(result: Result<Vec<T>, crate::BridgeError>, what: &str) -> HttpResponse {
+    match result {
+        Ok(found) if !found.is_empty() => HttpResponse::Ok().json(found),
+        Ok(_) => not_found(&format!("no {what} found")),
+        Err(error) => {
+            tracing::warn!(%error, "third-party {what} lookup failed");
+            not_found(&format!("no {what} found"))
+        }
+    }
+}
+
+async fn get_users_of(state: State, req: HttpRequest, protocol: web::Path<String>) -> HttpResponse {
+    if let Err(r) = check_auth(&state, &req) {
+        return r;
+    }
+    lookup(state.bridge.thirdparty_users(&state.ctx, Some(&protocol), &fields(&req)).await, "users").await
+}
+
+async fn get_locations_of(state: State, req: HttpRequest, protocol: web::Path<String>) -> HttpResponse {
+    if let Err(r) = check_auth(&state, &req) {
+        return r;
+    }
+    lookup(state.bridge.thirdparty_locations(&state.ctx, Some(&protocol), &fields(&req)).await, "locations").await
+}
+
+async fn get_users(state: State, req: HttpRequest) -> HttpResponse {
+    if let Err(r) = check_auth(&state, &req) {
+        return r;
+    }
+    lookup(state.bridge.thirdparty_users(&state.ctx, None, &fields(&req)).await, "users").await
+}
+
+async fn get_locations(state: State, req: HttpRequest) -> HttpResponse {
+    if let Err(r) = check_auth(&state, &req) {
+        return r;
+    }
+    lookup(state.bridge.thirdparty_locations(&state.ctx, None, &fields(&req)).await, "locations").await
+}
+
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "live" }))
+}
+
+async fn ready(state: State) -> HttpResponse {
+    if state.ready.load(Ordering::Acquire) {
+        HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+    } else {
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "starting" }))
+    }
+}

@@ -1,0 +1,105 @@
+//! The `Bridge` trait: what a bridge implements. Everything has a default except handling
+//! Matrix events, so a minimal bridge is one method; query and third-party hooks are
+//! capabilities a bridge opts into by overriding them.
+//!
+//! The framework calls these after the homeserver's transaction is durably recorded and
+//! acknowledged, in order within a room and concurrently across rooms. An error a handler
+//! returns is logged with the event; it never makes the homeserver resend anything.
+
+use std::collections::BTreeMap;
+
+use ruma::api::appservice::event::push_events::v1::EphemeralData;
+use ruma::events::{AnyTimelineEvent, AnyToDeviceEvent};
+use ruma::serde::Raw;
+use ruma::thirdparty::{Location, Protocol, User};
+use ruma::{OwnedUserId, RoomAliasId, UserId};
+
+use crate::context::BridgeContext;
+
+/// The error type handlers return: anything that can be displayed and logged.
+pub type BridgeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A to-device event for one of the bridge's users (MSC4203).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ToDeviceEvent {
+    /// The recipient: a ghost or the bot.
+    pub to_user_id: OwnedUserId,
+    /// The recipient's device, when the homeserver names one.
+    pub to_device_id: Option<String>,
+    /// The event as sent.
+    pub event: Raw<AnyToDeviceEvent>,
+}
+
+/// A Matrix application-service bridge.
+#[async_trait::async_trait]
+pub trait Bridge: Send + Sync + 'static {
+    /// Called once the store is open and the homeserver answered the startup ping, before any
+    /// event is handed over. Connect to the remote network here.
+    async fn start(&self, _ctx: &BridgeContext) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
+    /// Called on shutdown, after the last event was handed over.
+    async fn stop(&self, _ctx: &BridgeContext) {}
+
+    /// A timeline event (message, state, redaction, …) in a room the bridge sees. Events sent
+    /// by the bridge's own users (the bot and the ghosts) are not handed over; invites of the
+    /// bot are accepted by the framework before this is called.
+    async fn handle_event(&self, ctx: &BridgeContext, event: AnyTimelineEvent) -> Result<(), BridgeError>;
+
+    /// Typing, receipts and presence (when the registration asks for ephemeral events).
+    async fn handle_ephemeral(&self, _ctx: &BridgeContext, _event: EphemeralData) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
+    /// A to-device event for one of the bridge's users.
+    async fn handle_to_device(&self, _ctx: &BridgeContext, _event: ToDeviceEvent) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
+    /// The homeserver asks whether a user in the bridge's namespace exists. Return `true` after
+    /// creating it (e.g. with [`Intent::ensure_registered`](crate::Intent::ensure_registered)).
+    /// Default: no.
+    async fn user_exists(&self, _ctx: &BridgeContext, _user_id: &UserId) -> Result<bool, BridgeError> {
+        Ok(false)
+    }
+
+    /// The homeserver asks whether a room alias in the bridge's namespace exists. Return `true`
+    /// after creating the room with that alias. Default: no.
+    async fn room_alias_exists(&self, _ctx: &BridgeContext, _alias: &RoomAliasId) -> Result<bool, BridgeError> {
+        Ok(false)
+    }
+
+    /// The third-party protocols this bridge serves; written into the registration file.
+    fn protocols(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Metadata of one protocol from [`protocols`](Self::protocols). `None` answers 404.
+    async fn thirdparty_protocol(&self, _ctx: &BridgeContext, _protocol: &str) -> Result<Option<Protocol>, BridgeError> {
+        Ok(None)
+    }
+
+    /// Remote users matching `fields` (or the Matrix `userid` in `fields`), for `protocol` or
+    /// for every protocol when `None`. Default: none.
+    async fn thirdparty_users(
+        &self,
+        _ctx: &BridgeContext,
+        _protocol: Option<&str>,
+        _fields: &BTreeMap<String, String>,
+    ) -> Result<Vec<User>, BridgeError> {
+        Ok(Vec::new())
+    }
+
+    /// Remote locations (chats) matching `fields` (or the Matrix `alias` in `fields`), for
+    /// `protocol` or for every protocol when `None`. Default: none.
+    async fn thirdparty_locations(
+        &self,
+        _ctx: &BridgeContext,
+        _protocol: Option<&str>,
+        _fields: &BTreeMap<String, String>,
+    ) -> Result<Vec<Location>, BridgeError> {
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,403 @@
+//! The bridge's YAML config, with an environment override for every key.
+//!
+//! Every key is looked up by its dotted name (`homeserver.url`); `BRIDGEKIT_HOMESERVER_URL`
+//! overrides it. A missing, unknown or invalid key is an error that names the key, what it
+//! is for, and how to fix it. Relative paths are relative to the config file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ruma::{OwnedServerName, ServerName};
+use serde_norway::{Mapping, Value};
+
+/// One config key: its name and what to tell an operator about it.
+struct Key {
+    name: &'static str,
+    help: &'static str,
+}
+
+const KEYS: &[Key] = &[
+    Key { name: "homeserver.url", help: "the homeserver's client-server URL, e.g. http://127.0.0.1:8008" },
+    Key { name: "homeserver.server_name", help: "the homeserver's server name, the part after ':' in user IDs, e.g. example.org" },
+    Key { name: "homeserver.startup_timeout_secs", help: "how long to wait for the homeserver at startup (default 60)" },
+    Key { name: "appservice.id", help: "the appservice ID, unique on the homeserver, e.g. echo" },
+    Key { name: "appservice.listen", help: "host:port the bridge listens on for the homeserver, e.g. 127.0.0.1:29333" },
+    Key { name: "appservice.url", help: "how the homeserver reaches the bridge (default http://<appservice.listen>)" },
+    Key { name: "appservice.bot", help: "the bot user's localpart, e.g. echobot" },
+    Key { name: "appservice.ghost_prefix", help: "localpart prefix of ghost users (default _<appservice.id>_)" },
+    Key { name: "appservice.registration", help: "path of the registration file, e.g. registration.yaml" },
+    Key { name: "store.path", help: "directory of the bridge's store, e.g. store" },
+    Key { name: "store.cache_mb", help: "store page cache in MiB (default 16)" },
+    Key { name: "logging.level", help: "log filter, e.g. info or bridgekit=debug (default info; RUST_LOG wins)" },
+];
+
+/// What is wrong with a config.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {reason}")]
+    Unreadable {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The file is not YAML of the right shape.
+    #[error("config file {path} is not valid YAML: {reason}")]
+    Syntax {
+        /// The config file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A required key is missing.
+    #[error("config {path}: missing key `{key}` ({help}); add it to the file or set {env}")]
+    Missing {
+        /// The config file.
+        path: PathBuf,
+        /// The dotted key.
+        key: &'static str,
+        /// The override variable.
+        env: String,
+        /// What the key is for.
+        help: &'static str,
+    },
+    /// A key has a value that cannot work.
+    #[error("config {path}: `{key}` = {value:?} is invalid: {reason} ({help})")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// The dotted key.
+        key: &'static str,
+        /// The value found.
+        value: String,
+        /// Why it is wrong.
+        reason: String,
+        /// What the key is for.
+        help: &'static str,
+    },
+    /// A key the bridge does not know (often a typo).
+    #[error("config {path}: unknown key `{key}`; known keys are: {known}")]
+    Unknown {
+        /// The config file.
+        path: PathBuf,
+        /// The dotted key found.
+        key: String,
+        /// The keys that exist.
+        known: String,
+    },
+}
+
+/// The homeserver the bridge serves.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HomeserverConfig {
+    /// Client-Server API base URL.
+    pub url: String,
+    /// The server name in user IDs.
+    pub server_name: OwnedServerName,
+    /// How long startup waits for the homeserver to answer.
+    pub startup_timeout: Duration,
+}
+
+/// The appservice's identity and listener.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AppserviceConfig {
+    /// The registration's `id`.
+    pub id: String,
+    /// Where to listen for the homeserver.
+    pub listen: SocketAddr,
+    /// How the homeserver reaches the bridge (the registration's `url`).
+    pub url: String,
+    /// The bot's localpart (the registration's `sender_localpart`).
+    pub bot: String,
+    /// Localpart prefix of ghosts.
+    pub ghost_prefix: String,
+    /// Path of the registration file.
+    pub registration: PathBuf,
+}
+
+/// The store.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct StoreConfig {
+    /// Store directory.
+    pub path: PathBuf,
+    /// Page cache size in bytes.
+    pub cache_bytes: u64,
+}
+
+/// A loaded, validated config.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// `homeserver.*`
+    pub homeserver: HomeserverConfig,
+    /// `appservice.*`
+    pub appservice: AppserviceConfig,
+    /// `store.*`
+    pub store: StoreConfig,
+    /// `logging.level`
+    pub log_level: String,
+    /// The file it was read from.
+    pub path: PathBuf,
+}
+
+/// The environment variable that overrides `key`.
+pub fn env_var_for(key: &str) -> String {
+    format!("BRIDGEKIT_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+struct Source<'a> {
+    root: Mapping,
+    path: &'a Path,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Source<'_> {
+    fn spec(name: &str) -> &'static Key {
+        KEYS.iter().find(|k| k.name == name).expect("key is declared in KEYS")
+    }
+
+    /// The key's value: the environment override, else the file's value as text.
+    fn raw(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        if let Some(value) = (self.env)(&env_var_for(name)) {
+            return Ok(Some(value));
+        }
+        let mut node = Some(&self.root);
+        let mut parts = name.split('.').peekable();
+        while let Some(part) = parts.next() {
+            let value = node.and_then(|m| m.get(part));
+            if parts.peek().is_none() {
+                return match value {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) => Ok(Some(s.clone())),
+                    Some(Value::Number(n)) => Ok(Some(n.to_string())),
+                    Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+                    Some(other) => Err(self.invalid(name, &format!("{other:?}"), "expected a single value")),
+                };
+            }
+            node = value.and_then(Value::as_mapping);
+        }
+        Ok(None)
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        match self.raw(name)? {
+            Some(v) if !v.trim().is_empty() => Ok(v),
+            _ => Err(ConfigError::Missing {
+                path: self.path.to_owned(),
+                key: name,
+                env: env_var_for(name),
+                help: Self::spec(name).help,
+            }),
+        }
+    }
+
+    fn invalid(&self, name: &'static str, value: &str, reason: &str) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            key: name,
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+            help: Self::spec(name).help,
+        }
+    }
+
+    fn number(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+        match self.raw(name)? {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|_| self.invalid(name, &v, "expected a whole number")),
+        }
+    }
+
+    fn path_value(&self, name: &'static str) -> Result<PathBuf, ConfigError> {
+        let value = PathBuf::from(self.required(name)?);
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        Ok(if value.is_absolute() { value } else { base.join(value) })
+    }
+
+    /// Rejects keys that are not declared, so typos do not pass silently.
+    fn check_unknown(&self) -> Result<(), ConfigError> {
+        fn walk(prefix: &str, map: &Mapping, out: &mut Vec<String>) {
+            for (k, v) in map {
+                let k = k.as_str().map(str::to_owned).unwrap_or_else(|| format!("{k:?}"));
+                let full = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                match v.as_mapping() {
+                    Some(inner) if KEYS.iter().any(|key| key.name.starts_with(&format!("{full}."))) => walk(&full, inner, out),
+                    _ => out.push(full),
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk("", &self.root, &mut found);
+        match found.into_iter().find(|k| !KEYS.iter().any(|key| key.name == k)) {
+            None => Ok(()),
+            Some(key) => Err(ConfigError::Unknown {
+                path: self.path.to_owned(),
+                key,
+                known: KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the config at `path`, applying `BRIDGEKIT_*` overrides.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, &|name| std::env::var(name).ok())
+    }
+
+    /// [`load`](Self::load) with an explicit environment (for tests and embedding).
+    pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+            path: path.to_owned(),
+            reason: format!("{e} (create it from the example config, or pass --config PATH)"),
+        })?;
+        Self::parse(&text, path, env)
+    }
+
+    /// Parses config text; `path` is used for messages and to resolve relative paths.
+    pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let root = match serde_norway::from_str::<Value>(text) {
+            Ok(Value::Mapping(m)) => m,
+            Ok(Value::Null) => Mapping::new(),
+            Ok(_) => return Err(ConfigError::Syntax { path: path.to_owned(), reason: "the top level must be a mapping of keys".into() }),
+            Err(e) => return Err(ConfigError::Syntax { path: path.to_owned(), reason: e.to_string() }),
+        };
+        let src = Source { root, path, env };
+        src.check_unknown()?;
+
+        let url = src.required("homeserver.url")?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(src.invalid("homeserver.url", &url, "must start with http:// or https://"));
+        }
+        let server_name = src.required("homeserver.server_name")?;
+        let server_name = ServerName::parse(&server_name)
+            .map_err(|e| src.invalid("homeserver.server_name", &server_name, &e.to_string()))?;
+
+        let id = src.required("appservice.id")?;
+        let listen_text = src.required("appservice.listen")?;
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| src.invalid("appservice.listen", &listen_text, "expected host:port with an IP address, e.g. 127.0.0.1:29333"))?;
+        let as_url = match src.raw("appservice.url")? {
+            Some(u) => {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(src.invalid("appservice.url", &u, "must start with http:// or https://"));
+                }
+                u.trim_end_matches('/').to_owned()
+            }
+            None if listen.ip().is_unspecified() => {
+                return Err(src.invalid(
+                    "appservice.listen",
+                    &listen_text,
+                    "listening on all interfaces, so the homeserver's URL for the bridge cannot be guessed: set appservice.url",
+                ));
+            }
+            None => format!("http://{listen}"),
+        };
+        let bot = src.required("appservice.bot")?;
+        if !is_localpart(&bot) {
+            return Err(src.invalid("appservice.bot", &bot, "a localpart may hold only a-z, 0-9, '.', '_', '=', '-' and '/'"));
+        }
+        let ghost_prefix = src.raw("appservice.ghost_prefix")?.unwrap_or_else(|| format!("_{id}_"));
+        if ghost_prefix.is_empty() || !is_localpart(&ghost_prefix) {
+            return Err(src.invalid("appservice.ghost_prefix", &ghost_prefix, "a non-empty localpart prefix of a-z, 0-9, '.', '_', '=', '-' and '/'"));
+        }
+        if bot.starts_with(&ghost_prefix) {
+            return Err(src.invalid("appservice.bot", &bot, "the bot must not start with the ghost prefix, or it would be taken for a ghost"));
+        }
+        let registration = src.path_value("appservice.registration")?;
+        let store_path = src.path_value("store.path")?;
+        let cache_mb = src.number("store.cache_mb", 16)?;
+        let startup = src.number("homeserver.startup_timeout_secs", 60)?;
+        let log_level = src.raw("logging.level")?.unwrap_or_else(|| "info".into());
+
+        Ok(Config {
+            homeserver: HomeserverConfig { url: url.trim_end_matches('/').to_owned(), server_name, startup_timeout: Duration::from_secs(startup) },
+            appservice: AppserviceConfig { id, listen, url: as_url, bot, ghost_prefix, registration },
+            store: StoreConfig { path: store_path, cache_bytes: cache_mb * 1024 * 1024 },
+            log_level,
+            path: path.to_owned(),
+        })
+    }
+}
+
+fn is_localpart(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "
+homeserver:
+  url: http://127.0.0.1:8008/
+  server_name: example.org
+appservice:
+  id: echo
+  listen: 127.0.0.1:29333
+  bot: echobot
+  registration: reg.yaml
+store:
+  path: data/store
+";
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::parse(text, Path::new("/etc/bridge/config.yaml"), &move |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn a_complete_config_gets_defaults_and_resolved_paths() {
+        let c = parse(GOOD, &[]).unwrap();
+        assert_eq!(c.homeserver.url, "http://127.0.0.1:8008");
+        assert_eq!(c.appservice.url, "http://127.0.0.1:29333");
+        assert_eq!(c.appservice.ghost_prefix, "_echo_");
+        assert_eq!(c.appservice.registration, Path::new("/etc/bridge/reg.yaml"));
+        assert_eq!(c.store.path, Path::new("/etc/bridge/data/store"));
+        assert_eq!(c.store.cache_bytes, 16 * 1024 * 1024);
+    }
+
+    #[test]
+    fn environment_overrides_every_key_even_when_absent_from_the_file() {
+        let c = parse(GOOD, &[("BRIDGEKIT_HOMESERVER_URL", "https://hs.example"), ("BRIDGEKIT_STORE_CACHE_MB", "4")]).unwrap();
+        assert_eq!(c.homeserver.url, "https://hs.example");
+        assert_eq!(c.store.cache_bytes, 4 * 1024 * 1024);
+        let without_url = GOOD.replace("  url: http://127.0.0.1:8008/\n", "");
+        assert_eq!(parse(&without_url, &[("BRIDGEKIT_HOMESERVER_URL", "http://x:1")]).unwrap().homeserver.url, "http://x:1");
+    }
+
+    #[test]
+    fn a_missing_key_is_named_with_its_fix() {
+        let text = GOOD.replace("  server_name: example.org\n", "");
+        let msg = parse(&text, &[]).unwrap_err().to_string();
+        assert!(msg.contains("missing key `homeserver.server_name`"), "{msg}");
+        assert!(msg.contains("BRIDGEKIT_HOMESERVER_SERVER_NAME"), "{msg}");
+    }
+
+    #[test]
+    fn invalid_and_unknown_keys_are_named() {
+        let msg = parse(&GOOD.replace("127.0.0.1:29333", "localhost"), &[]).unwrap_err().to_string();
+        assert!(msg.contains("`appservice.listen`") && msg.contains("host:port"), "{msg}");
+        let msg = parse(&GOOD.replace("  bot: echobot", "  bot: EchoBot"), &[]).unwrap_err().to_string();
+        assert!(msg.contains("`appservice.bot`"), "{msg}");
+        let msg = parse(&GOOD.replace("  bot: echobot", "  bot: echobot\n  lisen: 1"), &[]).unwrap_err().to_string();
+        assert!(msg.contains("unknown key `appservice.lisen`"), "{msg}");
+        let msg = parse(&GOOD.replace("store:\n  path: data/store", "store: {path: s, cache_mb: lots}"), &[]).unwrap_err().to_string();
+        assert!(msg.contains("`store.cache_mb`") && msg.contains("whole number"), "{msg}");
+        let msg = parse("homeserver: [1", &[]).unwrap_err().to_string();
+        assert!(msg.contains("not valid YAML"), "{msg}");
+    }
+
+    #[test]
+    fn listening_everywhere_requires_an_explicit_url() {
+        let msg = parse(&GOOD.replace("127.0.0.1:29333", "0.0.0.0:29333"), &[]).unwrap_err().to_string();
+        assert!(msg.contains("set appservice.url"), "{msg}");
+    }
+}

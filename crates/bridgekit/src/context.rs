@@ -1,0 +1,95 @@
+//! What a bridge's code holds on to: the store, the homeserver client, and intents for the bot
+//! and the ghosts. Cheap to clone.
+
+use std::sync::Arc;
+
+use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
+
+use crate::client::{HomeserverClient, Intent, TxnIds};
+use crate::ids::{escape_localpart, unescape_localpart};
+use crate::store::Store;
+
+/// The bridge's handle on the framework.
+#[derive(Clone)]
+pub struct BridgeContext {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub client: HomeserverClient,
+    pub store: Store,
+    pub bot: OwnedUserId,
+    pub server_name: OwnedServerName,
+    pub ghost_prefix: String,
+    pub txn_ids: TxnIds,
+}
+
+impl std::fmt::Debug for BridgeContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeContext").field("bot", &self.shared.bot).finish_non_exhaustive()
+    }
+}
+
+impl BridgeContext {
+    pub(crate) fn new(shared: Shared) -> Self {
+        Self { shared: Arc::new(shared) }
+    }
+
+    /// The bridge's durable store (message mappings, ghosts, …).
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The raw homeserver client, for calls the intents do not wrap.
+    pub fn client(&self) -> &HomeserverClient {
+        &self.shared.client
+    }
+
+    /// Client transaction IDs, unique across the appservice and across restarts.
+    pub fn txn_ids(&self) -> &TxnIds {
+        &self.shared.txn_ids
+    }
+
+    /// The homeserver's server name.
+    pub fn server_name(&self) -> &ServerName {
+        &self.shared.server_name
+    }
+
+    /// The bridge bot's user ID (the registration's `sender_localpart`).
+    pub fn bot_user_id(&self) -> &UserId {
+        &self.shared.bot
+    }
+
+    /// Acts as the bridge bot.
+    pub fn bot(&self) -> Intent {
+        Intent::new(self.clone(), self.shared.bot.clone())
+    }
+
+    /// The Matrix user ID of the ghost for the remote user `remote_user`.
+    pub fn ghost_user_id(&self, remote_user: &str) -> OwnedUserId {
+        let localpart = format!("{}{}", self.shared.ghost_prefix, escape_localpart(remote_user));
+        UserId::parse(format!("@{localpart}:{}", self.shared.server_name))
+            .expect("escaped localparts and a validated server name make a valid user ID")
+    }
+
+    /// Acts as the ghost of the remote user `remote_user` (registered on first use).
+    pub fn ghost(&self, remote_user: &str) -> Intent {
+        Intent::new(self.clone(), self.ghost_user_id(remote_user))
+    }
+
+    /// The remote user behind a ghost's user ID, or `None` if `user_id` is not a ghost.
+    pub fn remote_user_of(&self, user_id: &UserId) -> Option<String> {
+        if user_id.server_name() != self.shared.server_name {
+            return None;
+        }
+        unescape_localpart(user_id.localpart().strip_prefix(&self.shared.ghost_prefix)?)
+    }
+
+    /// Whether `user_id` is the bot or one of the ghosts: events they send are the bridge's own
+    /// echoes and are not handed to the bridge.
+    pub fn is_own_user(&self, user_id: &UserId) -> bool {
+        user_id == self.shared.bot
+            || (user_id.server_name() == self.shared.server_name
+                && user_id.localpart().starts_with(&self.shared.ghost_prefix))
+    }
+}

@@ -1,0 +1,147 @@
+//! Per-room ordered queues: items for one room (or user) are handled one after another, in
+//! inbox order; different rooms run concurrently. A room's worker task exists only while the
+//! room has work, so idle rooms cost nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::store::inbox::InboxItem;
+
+/// Handles one item; the dispatcher awaits it before giving the room its next item.
+#[async_trait::async_trait]
+pub(crate) trait ItemHandler: Send + Sync + 'static {
+    async fn handle(&self, seq: u64, item: InboxItem);
+}
+
+/// Routes items to per-queue workers.
+#[derive(Clone)]
+pub(crate) struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queues: Mutex<HashMap<String, UnboundedSender<(u64, InboxItem)>>>,
+    handler: Arc<dyn ItemHandler>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(handler: Arc<dyn ItemHandler>, runtime: tokio::runtime::Handle) -> Self {
+        Self { inner: Arc::new(Inner { queues: Mutex::default(), handler, runtime }) }
+    }
+
+    /// Queues an item behind the earlier items of its queue. Never blocks.
+    pub(crate) fn dispatch(&self, seq: u64, item: InboxItem) {
+        let mut queues = self.inner.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = queues.get(&item.queue) {
+            // The worker removes its sender under this lock before it ends, so a sender found
+            // here always has a live receiver.
+            let _ = tx.send((seq, item));
+            return;
+        }
+        let (tx, rx) = unbounded_channel();
+        let key = item.queue.clone();
+        let _ = tx.send((seq, item));
+        queues.insert(key.clone(), tx);
+        let inner = self.inner.clone();
+        self.inner.runtime.spawn(worker(inner, key, rx));
+    }
+
+    /// Number of queues that currently have work.
+    pub(crate) fn active_queues(&self) -> usize {
+        self.inner.queues.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+async fn worker(inner: Arc<Inner>, key: String, mut rx: UnboundedReceiver<(u64, InboxItem)>) {
+    loop {
+        while let Ok((seq, item)) = rx.try_recv() {
+            inner.handler.handle(seq, item).await;
+        }
+        // Looks empty: re-check under the lock so no item is queued to a worker that is ending.
+        let mut queues = inner.queues.lock().unwrap_or_else(|e| e.into_inner());
+        match rx.try_recv() {
+            Ok((seq, item)) => {
+                drop(queues);
+                inner.handler.handle(seq, item).await;
+            }
+            Err(_) => {
+                queues.remove(&key);
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::inbox::ItemKind;
+    use std::time::Duration;
+
+    struct Recorder {
+        seen: Mutex<Vec<(String, u64)>>,
+        running: Mutex<HashMap<String, bool>>,
+        overlap: std::sync::atomic::AtomicUsize,
+        max_overlap: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl ItemHandler for Recorder {
+        async fn handle(&self, seq: u64, item: InboxItem) {
+            use std::sync::atomic::Ordering::SeqCst;
+            {
+                let mut running = self.running.lock().unwrap();
+                assert!(!running.get(&item.queue).copied().unwrap_or(false), "two items of one queue at once");
+                running.insert(item.queue.clone(), true);
+            }
+            let now = self.overlap.fetch_add(1, SeqCst) + 1;
+            self.max_overlap.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_millis(if seq % 3 == 0 { 3 } else { 1 })).await;
+            self.overlap.fetch_sub(1, SeqCst);
+            self.running.lock().unwrap().insert(item.queue.clone(), false);
+            self.seen.lock().unwrap().push((item.queue, seq));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn items_keep_their_order_per_queue_and_queues_run_concurrently() {
+        let rec = Arc::new(Recorder {
+            seen: Mutex::default(),
+            running: Mutex::default(),
+            overlap: 0.into(),
+            max_overlap: 0.into(),
+        });
+        let dispatcher = Dispatcher::new(rec.clone(), tokio::runtime::Handle::current());
+        let rooms = ["!a", "!b", "!c", "!d"];
+        for seq in 0..200u64 {
+            let queue = rooms[(seq * 7 % 4) as usize].to_owned();
+            dispatcher.dispatch(seq, InboxItem { kind: ItemKind::Timeline, queue, json: String::new() });
+            if seq % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await; // let queues drain and end
+            }
+        }
+        for _ in 0..500 {
+            if rec.seen.lock().unwrap().len() == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let seen = rec.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 200, "every item handled exactly once");
+        for room in rooms {
+            let seqs: Vec<u64> = seen.iter().filter(|(q, _)| q == room).map(|(_, s)| *s).collect();
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{room} out of order: {seqs:?}");
+        }
+        assert!(rec.max_overlap.load(std::sync::atomic::Ordering::SeqCst) > 1, "rooms never ran concurrently");
+        for _ in 0..100 {
+            if dispatcher.active_queues() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(dispatcher.active_queues(), 0, "idle queues are dropped");
+    }
+}

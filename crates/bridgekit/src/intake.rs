@@ -1,0 +1,101 @@
+//! Taking transactions in: one writer thread records them in the store and flushes, then the
+//! HTTP handler may answer 200 and the items go to the dispatcher.
+//!
+//! The writer drains every transaction waiting at once and records them with one flush
+//! (group commit), so concurrent requests share the fsync. Running one writer also makes
+//! deduplication race-free: a concurrent duplicate is recorded after the first and waits for
+//! the same flush.
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::dispatch::Dispatcher;
+use crate::store::inbox::{IncomingTransaction, Recorded};
+use crate::store::Store;
+
+/// Most transactions recorded under one flush.
+const MAX_GROUP: usize = 64;
+/// Prune the transaction record after this many transactions.
+const PRUNE_EVERY: u64 = 1024;
+
+/// The outcome of taking in one transaction.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Intaken {
+    /// Recorded; this many items were queued for the bridge.
+    New(usize),
+    /// A retry of a transaction already taken in.
+    Duplicate,
+}
+
+struct Job {
+    txn: IncomingTransaction,
+    reply: oneshot::Sender<Result<Intaken, String>>,
+}
+
+/// The sending half of the writer.
+#[derive(Clone)]
+pub(crate) struct Intake {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl Intake {
+    /// Starts the writer thread. It ends when every `Intake` handle is dropped.
+    pub(crate) fn start(store: Store, dispatcher: Dispatcher) -> Self {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("bridgekit-intake".into())
+            .spawn(move || writer(store, dispatcher, rx))
+            .expect("can spawn the intake thread");
+        Self { jobs }
+    }
+
+    /// Records `txn` durably; resolves once it is flushed (or was already recorded).
+    pub(crate) async fn submit(&self, txn: IncomingTransaction) -> Result<Intaken, String> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job { txn, reply }).map_err(|_| "the intake writer has stopped".to_owned())?;
+        answer.await.map_err(|_| "the intake writer has stopped".to_owned())?
+    }
+}
+
+fn writer(store: Store, dispatcher: Dispatcher, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut since_prune = 0u64;
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let txns: Vec<IncomingTransaction> = jobs.iter_mut().map(|j| std::mem::replace(&mut j.txn, IncomingTransaction { key: Vec::new(), items: Vec::new() })).collect();
+        match store.record_transactions(&txns) {
+            Ok(outcomes) => {
+                for ((job, txn), outcome) in jobs.into_iter().zip(txns).zip(outcomes) {
+                    let answer = match outcome {
+                        Recorded::New(seqs) => {
+                            let n = seqs.len();
+                            for (seq, item) in seqs.into_iter().zip(txn.items) {
+                                dispatcher.dispatch(seq, item);
+                            }
+                            since_prune += 1;
+                            Intaken::New(n)
+                        }
+                        Recorded::Duplicate => Intaken::Duplicate,
+                    };
+                    let _ = job.reply.send(Ok(answer));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot record transactions; the homeserver will retry them");
+                for job in jobs {
+                    let _ = job.reply.send(Err(error.to_string()));
+                }
+            }
+        }
+        if since_prune >= PRUNE_EVERY {
+            since_prune = 0;
+            if let Err(error) = store.prune_transaction_records() {
+                tracing::warn!(%error, "could not prune the transaction record");
+            }
+        }
+    }
+}

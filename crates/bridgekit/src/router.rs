@@ -1,0 +1,104 @@
+//! Hands inbox items to the bridge: parses them into ruma types, does what the framework
+//! does on its own (accepting the bot's invites, dropping the bridge's own echoes), calls the
+//! bridge, and removes the item from the inbox once handled.
+
+use std::sync::Arc;
+
+use ruma::events::room::member::MembershipState;
+use ruma::events::{AnyStateEvent, AnyTimelineEvent};
+
+use crate::bridge::{Bridge, ToDeviceEvent};
+use crate::context::BridgeContext;
+use crate::dispatch::ItemHandler;
+use crate::store::inbox::{InboxItem, ItemKind};
+
+pub(crate) struct Router {
+    pub bridge: Arc<dyn Bridge>,
+    pub ctx: BridgeContext,
+    /// Becomes true once the bridge has started; items wait for it (they are already durable).
+    pub started: tokio::sync::watch::Receiver<bool>,
+}
+
+#[async_trait::async_trait]
+impl ItemHandler for Router {
+    async fn handle(&self, seq: u64, item: InboxItem) {
+        if !*self.started.borrow() {
+            let _ = self.started.clone().wait_for(|started| *started).await;
+        }
+        match item.kind {
+            ItemKind::Timeline => self.timeline(&item.json).await,
+            ItemKind::Ephemeral => self.ephemeral(&item.json).await,
+            ItemKind::ToDevice => self.to_device(&item.json).await,
+        }
+        if let Err(error) = self.ctx.store().complete_item(seq) {
+            tracing::error!(%error, seq, "could not mark an inbox item handled; it will be handed over again after a restart");
+        }
+    }
+}
+
+impl Router {
+    async fn timeline(&self, json: &str) {
+        let event: AnyTimelineEvent = match serde_json::from_str(json) {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(%error, event = %head(json), "skipping an event that does not parse as a Matrix event");
+                return;
+            }
+        };
+        let event_id = event.event_id().to_owned();
+        if let AnyTimelineEvent::State(AnyStateEvent::RoomMember(member)) = &event
+            && member.state_key() == self.ctx.bot_user_id()
+            && *member.membership() == MembershipState::Invite
+        {
+            match self.ctx.bot().join(member.room_id()).await {
+                Ok(()) => tracing::info!(room_id = %member.room_id(), inviter = %member.sender(), "bot accepted an invite"),
+                Err(error) => tracing::warn!(%error, room_id = %member.room_id(), "bot could not accept an invite"),
+            }
+        }
+        if self.ctx.is_own_user(event.sender()) {
+            return;
+        }
+        if let Err(error) = self.bridge.handle_event(&self.ctx, event).await {
+            tracing::warn!(%error, %event_id, "bridge failed to handle an event");
+        }
+    }
+
+    async fn ephemeral(&self, json: &str) {
+        match serde_json::from_str(json) {
+            Ok(event) => {
+                if let Err(error) = self.bridge.handle_ephemeral(&self.ctx, event).await {
+                    tracing::warn!(%error, "bridge failed to handle an ephemeral event");
+                }
+            }
+            Err(error) => tracing::warn!(%error, event = %head(json), "skipping an unparsable ephemeral event"),
+        }
+    }
+
+    async fn to_device(&self, json: &str) {
+        #[derive(serde::Deserialize)]
+        struct Target {
+            to_user_id: ruma::OwnedUserId,
+            to_device_id: Option<String>,
+        }
+        match serde_json::from_str::<Target>(json) {
+            Ok(target) => {
+                let event = ToDeviceEvent {
+                    to_user_id: target.to_user_id,
+                    to_device_id: target.to_device_id,
+                    event: ruma::serde::Raw::from_json(serde_json::value::RawValue::from_string(json.to_owned()).expect("came from JSON")),
+                };
+                if let Err(error) = self.bridge.handle_to_device(&self.ctx, event).await {
+                    tracing::warn!(%error, "bridge failed to handle a to-device event");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "skipping a to-device event without a valid to_user_id"),
+        }
+    }
+}
+
+fn head(s: &str) -> &str {
+    match s.char_indices().nth(200) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

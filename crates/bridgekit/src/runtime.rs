@@ -1,0 +1,143 @@
+//! Running a bridge: open the store, start the HTTP server, check the homeserver, hand the
+//! inbox left by the last run to the bridge, then serve until SIGTERM or Ctrl-C.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ruma::UserId;
+
+use crate::appservice::{AppState, serve};
+use crate::bridge::Bridge;
+use crate::client::{HomeserverClient, RetryPolicy, TxnIds};
+use crate::config::Config;
+use crate::context::{BridgeContext, Shared};
+use crate::dispatch::Dispatcher;
+use crate::intake::Intake;
+use crate::registration::Registration;
+use crate::router::Router;
+use crate::store::Store;
+
+/// Why a bridge stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The config or registration is wrong.
+    #[error(transparent)]
+    Registration(#[from] crate::registration::RegistrationError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr} (appservice.listen): {reason}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The homeserver check failed.
+    #[error(transparent)]
+    Startup(#[from] crate::startup_check::StartupError),
+    /// The bridge's own start failed.
+    #[error("the bridge failed to start: {0}")]
+    Bridge(crate::BridgeError),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Runs `bridge` with `config` until the process is asked to stop.
+pub async fn run(bridge: impl Bridge, config: Config) -> Result<(), RunError> {
+    let registration = Registration::load(&config.appservice.registration)?;
+    registration.check_against(&config, &config.appservice.registration)?;
+    let store = Store::open(&config.store.path, config.store.cache_bytes)?;
+    let boot = store.next_boot()?;
+    let client = HomeserverClient::new(&config.homeserver.url, &registration.as_token, RetryPolicy::default())
+        .map_err(|e| RunError::Other(e.to_string()))?;
+    let bot = UserId::parse(format!("@{}:{}", config.appservice.bot, config.homeserver.server_name))
+        .map_err(|e| RunError::Other(format!("appservice.bot does not make a valid user ID: {e}")))?;
+    let ctx = BridgeContext::new(Shared {
+        client,
+        store: store.clone(),
+        bot,
+        server_name: config.homeserver.server_name.clone(),
+        ghost_prefix: config.appservice.ghost_prefix.clone(),
+        txn_ids: TxnIds::new(boot),
+    });
+    let bridge: Arc<dyn Bridge> = Arc::new(bridge);
+    let (started_tx, started) = tokio::sync::watch::channel(false);
+    let router = Arc::new(Router { bridge: bridge.clone(), ctx: ctx.clone(), started });
+    let dispatcher = Dispatcher::new(router, tokio::runtime::Handle::current());
+
+    // What the last run acknowledged but did not finish goes first, in its original order.
+    let pending = store.pending_items()?;
+    if !pending.is_empty() {
+        tracing::info!(items = pending.len(), "resuming events acknowledged before the last stop");
+    }
+    for (seq, item) in pending {
+        dispatcher.dispatch(seq, item);
+    }
+    let intake = Intake::start(store.clone(), dispatcher.clone());
+
+    let state = Arc::new(AppState {
+        hs_token: registration.hs_token.clone(),
+        intake,
+        bridge: bridge.clone(),
+        ctx: ctx.clone(),
+        ready: false.into(),
+        last_ping: Default::default(),
+    });
+    let addr = config.appservice.listen;
+    let listener = TcpListener::bind(addr).map_err(|e| RunError::Listen { addr, reason: e.to_string() })?;
+    let server = serve(state.clone(), listener).map_err(|e| RunError::Listen { addr, reason: e.to_string() })?;
+    let server_handle = server.handle();
+    let server_task = tokio::spawn(server);
+    tracing::info!(%addr, "listening for the homeserver");
+
+    let result = async {
+        let ping_state = state.clone();
+        let took = crate::startup_check::check_homeserver(&ctx, &config, move |id| {
+            ping_state.last_ping.lock().unwrap_or_else(|e| e.into_inner()).as_deref() == Some(id)
+        })
+        .await?;
+        tracing::info!(round_trip_ms = took.as_millis() as u64, "homeserver and bridge reach each other");
+        bridge.start(&ctx).await.map_err(RunError::Bridge)?;
+        let _ = started_tx.send(true);
+        state.ready.store(true, Ordering::Release);
+        tracing::info!(bot = %ctx.bot_user_id(), "bridge ready");
+        shutdown_signal().await;
+        Ok(())
+    }
+    .await;
+
+    tracing::info!("stopping: no new transactions are accepted");
+    server_handle.stop(true).await;
+    let _ = server_task.await;
+    // Give in-flight handlers a moment; whatever is unfinished stays in the inbox for next time.
+    for _ in 0..50 {
+        if dispatcher.active_queues() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if result.is_ok() {
+        bridge.stop(&ctx).await;
+    }
+    store.flush_async().await?;
+    result
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("can listen for SIGTERM");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
