@@ -1,1 +1,5 @@
-fn main(){}
+//! `echo-bridge --config PATH [run | generate-registration]`
+
+fn main() -> std::process::ExitCode {
+    bridgekit::cli::main(echo_bridge::EchoBridge)
+}

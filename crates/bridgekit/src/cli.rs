@@ -57,7 +57,6 @@ pub fn main(bridge: impl Bridge) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }

@@ -1,0 +1,119 @@
+//! The echo bridge: the template for writing a bridge with bridgekit.
+//!
+//! Its "remote network" lives in this process ([`network`]): a message a Matrix user sends
+//! becomes a remote message, and the network answers with an echo of it from the remote
+//! counterpart of that user, which the bridge posts back into the room as a ghost. The mapping
+//! remote message ↔ Matrix event is stored, so editing the original edits the echo and
+//! redacting the original redacts the echo.
+//!
+//! It uses only bridgekit's public API.
+
+pub mod network;
+
+use bridgekit::ruma::events::room::message::{
+    OriginalRoomMessageEvent, Relation, ReplacementMetadata, RoomMessageEventContent,
+};
+use bridgekit::ruma::events::room::redaction::{OriginalRoomRedactionEvent, RoomRedactionEvent};
+use bridgekit::ruma::events::{AnyMessageLikeEvent, AnyTimelineEvent, MessageLikeEvent};
+use bridgekit::ruma::{OwnedRoomId, RoomId, UserId};
+use bridgekit::{Bridge, BridgeContext, BridgeError, MessageMapping, TxnIds, async_trait};
+
+use network::{RemoteEvent, RemoteMessage};
+
+/// The echo bridge. Stateless: everything it remembers is in the framework's store.
+#[derive(Debug, Default)]
+pub struct EchoBridge;
+
+#[async_trait]
+impl Bridge for EchoBridge {
+    async fn handle_event(&self, ctx: &BridgeContext, event: AnyTimelineEvent) -> Result<(), BridgeError> {
+        let AnyTimelineEvent::MessageLike(event) = event else { return Ok(()) };
+        let remote_event = match event {
+            AnyMessageLikeEvent::RoomMessage(MessageLikeEvent::Original(msg)) => matrix_message(ctx, msg)?,
+            AnyMessageLikeEvent::RoomRedaction(RoomRedactionEvent::Original(redaction)) => matrix_redaction(ctx, &redaction)?,
+            _ => None,
+        };
+        // The remote network answers; its answer comes back into Matrix.
+        if let Some((room_id, remote_event)) = remote_event {
+            for answer in network::deliver(remote_event) {
+                remote_to_matrix(ctx, &room_id, answer).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Matrix → remote: a new message or an edit, translated to the remote network's terms.
+fn matrix_message(ctx: &BridgeContext, msg: OriginalRoomMessageEvent) -> Result<Option<(OwnedRoomId, RemoteEvent)>, BridgeError> {
+    let author = remote_user_for(ctx, &msg.sender);
+    if let Some(Relation::Replacement(replacement)) = &msg.content.relates_to {
+        // An edit: which remote message does the edited event carry?
+        let Some(original) = ctx.store().messages().by_event(&replacement.event_id)? else { return Ok(None) };
+        let edit = RemoteEvent::Edit {
+            id: original.remote_id,
+            edit_id: network::remote_id_for(&msg.event_id),
+            author,
+            body: replacement.new_content.msgtype.body().to_owned(),
+        };
+        return Ok(Some((msg.room_id, edit)));
+    }
+    let id = network::remote_id_for(&msg.event_id);
+    let mapping = MessageMapping::new(msg.room_id.clone(), id.clone(), msg.event_id.clone()).with_sender(msg.sender.clone());
+    ctx.store().messages().insert(&mapping)?;
+    let message = RemoteMessage { id, author, body: msg.content.body().to_owned(), displayname_hint: msg.sender.localpart().to_owned() };
+    Ok(Some((msg.room_id, RemoteEvent::Message(message))))
+}
+
+/// Matrix → remote: a redaction becomes a deletion of the remote message.
+fn matrix_redaction(ctx: &BridgeContext, redaction: &OriginalRoomRedactionEvent) -> Result<Option<(OwnedRoomId, RemoteEvent)>, BridgeError> {
+    let Some(target) = redaction.content.redacts.as_ref().or(redaction.redacts.as_ref()) else { return Ok(None) };
+    let Some(original) = ctx.store().messages().by_event(target)? else { return Ok(None) };
+    let reason = redaction.content.reason.clone();
+    Ok(Some((redaction.room_id.clone(), RemoteEvent::Delete { id: original.remote_id, reason })))
+}
+
+/// Remote → Matrix: post what the remote network said, as the ghost of its author.
+async fn remote_to_matrix(ctx: &BridgeContext, room_id: &RoomId, event: RemoteEvent) -> Result<(), BridgeError> {
+    match event {
+        RemoteEvent::Message(message) => {
+            if ctx.store().messages().by_remote(room_id, &message.id)?.is_some() {
+                return Ok(()); // already bridged (the event was handed over again after a restart)
+            }
+            let ghost = ctx.ghost(&message.author);
+            ghost.set_displayname(&format!("{} (echo)", message.displayname_hint)).await?;
+            let content = RoomMessageEventContent::text_plain(message.body);
+            // A send ID derived from the remote message: a repeat after a crash is the same send.
+            let txn_id = TxnIds::derived(&[room_id.as_str(), &message.id]);
+            let event_id = ghost.send_with_txn_id(room_id, &content, &txn_id).await?;
+            let mapping = MessageMapping::new(room_id.to_owned(), message.id, event_id).with_sender(ghost.user_id().to_owned());
+            ctx.store().messages().insert(&mapping)?;
+        }
+        RemoteEvent::Edit { id, edit_id, author, body } => {
+            let Some(target) = ctx.store().messages().by_remote(room_id, &id)? else { return Ok(()) };
+            let ghost = ctx.ghost(&author);
+            let content = RoomMessageEventContent::text_plain(format!("* {body}"))
+                .make_replacement(ReplacementMetadata::new(target.event_id, None));
+            // `make_replacement` keeps the new text as `m.new_content`; the outer body is the fallback.
+            let txn_id = TxnIds::derived(&[room_id.as_str(), &edit_id]);
+            ghost.send_with_txn_id(room_id, &content, &txn_id).await?;
+        }
+        RemoteEvent::Delete { id, reason } => {
+            let Some(target) = ctx.store().messages().by_remote(room_id, &id)? else { return Ok(()) };
+            let sender = target.sender.clone().unwrap_or_else(|| ctx.bot_user_id().to_owned());
+            let txn_id = TxnIds::derived(&[room_id.as_str(), &id, "delete"]);
+            let intent = if ctx.is_own_user(&sender) && sender != ctx.bot_user_id() {
+                ctx.ghost(&ctx.remote_user_of(&sender).unwrap_or_default())
+            } else {
+                ctx.bot()
+            };
+            intent.redact_with_txn_id(room_id, &target.event_id, reason.as_deref(), &txn_id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The remote user standing for a Matrix user: the localpart for local users, the whole ID
+/// for users of other servers (so two Alices never share a ghost).
+fn remote_user_for(ctx: &BridgeContext, user_id: &UserId) -> String {
+    if user_id.server_name() == ctx.server_name() { user_id.localpart().to_owned() } else { user_id.as_str().to_owned() }
+}
