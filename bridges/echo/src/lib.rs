@@ -91,9 +91,9 @@ async fn remote_to_matrix(ctx: &BridgeContext, room_id: &RoomId, event: RemoteEv
         RemoteEvent::Edit { id, edit_id, author, body } => {
             let Some(target) = ctx.store().messages().by_remote(room_id, &id)? else { return Ok(()) };
             let ghost = ctx.ghost(&author);
-            let content = RoomMessageEventContent::text_plain(format!("* {body}"))
-                .make_replacement(ReplacementMetadata::new(target.event_id, None));
-            // `make_replacement` keeps the new text as `m.new_content`; the outer body is the fallback.
+            // `make_replacement` puts the text in `m.new_content` and adds the "* " fallback body.
+            let content =
+                RoomMessageEventContent::text_plain(body).make_replacement(ReplacementMetadata::new(target.event_id, None));
             let txn_id = TxnIds::derived(&[room_id.as_str(), &edit_id]);
             ghost.send_with_txn_id(room_id, &content, &txn_id).await?;
         }
