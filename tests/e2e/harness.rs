@@ -16,12 +16,22 @@ const BRIDGE: &str = env!("CARGO_BIN_EXE_echo-bridge");
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn q(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -51,10 +61,20 @@ impl Env {
             ),
         )
         .unwrap();
-        let out = Command::new(BRIDGE).arg("--config").arg(&config).arg("generate-registration").output().unwrap();
-        assert!(out.status.success(), "generate-registration: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BRIDGE)
+            .arg("--config")
+            .arg(&config)
+            .arg("generate-registration")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "generate-registration: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let registration = dir.path().join("registration.yaml");
-        let reg: Value = serde_norway::from_str(&std::fs::read_to_string(&registration).unwrap()).unwrap();
+        let reg: Value =
+            serde_norway::from_str(&std::fs::read_to_string(&registration).unwrap()).unwrap();
         let out = Command::new("bash")
             .arg(SYNAPSE_START)
             .arg(dir.path().join("synapse"))
@@ -63,7 +83,11 @@ impl Env {
             .stderr(Stdio::inherit())
             .output()
             .unwrap();
-        assert!(out.status.success(), "Synapse did not start; see {}/synapse/homeserver.log", dir.path().display());
+        assert!(
+            out.status.success(),
+            "Synapse did not start; see {}/synapse/homeserver.log",
+            dir.path().display()
+        );
         let mut env = Env {
             hs_url: format!("http://127.0.0.1:{hs_port}"),
             as_url: format!("http://127.0.0.1:{as_port}"),
@@ -84,7 +108,11 @@ impl Env {
 
     /// Starts the bridge (appending to its log) and waits until it is ready.
     pub async fn start_bridge(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.bridge_log()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.bridge_log())
+            .unwrap();
         let child = Command::new(BRIDGE)
             .arg("--config")
             .arg(&self.config)
@@ -96,15 +124,26 @@ impl Env {
         self.bridge = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = self.http.get(format!("{}/health/ready", self.as_url)).send().await
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/health/ready", self.as_url))
+                .send()
+                .await
                 && r.status() == 200
             {
                 return;
             }
             if let Some(status) = self.bridge.as_mut().unwrap().try_wait().unwrap() {
-                panic!("bridge exited with {status}:\n{}", std::fs::read_to_string(self.bridge_log()).unwrap_or_default());
+                panic!(
+                    "bridge exited with {status}:\n{}",
+                    std::fs::read_to_string(self.bridge_log()).unwrap_or_default()
+                );
             }
-            assert!(Instant::now() < deadline, "bridge not ready after 30 s:\n{}", std::fs::read_to_string(self.bridge_log()).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "bridge not ready after 30 s:\n{}",
+                std::fs::read_to_string(self.bridge_log()).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -131,7 +170,10 @@ impl Env {
             .unwrap();
         User {
             hs: self.hs_url.clone(),
-            token: body["access_token"].as_str().unwrap_or_else(|| panic!("register {name}: {body}")).to_owned(),
+            token: body["access_token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("register {name}: {body}"))
+                .to_owned(),
             user_id: body["user_id"].as_str().unwrap().to_owned(),
             http: self.http.clone(),
         }
@@ -140,7 +182,10 @@ impl Env {
     /// PUTs a transaction to the bridge as the homeserver would.
     pub async fn push_transaction(&self, txn_id: &str, body: &Value) -> reqwest::Response {
         self.http
-            .put(format!("{}/_matrix/app/v1/transactions/{txn_id}", self.as_url))
+            .put(format!(
+                "{}/_matrix/app/v1/transactions/{txn_id}",
+                self.as_url
+            ))
             .bearer_auth(&self.hs_token)
             .json(body)
             .send()
@@ -152,13 +197,22 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         self.kill_bridge();
-        let _ = Command::new("bash").arg(SYNAPSE_STOP).arg(self.dir.path().join("synapse")).status();
+        let _ = Command::new("bash")
+            .arg(SYNAPSE_STOP)
+            .arg(self.dir.path().join("synapse"))
+            .status();
         if std::thread::panicking() {
-            eprintln!("--- bridge log ---\n{}", std::fs::read_to_string(self.bridge_log()).unwrap_or_default());
+            eprintln!(
+                "--- bridge log ---\n{}",
+                std::fs::read_to_string(self.bridge_log()).unwrap_or_default()
+            );
             // Keep the directory for inspection.
             let path: &Path = self.dir.path();
             eprintln!("kept {}", path.display());
-            std::mem::forget(std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()));
+            std::mem::forget(std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().unwrap(),
+            ));
         }
     }
 }
@@ -172,8 +226,16 @@ pub struct User {
 }
 
 impl User {
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.hs)).bearer_auth(&self.token);
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.hs))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -184,11 +246,23 @@ impl User {
 
     /// Creates a room, invites the bot and waits until it has joined.
     pub async fn room_with_bot(&self, bot: &str) -> String {
-        let (status, body) = self.call(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(json!({"invite": [bot]}))).await;
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/createRoom",
+                Some(json!({"invite": [bot]})),
+            )
+            .await;
         assert_eq!(status, 200, "{body}");
         let room = body["room_id"].as_str().unwrap().to_owned();
         wait_for(&format!("{bot} to join"), || async {
-            let (_, members) = self.call(reqwest::Method::GET, &format!("/_matrix/client/v3/rooms/{}/joined_members", q(&room)), None).await;
+            let (_, members) = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/_matrix/client/v3/rooms/{}/joined_members", q(&room)),
+                    None,
+                )
+                .await;
             members["joined"].get(bot).is_some().then_some(())
         })
         .await;
@@ -196,20 +270,33 @@ impl User {
     }
 
     pub async fn send(&self, room: &str, content: Value) -> String {
-        let txn = format!("t{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
-        let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", q(room));
+        let txn = format!(
+            "t{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
+            q(room)
+        );
         let (status, body) = self.call(reqwest::Method::PUT, &path, Some(content)).await;
         assert_eq!(status, 200, "send: {body}");
         body["event_id"].as_str().unwrap().to_owned()
     }
 
     pub async fn send_text(&self, room: &str, text: &str) -> String {
-        self.send(room, json!({"msgtype": "m.text", "body": text})).await
+        self.send(room, json!({"msgtype": "m.text", "body": text}))
+            .await
     }
 
     /// The room's recent timeline, oldest first.
     pub async fn timeline(&self, room: &str) -> Vec<Value> {
-        let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=500", q(room));
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=500",
+            q(room)
+        );
         let (status, body) = self.call(reqwest::Method::GET, &path, None).await;
         assert_eq!(status, 200, "{body}");
         let mut events = body["chunk"].as_array().cloned().unwrap_or_default();
@@ -218,12 +305,25 @@ impl User {
     }
 
     /// Messages in the room not sent by `except`, as (sender, body, event) triples.
-    pub async fn messages_from_others(&self, room: &str, except: &[&str]) -> Vec<(String, String, Value)> {
+    pub async fn messages_from_others(
+        &self,
+        room: &str,
+        except: &[&str],
+    ) -> Vec<(String, String, Value)> {
         self.timeline(room)
             .await
             .into_iter()
-            .filter(|e| e["type"] == "m.room.message" && !except.contains(&e["sender"].as_str().unwrap_or("")))
-            .map(|e| (e["sender"].as_str().unwrap().to_owned(), e["content"]["body"].as_str().unwrap_or("").to_owned(), e))
+            .filter(|e| {
+                e["type"] == "m.room.message"
+                    && !except.contains(&e["sender"].as_str().unwrap_or(""))
+            })
+            .map(|e| {
+                (
+                    e["sender"].as_str().unwrap().to_owned(),
+                    e["content"]["body"].as_str().unwrap_or("").to_owned(),
+                    e,
+                )
+            })
             .collect()
     }
 }

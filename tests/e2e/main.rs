@@ -37,7 +37,13 @@ async fn a_ghost_echoes_and_mirrors_edits_and_redactions() {
 
     let original = alice.send_text(&room, "hello echo").await;
     let echo = echo_of(&env, &alice, &room, "hello echo").await;
-    let (_, profile) = alice.call(Method::GET, &format!("/_matrix/client/v3/profile/{}", q(GHOST)), None).await;
+    let (_, profile) = alice
+        .call(
+            Method::GET,
+            &format!("/_matrix/client/v3/profile/{}", q(GHOST)),
+            None,
+        )
+        .await;
     assert_eq!(profile["displayname"], "alice (echo)");
 
     let edit = json!({
@@ -56,8 +62,14 @@ async fn a_ghost_echoes_and_mirrors_edits_and_redactions() {
     })
     .await;
 
-    let path = format!("/_matrix/client/v3/rooms/{}/redact/{}/r1", q(&room), q(&original));
-    let (status, body) = alice.call(Method::PUT, &path, Some(json!({"reason": "oops"}))).await;
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/redact/{}/r1",
+        q(&room),
+        q(&original)
+    );
+    let (status, body) = alice
+        .call(Method::PUT, &path, Some(json!({"reason": "oops"})))
+        .await;
     assert_eq!(status, 200, "{body}");
     wait_for("the echo's redaction", || async {
         let path = format!("/_matrix/client/v3/rooms/{}/event/{}", q(&room), q(&echo));
@@ -88,12 +100,29 @@ async fn homeserver_requests_follow_the_spec_auth_and_routing_rules() {
     assert_eq!((s, b["errcode"].as_str()), (401, Some("M_MISSING_TOKEN")));
     let (s, b) = answer(http.put(txn("a2")).bearer_auth("wrong").json(&empty)).await;
     assert_eq!((s, b["errcode"].as_str()), (403, Some("M_FORBIDDEN")));
-    let (s, _) = answer(http.put(format!("{}?access_token={tok}", txn("a3"))).json(&empty)).await;
+    let (s, _) = answer(
+        http.put(format!("{}?access_token={tok}", txn("a3")))
+            .json(&empty),
+    )
+    .await;
     assert_eq!(s, 200, "the legacy query token alone is accepted");
-    let (s, _) = answer(http.put(format!("{}?access_token=wrong", txn("a4"))).json(&empty)).await;
+    let (s, _) = answer(
+        http.put(format!("{}?access_token=wrong", txn("a4")))
+            .json(&empty),
+    )
+    .await;
     assert_eq!(s, 403);
-    let (s, b) = answer(http.put(format!("{}?access_token=wrong", txn("a5"))).bearer_auth(&tok).json(&empty)).await;
-    assert_eq!((s, b["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "header and query disagree");
+    let (s, b) = answer(
+        http.put(format!("{}?access_token=wrong", txn("a5")))
+            .bearer_auth(&tok)
+            .json(&empty),
+    )
+    .await;
+    assert_eq!(
+        (s, b["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN")),
+        "header and query disagree"
+    );
     let (s, b) = answer(http.put(txn("a6")).bearer_auth(&tok).json(&empty)).await;
     assert_eq!((s, &b), (200, &json!({})));
 
@@ -104,19 +133,39 @@ async fn homeserver_requests_follow_the_spec_auth_and_routing_rules() {
     let (s, b) = answer(http.put(txn("a9")).bearer_auth(&tok).body("[1, 2]")).await;
     assert_eq!((s, b["errcode"].as_str()), (400, Some("M_BAD_JSON")));
 
-    let (s, b) = answer(http.get(format!("{}/_matrix/app/v1/no/such/thing", env.as_url)).bearer_auth(&tok)).await;
+    let (s, b) = answer(
+        http.get(format!("{}/_matrix/app/v1/no/such/thing", env.as_url))
+            .bearer_auth(&tok),
+    )
+    .await;
     assert_eq!((s, b["errcode"].as_str()), (404, Some("M_UNRECOGNIZED")));
     let (s, b) = answer(http.get(txn("a10")).bearer_auth(&tok)).await;
     assert_eq!((s, b["errcode"].as_str()), (405, Some("M_UNRECOGNIZED")));
 
-    let user = format!("{}/_matrix/app/v1/users/{}", env.as_url, q("@_echo_nobody:localhost"));
+    let user = format!(
+        "{}/_matrix/app/v1/users/{}",
+        env.as_url,
+        q("@_echo_nobody:localhost")
+    );
     let (s, _) = answer(http.get(&user)).await;
     assert_eq!(s, 401);
     let (s, b) = answer(http.get(&user).bearer_auth(&tok)).await;
     assert_eq!((s, b["errcode"].as_str()), (404, Some("M_NOT_FOUND")));
-    let (s, _) = answer(http.get(format!("{}/_matrix/app/v1/thirdparty/protocol/echo", env.as_url)).bearer_auth(&tok)).await;
+    let (s, _) = answer(
+        http.get(format!(
+            "{}/_matrix/app/v1/thirdparty/protocol/echo",
+            env.as_url
+        ))
+        .bearer_auth(&tok),
+    )
+    .await;
     assert_eq!(s, 404);
-    let (s, _) = answer(http.post(format!("{}/_matrix/app/v1/ping", env.as_url)).bearer_auth(&tok).json(&json!({"transaction_id": "t"}))).await;
+    let (s, _) = answer(
+        http.post(format!("{}/_matrix/app/v1/ping", env.as_url))
+            .bearer_auth(&tok)
+            .json(&json!({"transaction_id": "t"})),
+    )
+    .await;
     assert_eq!(s, 200);
 }
 
@@ -146,18 +195,32 @@ async fn a_malformed_event_fails_alone_and_a_retried_transaction_is_processed_on
 
     let once = json!({"events": [message(&room, &alice.user_id, "$crafted-once", "only once")]});
     assert_eq!(env.push_transaction("dup-1", &once).await.status(), 200);
-    let (a, b) = tokio::join!(env.push_transaction("dup-1", &once), env.push_transaction("dup-1", &once));
+    let (a, b) = tokio::join!(
+        env.push_transaction("dup-1", &once),
+        env.push_transaction("dup-1", &once)
+    );
     assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
     echo_of(&env, &alice, &room, "only once").await;
     // The homeserver reuses txnIds after it restarts: same ID, new events, must be delivered.
-    let reused = json!({"events": [message(&room, &alice.user_id, "$crafted-new", "same id, new events")]});
+    let reused =
+        json!({"events": [message(&room, &alice.user_id, "$crafted-new", "same id, new events")]});
     assert_eq!(env.push_transaction("dup-1", &reused).await.status(), 200);
     echo_of(&env, &alice, &room, "same id, new events").await;
 
-    let echoes = alice.messages_from_others(&room, &[&alice.user_id, &env.bot]).await;
-    assert_eq!(echoes.iter().filter(|(_, b, _)| b == "only once").count(), 1, "{echoes:?}");
+    let echoes = alice
+        .messages_from_others(&room, &[&alice.user_id, &env.bot])
+        .await;
+    assert_eq!(
+        echoes.iter().filter(|(_, b, _)| b == "only once").count(),
+        1,
+        "{echoes:?}"
+    );
     let log = std::fs::read_to_string(env.bridge_log()).unwrap();
-    assert_eq!(log.matches("transaction already recorded").count(), 2, "both retries were recognised:\n{log}");
+    assert_eq!(
+        log.matches("transaction already recorded").count(),
+        2,
+        "both retries were recognised:\n{log}"
+    );
     assert!(log.contains("skipping malformed event"), "{log}");
 }
 
@@ -180,13 +243,23 @@ async fn a_bridge_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
         }
     }
     wait_for("every echo", || async {
-        let echoes = alice.messages_from_others(&room, &[&alice.user_id, &env.bot]).await;
-        bodies.iter().all(|b| echoes.iter().any(|(s, e, _)| s == GHOST && e == b)).then_some(())
+        let echoes = alice
+            .messages_from_others(&room, &[&alice.user_id, &env.bot])
+            .await;
+        bodies
+            .iter()
+            .all(|b| echoes.iter().any(|(s, e, _)| s == GHOST && e == b))
+            .then_some(())
     })
     .await;
-    let echoes = alice.messages_from_others(&room, &[&alice.user_id, &env.bot]).await;
+    let echoes = alice
+        .messages_from_others(&room, &[&alice.user_id, &env.bot])
+        .await;
     for body in &bodies {
-        let n = echoes.iter().filter(|(s, e, _)| s == GHOST && e == body).count();
+        let n = echoes
+            .iter()
+            .filter(|(s, e, _)| s == GHOST && e == body)
+            .count();
         assert_eq!(n, 1, "{body:?} echoed {n} times");
     }
 }

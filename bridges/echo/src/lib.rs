@@ -26,11 +26,21 @@ pub struct EchoBridge;
 
 #[async_trait]
 impl Bridge for EchoBridge {
-    async fn handle_event(&self, ctx: &BridgeContext, event: AnyTimelineEvent) -> Result<(), BridgeError> {
-        let AnyTimelineEvent::MessageLike(event) = event else { return Ok(()) };
+    async fn handle_event(
+        &self,
+        ctx: &BridgeContext,
+        event: AnyTimelineEvent,
+    ) -> Result<(), BridgeError> {
+        let AnyTimelineEvent::MessageLike(event) = event else {
+            return Ok(());
+        };
         let remote_event = match event {
-            AnyMessageLikeEvent::RoomMessage(MessageLikeEvent::Original(msg)) => matrix_message(ctx, msg)?,
-            AnyMessageLikeEvent::RoomRedaction(RoomRedactionEvent::Original(redaction)) => matrix_redaction(ctx, &redaction)?,
+            AnyMessageLikeEvent::RoomMessage(MessageLikeEvent::Original(msg)) => {
+                matrix_message(ctx, msg)?
+            }
+            AnyMessageLikeEvent::RoomRedaction(RoomRedactionEvent::Original(redaction)) => {
+                matrix_redaction(ctx, &redaction)?
+            }
             _ => None,
         };
         // The remote network answers; its answer comes back into Matrix.
@@ -44,11 +54,16 @@ impl Bridge for EchoBridge {
 }
 
 /// Matrix → remote: a new message or an edit, translated to the remote network's terms.
-fn matrix_message(ctx: &BridgeContext, msg: OriginalRoomMessageEvent) -> Result<Option<(OwnedRoomId, RemoteEvent)>, BridgeError> {
+fn matrix_message(
+    ctx: &BridgeContext,
+    msg: OriginalRoomMessageEvent,
+) -> Result<Option<(OwnedRoomId, RemoteEvent)>, BridgeError> {
     let author = remote_user_for(ctx, &msg.sender);
     if let Some(Relation::Replacement(replacement)) = &msg.content.relates_to {
         // An edit: which remote message does the edited event carry?
-        let Some(original) = ctx.store().messages().by_event(&replacement.event_id)? else { return Ok(None) };
+        let Some(original) = ctx.store().messages().by_event(&replacement.event_id)? else {
+            return Ok(None);
+        };
         let edit = RemoteEvent::Edit {
             id: original.remote_id,
             edit_id: network::remote_id_for(&msg.event_id),
@@ -58,55 +73,105 @@ fn matrix_message(ctx: &BridgeContext, msg: OriginalRoomMessageEvent) -> Result<
         return Ok(Some((msg.room_id, edit)));
     }
     let id = network::remote_id_for(&msg.event_id);
-    let mapping = MessageMapping::new(msg.room_id.clone(), id.clone(), msg.event_id.clone()).with_sender(msg.sender.clone());
+    let mapping = MessageMapping::new(msg.room_id.clone(), id.clone(), msg.event_id.clone())
+        .with_sender(msg.sender.clone());
     ctx.store().messages().insert(&mapping)?;
-    let message = RemoteMessage { id, author, body: msg.content.body().to_owned(), displayname_hint: msg.sender.localpart().to_owned() };
+    let message = RemoteMessage {
+        id,
+        author,
+        body: msg.content.body().to_owned(),
+        displayname_hint: msg.sender.localpart().to_owned(),
+    };
     Ok(Some((msg.room_id, RemoteEvent::Message(message))))
 }
 
 /// Matrix → remote: a redaction becomes a deletion of the remote message.
-fn matrix_redaction(ctx: &BridgeContext, redaction: &OriginalRoomRedactionEvent) -> Result<Option<(OwnedRoomId, RemoteEvent)>, BridgeError> {
-    let Some(target) = redaction.content.redacts.as_ref().or(redaction.redacts.as_ref()) else { return Ok(None) };
-    let Some(original) = ctx.store().messages().by_event(target)? else { return Ok(None) };
+fn matrix_redaction(
+    ctx: &BridgeContext,
+    redaction: &OriginalRoomRedactionEvent,
+) -> Result<Option<(OwnedRoomId, RemoteEvent)>, BridgeError> {
+    let Some(target) = redaction
+        .content
+        .redacts
+        .as_ref()
+        .or(redaction.redacts.as_ref())
+    else {
+        return Ok(None);
+    };
+    let Some(original) = ctx.store().messages().by_event(target)? else {
+        return Ok(None);
+    };
     let reason = redaction.content.reason.clone();
-    Ok(Some((redaction.room_id.clone(), RemoteEvent::Delete { id: original.remote_id, reason })))
+    Ok(Some((
+        redaction.room_id.clone(),
+        RemoteEvent::Delete {
+            id: original.remote_id,
+            reason,
+        },
+    )))
 }
 
 /// Remote → Matrix: post what the remote network said, as the ghost of its author.
-async fn remote_to_matrix(ctx: &BridgeContext, room_id: &RoomId, event: RemoteEvent) -> Result<(), BridgeError> {
+async fn remote_to_matrix(
+    ctx: &BridgeContext,
+    room_id: &RoomId,
+    event: RemoteEvent,
+) -> Result<(), BridgeError> {
     match event {
         RemoteEvent::Message(message) => {
-            if ctx.store().messages().by_remote(room_id, &message.id)?.is_some() {
+            if ctx
+                .store()
+                .messages()
+                .by_remote(room_id, &message.id)?
+                .is_some()
+            {
                 return Ok(()); // already bridged (the event was handed over again after a restart)
             }
             let ghost = ctx.ghost(&message.author);
-            ghost.set_displayname(&format!("{} (echo)", message.displayname_hint)).await?;
+            ghost
+                .set_displayname(&format!("{} (echo)", message.displayname_hint))
+                .await?;
             let content = RoomMessageEventContent::text_plain(message.body);
             // A send ID derived from the remote message: a repeat after a crash is the same send.
             let txn_id = TxnIds::derived(&[room_id.as_str(), &message.id]);
             let event_id = ghost.send_with_txn_id(room_id, &content, &txn_id).await?;
-            let mapping = MessageMapping::new(room_id.to_owned(), message.id, event_id).with_sender(ghost.user_id().to_owned());
+            let mapping = MessageMapping::new(room_id.to_owned(), message.id, event_id)
+                .with_sender(ghost.user_id().to_owned());
             ctx.store().messages().insert(&mapping)?;
         }
-        RemoteEvent::Edit { id, edit_id, author, body } => {
-            let Some(target) = ctx.store().messages().by_remote(room_id, &id)? else { return Ok(()) };
+        RemoteEvent::Edit {
+            id,
+            edit_id,
+            author,
+            body,
+        } => {
+            let Some(target) = ctx.store().messages().by_remote(room_id, &id)? else {
+                return Ok(());
+            };
             let ghost = ctx.ghost(&author);
             // `make_replacement` puts the text in `m.new_content` and adds the "* " fallback body.
-            let content =
-                RoomMessageEventContent::text_plain(body).make_replacement(ReplacementMetadata::new(target.event_id, None));
+            let content = RoomMessageEventContent::text_plain(body)
+                .make_replacement(ReplacementMetadata::new(target.event_id, None));
             let txn_id = TxnIds::derived(&[room_id.as_str(), &edit_id]);
             ghost.send_with_txn_id(room_id, &content, &txn_id).await?;
         }
         RemoteEvent::Delete { id, reason } => {
-            let Some(target) = ctx.store().messages().by_remote(room_id, &id)? else { return Ok(()) };
-            let sender = target.sender.clone().unwrap_or_else(|| ctx.bot_user_id().to_owned());
+            let Some(target) = ctx.store().messages().by_remote(room_id, &id)? else {
+                return Ok(());
+            };
+            let sender = target
+                .sender
+                .clone()
+                .unwrap_or_else(|| ctx.bot_user_id().to_owned());
             let txn_id = TxnIds::derived(&[room_id.as_str(), &id, "delete"]);
             let intent = if ctx.is_own_user(&sender) && sender != ctx.bot_user_id() {
                 ctx.ghost(&ctx.remote_user_of(&sender).unwrap_or_default())
             } else {
                 ctx.bot()
             };
-            intent.redact_with_txn_id(room_id, &target.event_id, reason.as_deref(), &txn_id).await?;
+            intent
+                .redact_with_txn_id(room_id, &target.event_id, reason.as_deref(), &txn_id)
+                .await?;
         }
     }
     Ok(())
@@ -115,5 +180,9 @@ async fn remote_to_matrix(ctx: &BridgeContext, room_id: &RoomId, event: RemoteEv
 /// The remote user standing for a Matrix user: the localpart for local users, the whole ID
 /// for users of other servers (so two Alices never share a ghost).
 fn remote_user_for(ctx: &BridgeContext, user_id: &UserId) -> String {
-    if user_id.server_name() == ctx.server_name() { user_id.localpart().to_owned() } else { user_id.as_str().to_owned() }
+    if user_id.server_name() == ctx.server_name() {
+        user_id.localpart().to_owned()
+    } else {
+        user_id.as_str().to_owned()
+    }
 }

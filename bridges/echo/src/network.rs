@@ -54,11 +54,27 @@ pub fn echo_id_for(id: &str) -> String {
 /// Hands an event to the network and returns what the network says back.
 pub fn deliver(event: RemoteEvent) -> Vec<RemoteEvent> {
     match event {
-        RemoteEvent::Message(m) => vec![RemoteEvent::Message(RemoteMessage { id: echo_id_for(&m.id), ..m })],
-        RemoteEvent::Edit { id, edit_id, author, body } => {
-            vec![RemoteEvent::Edit { id: echo_id_for(&id), edit_id: echo_id_for(&edit_id), author, body }]
+        RemoteEvent::Message(m) => vec![RemoteEvent::Message(RemoteMessage {
+            id: echo_id_for(&m.id),
+            ..m
+        })],
+        RemoteEvent::Edit {
+            id,
+            edit_id,
+            author,
+            body,
+        } => {
+            vec![RemoteEvent::Edit {
+                id: echo_id_for(&id),
+                edit_id: echo_id_for(&edit_id),
+                author,
+                body,
+            }]
         }
-        RemoteEvent::Delete { id, reason } => vec![RemoteEvent::Delete { id: echo_id_for(&id), reason }],
+        RemoteEvent::Delete { id, reason } => vec![RemoteEvent::Delete {
+            id: echo_id_for(&id),
+            reason,
+        }],
     }
 }
 
@@ -68,11 +84,44 @@ mod tests {
 
     #[test]
     fn every_event_is_answered_by_an_echo_of_it() {
-        let msg = RemoteMessage { id: "m1".into(), author: "alice".into(), body: "hi".into(), displayname_hint: "alice".into() };
-        assert_eq!(deliver(RemoteEvent::Message(msg.clone())), vec![RemoteEvent::Message(RemoteMessage { id: "m1.echo".into(), ..msg })]);
-        let edit = RemoteEvent::Edit { id: "m1".into(), edit_id: "m2".into(), author: "alice".into(), body: "yo".into() };
-        assert_eq!(deliver(edit), vec![RemoteEvent::Edit { id: "m1.echo".into(), edit_id: "m2.echo".into(), author: "alice".into(), body: "yo".into() }]);
-        assert_eq!(deliver(RemoteEvent::Delete { id: "m1".into(), reason: None }), vec![RemoteEvent::Delete { id: "m1.echo".into(), reason: None }]);
+        let msg = RemoteMessage {
+            id: "m1".into(),
+            author: "alice".into(),
+            body: "hi".into(),
+            displayname_hint: "alice".into(),
+        };
+        assert_eq!(
+            deliver(RemoteEvent::Message(msg.clone())),
+            vec![RemoteEvent::Message(RemoteMessage {
+                id: "m1.echo".into(),
+                ..msg
+            })]
+        );
+        let edit = RemoteEvent::Edit {
+            id: "m1".into(),
+            edit_id: "m2".into(),
+            author: "alice".into(),
+            body: "yo".into(),
+        };
+        assert_eq!(
+            deliver(edit),
+            vec![RemoteEvent::Edit {
+                id: "m1.echo".into(),
+                edit_id: "m2.echo".into(),
+                author: "alice".into(),
+                body: "yo".into()
+            }]
+        );
+        assert_eq!(
+            deliver(RemoteEvent::Delete {
+                id: "m1".into(),
+                reason: None
+            }),
+            vec![RemoteEvent::Delete {
+                id: "m1.echo".into(),
+                reason: None
+            }]
+        );
         assert_eq!(remote_id_for(&EventId::parse("$abc").unwrap()), "mabc");
     }
 }

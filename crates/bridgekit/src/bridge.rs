@@ -46,28 +46,48 @@ pub trait Bridge: Send + Sync + 'static {
     /// A timeline event (message, state, redaction, …) in a room the bridge sees. Events sent
     /// by the bridge's own users (the bot and the ghosts) are not handed over; invites of the
     /// bot are accepted by the framework before this is called.
-    async fn handle_event(&self, ctx: &BridgeContext, event: AnyTimelineEvent) -> Result<(), BridgeError>;
+    async fn handle_event(
+        &self,
+        ctx: &BridgeContext,
+        event: AnyTimelineEvent,
+    ) -> Result<(), BridgeError>;
 
     /// Typing, receipts and presence (when the registration asks for ephemeral events).
-    async fn handle_ephemeral(&self, _ctx: &BridgeContext, _event: EphemeralData) -> Result<(), BridgeError> {
+    async fn handle_ephemeral(
+        &self,
+        _ctx: &BridgeContext,
+        _event: EphemeralData,
+    ) -> Result<(), BridgeError> {
         Ok(())
     }
 
     /// A to-device event for one of the bridge's users.
-    async fn handle_to_device(&self, _ctx: &BridgeContext, _event: ToDeviceEvent) -> Result<(), BridgeError> {
+    async fn handle_to_device(
+        &self,
+        _ctx: &BridgeContext,
+        _event: ToDeviceEvent,
+    ) -> Result<(), BridgeError> {
         Ok(())
     }
 
     /// The homeserver asks whether a user in the bridge's namespace exists. Return `true` after
     /// creating it (e.g. with [`Intent::ensure_registered`](crate::Intent::ensure_registered)).
     /// Default: no.
-    async fn user_exists(&self, _ctx: &BridgeContext, _user_id: &UserId) -> Result<bool, BridgeError> {
+    async fn user_exists(
+        &self,
+        _ctx: &BridgeContext,
+        _user_id: &UserId,
+    ) -> Result<bool, BridgeError> {
         Ok(false)
     }
 
     /// The homeserver asks whether a room alias in the bridge's namespace exists. Return `true`
     /// after creating the room with that alias. Default: no.
-    async fn room_alias_exists(&self, _ctx: &BridgeContext, _alias: &RoomAliasId) -> Result<bool, BridgeError> {
+    async fn room_alias_exists(
+        &self,
+        _ctx: &BridgeContext,
+        _alias: &RoomAliasId,
+    ) -> Result<bool, BridgeError> {
         Ok(false)
     }
 
@@ -77,7 +97,11 @@ pub trait Bridge: Send + Sync + 'static {
     }
 
     /// Metadata of one protocol from [`protocols`](Self::protocols). `None` answers 404.
-    async fn thirdparty_protocol(&self, _ctx: &BridgeContext, _protocol: &str) -> Result<Option<Protocol>, BridgeError> {
+    async fn thirdparty_protocol(
+        &self,
+        _ctx: &BridgeContext,
+        _protocol: &str,
+    ) -> Result<Option<Protocol>, BridgeError> {
         Ok(None)
     }
 

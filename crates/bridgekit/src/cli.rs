@@ -52,7 +52,10 @@ pub fn main(bridge: impl Bridge) -> std::process::ExitCode {
         }
         Command::Run => tokio::runtime::Runtime::new()
             .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(crate::run(bridge, config)).map_err(|e| e.to_string())),
+            .and_then(|rt| {
+                rt.block_on(crate::run(bridge, config))
+                    .map_err(|e| e.to_string())
+            }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -68,5 +71,8 @@ pub fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

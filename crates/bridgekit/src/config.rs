@@ -18,18 +18,54 @@ struct Key {
 }
 
 const KEYS: &[Key] = &[
-    Key { name: "homeserver.url", help: "the homeserver's client-server URL, e.g. http://127.0.0.1:8008" },
-    Key { name: "homeserver.server_name", help: "the homeserver's server name, the part after ':' in user IDs, e.g. example.org" },
-    Key { name: "homeserver.startup_timeout_secs", help: "how long to wait for the homeserver at startup (default 60)" },
-    Key { name: "appservice.id", help: "the appservice ID, unique on the homeserver, e.g. echo" },
-    Key { name: "appservice.listen", help: "host:port the bridge listens on for the homeserver, e.g. 127.0.0.1:29333" },
-    Key { name: "appservice.url", help: "how the homeserver reaches the bridge (default http://<appservice.listen>)" },
-    Key { name: "appservice.bot", help: "the bot user's localpart, e.g. echobot" },
-    Key { name: "appservice.ghost_prefix", help: "localpart prefix of ghost users (default _<appservice.id>_)" },
-    Key { name: "appservice.registration", help: "path of the registration file, e.g. registration.yaml" },
-    Key { name: "store.path", help: "directory of the bridge's store, e.g. store" },
-    Key { name: "store.cache_mb", help: "store page cache in MiB (default 16)" },
-    Key { name: "logging.level", help: "log filter, e.g. info or bridgekit=debug (default info; RUST_LOG wins)" },
+    Key {
+        name: "homeserver.url",
+        help: "the homeserver's client-server URL, e.g. http://127.0.0.1:8008",
+    },
+    Key {
+        name: "homeserver.server_name",
+        help: "the homeserver's server name, the part after ':' in user IDs, e.g. example.org",
+    },
+    Key {
+        name: "homeserver.startup_timeout_secs",
+        help: "how long to wait for the homeserver at startup (default 60)",
+    },
+    Key {
+        name: "appservice.id",
+        help: "the appservice ID, unique on the homeserver, e.g. echo",
+    },
+    Key {
+        name: "appservice.listen",
+        help: "host:port the bridge listens on for the homeserver, e.g. 127.0.0.1:29333",
+    },
+    Key {
+        name: "appservice.url",
+        help: "how the homeserver reaches the bridge (default http://<appservice.listen>)",
+    },
+    Key {
+        name: "appservice.bot",
+        help: "the bot user's localpart, e.g. echobot",
+    },
+    Key {
+        name: "appservice.ghost_prefix",
+        help: "localpart prefix of ghost users (default _<appservice.id>_)",
+    },
+    Key {
+        name: "appservice.registration",
+        help: "path of the registration file, e.g. registration.yaml",
+    },
+    Key {
+        name: "store.path",
+        help: "directory of the bridge's store, e.g. store",
+    },
+    Key {
+        name: "store.cache_mb",
+        help: "store page cache in MiB (default 16)",
+    },
+    Key {
+        name: "logging.level",
+        help: "log filter, e.g. info or bridgekit=debug (default info; RUST_LOG wins)",
+    },
 ];
 
 /// What is wrong with a config.
@@ -159,7 +195,9 @@ struct Source<'a> {
 
 impl Source<'_> {
     fn spec(name: &str) -> &'static Key {
-        KEYS.iter().find(|k| k.name == name).expect("key is declared in KEYS")
+        KEYS.iter()
+            .find(|k| k.name == name)
+            .expect("key is declared in KEYS")
     }
 
     /// The key's value: the environment override, else the file's value as text.
@@ -177,7 +215,9 @@ impl Source<'_> {
                     Some(Value::String(s)) => Ok(Some(s.clone())),
                     Some(Value::Number(n)) => Ok(Some(n.to_string())),
                     Some(Value::Bool(b)) => Ok(Some(b.to_string())),
-                    Some(other) => Err(self.invalid(name, &format!("{other:?}"), "expected a single value")),
+                    Some(other) => {
+                        Err(self.invalid(name, &format!("{other:?}"), "expected a single value"))
+                    }
                 };
             }
             node = value.and_then(Value::as_mapping);
@@ -210,31 +250,54 @@ impl Source<'_> {
     fn number(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
         match self.raw(name)? {
             None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|_| self.invalid(name, &v, "expected a whole number")),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| self.invalid(name, &v, "expected a whole number")),
         }
     }
 
     fn path_value(&self, name: &'static str) -> Result<PathBuf, ConfigError> {
         let value = PathBuf::from(self.required(name)?);
         let base = self.path.parent().unwrap_or(Path::new("."));
-        Ok(if value.is_absolute() { value } else { base.join(value) })
+        Ok(if value.is_absolute() {
+            value
+        } else {
+            base.join(value)
+        })
     }
 
     /// Rejects keys that are not declared, so typos do not pass silently.
     fn check_unknown(&self) -> Result<(), ConfigError> {
         fn walk(prefix: &str, map: &Mapping, out: &mut Vec<String>) {
             for (k, v) in map {
-                let k = k.as_str().map(str::to_owned).unwrap_or_else(|| format!("{k:?}"));
-                let full = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                let k = k
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("{k:?}"));
+                let full = if prefix.is_empty() {
+                    k
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 match v.as_mapping() {
-                    Some(inner) if KEYS.iter().any(|key| key.name.starts_with(&format!("{full}."))) => walk(&full, inner, out),
+                    Some(inner)
+                        if KEYS
+                            .iter()
+                            .any(|key| key.name.starts_with(&format!("{full}."))) =>
+                    {
+                        walk(&full, inner, out)
+                    }
                     _ => out.push(full),
                 }
             }
         }
         let mut found = Vec::new();
         walk("", &self.root, &mut found);
-        match found.into_iter().find(|k| !KEYS.iter().any(|key| key.name == k)) {
+        match found
+            .into_iter()
+            .find(|k| !KEYS.iter().any(|key| key.name == k))
+        {
             None => Ok(()),
             Some(key) => Err(ConfigError::Unknown {
                 path: self.path.to_owned(),
@@ -252,7 +315,10 @@ impl Config {
     }
 
     /// [`load`](Self::load) with an explicit environment (for tests and embedding).
-    pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn load_with_env(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
             path: path.to_owned(),
             reason: format!("{e} (create it from the example config, or pass --config PATH)"),
@@ -261,19 +327,37 @@ impl Config {
     }
 
     /// Parses config text; `path` is used for messages and to resolve relative paths.
-    pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let root = match serde_norway::from_str::<Value>(text) {
             Ok(Value::Mapping(m)) => m,
             Ok(Value::Null) => Mapping::new(),
-            Ok(_) => return Err(ConfigError::Syntax { path: path.to_owned(), reason: "the top level must be a mapping of keys".into() }),
-            Err(e) => return Err(ConfigError::Syntax { path: path.to_owned(), reason: e.to_string() }),
+            Ok(_) => {
+                return Err(ConfigError::Syntax {
+                    path: path.to_owned(),
+                    reason: "the top level must be a mapping of keys".into(),
+                });
+            }
+            Err(e) => {
+                return Err(ConfigError::Syntax {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
         };
         let src = Source { root, path, env };
         src.check_unknown()?;
 
         let url = src.required("homeserver.url")?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(src.invalid("homeserver.url", &url, "must start with http:// or https://"));
+            return Err(src.invalid(
+                "homeserver.url",
+                &url,
+                "must start with http:// or https://",
+            ));
         }
         let server_name = src.required("homeserver.server_name")?;
         let server_name = ServerName::parse(&server_name)
@@ -281,13 +365,21 @@ impl Config {
 
         let id = src.required("appservice.id")?;
         let listen_text = src.required("appservice.listen")?;
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| src.invalid("appservice.listen", &listen_text, "expected host:port with an IP address, e.g. 127.0.0.1:29333"))?;
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            src.invalid(
+                "appservice.listen",
+                &listen_text,
+                "expected host:port with an IP address, e.g. 127.0.0.1:29333",
+            )
+        })?;
         let as_url = match src.raw("appservice.url")? {
             Some(u) => {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    return Err(src.invalid("appservice.url", &u, "must start with http:// or https://"));
+                    return Err(src.invalid(
+                        "appservice.url",
+                        &u,
+                        "must start with http:// or https://",
+                    ));
                 }
                 u.trim_end_matches('/').to_owned()
             }
@@ -302,14 +394,28 @@ impl Config {
         };
         let bot = src.required("appservice.bot")?;
         if !is_localpart(&bot) {
-            return Err(src.invalid("appservice.bot", &bot, "a localpart may hold only a-z, 0-9, '.', '_', '=', '-' and '/'"));
+            return Err(src.invalid(
+                "appservice.bot",
+                &bot,
+                "a localpart may hold only a-z, 0-9, '.', '_', '=', '-' and '/'",
+            ));
         }
-        let ghost_prefix = src.raw("appservice.ghost_prefix")?.unwrap_or_else(|| format!("_{id}_"));
+        let ghost_prefix = src
+            .raw("appservice.ghost_prefix")?
+            .unwrap_or_else(|| format!("_{id}_"));
         if ghost_prefix.is_empty() || !is_localpart(&ghost_prefix) {
-            return Err(src.invalid("appservice.ghost_prefix", &ghost_prefix, "a non-empty localpart prefix of a-z, 0-9, '.', '_', '=', '-' and '/'"));
+            return Err(src.invalid(
+                "appservice.ghost_prefix",
+                &ghost_prefix,
+                "a non-empty localpart prefix of a-z, 0-9, '.', '_', '=', '-' and '/'",
+            ));
         }
         if bot.starts_with(&ghost_prefix) {
-            return Err(src.invalid("appservice.bot", &bot, "the bot must not start with the ghost prefix, or it would be taken for a ghost"));
+            return Err(src.invalid(
+                "appservice.bot",
+                &bot,
+                "the bot must not start with the ghost prefix, or it would be taken for a ghost",
+            ));
         }
         let registration = src.path_value("appservice.registration")?;
         let store_path = src.path_value("store.path")?;
@@ -318,9 +424,23 @@ impl Config {
         let log_level = src.raw("logging.level")?.unwrap_or_else(|| "info".into());
 
         Ok(Config {
-            homeserver: HomeserverConfig { url: url.trim_end_matches('/').to_owned(), server_name, startup_timeout: Duration::from_secs(startup) },
-            appservice: AppserviceConfig { id, listen, url: as_url, bot, ghost_prefix, registration },
-            store: StoreConfig { path: store_path, cache_bytes: cache_mb * 1024 * 1024 },
+            homeserver: HomeserverConfig {
+                url: url.trim_end_matches('/').to_owned(),
+                server_name,
+                startup_timeout: Duration::from_secs(startup),
+            },
+            appservice: AppserviceConfig {
+                id,
+                listen,
+                url: as_url,
+                bot,
+                ghost_prefix,
+                registration,
+            },
+            store: StoreConfig {
+                path: store_path,
+                cache_bytes: cache_mb * 1024 * 1024,
+            },
             log_level,
             path: path.to_owned(),
         })
@@ -328,7 +448,9 @@ impl Config {
 }
 
 fn is_localpart(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/'))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/'))
 }
 
 #[cfg(test)]
@@ -349,8 +471,13 @@ store:
 ";
 
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::parse(text, Path::new("/etc/bridge/config.yaml"), &move |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::parse(text, Path::new("/etc/bridge/config.yaml"), &move |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
     }
 
     #[test]
@@ -366,38 +493,79 @@ store:
 
     #[test]
     fn environment_overrides_every_key_even_when_absent_from_the_file() {
-        let c = parse(GOOD, &[("BRIDGEKIT_HOMESERVER_URL", "https://hs.example"), ("BRIDGEKIT_STORE_CACHE_MB", "4")]).unwrap();
+        let c = parse(
+            GOOD,
+            &[
+                ("BRIDGEKIT_HOMESERVER_URL", "https://hs.example"),
+                ("BRIDGEKIT_STORE_CACHE_MB", "4"),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.homeserver.url, "https://hs.example");
         assert_eq!(c.store.cache_bytes, 4 * 1024 * 1024);
         let without_url = GOOD.replace("  url: http://127.0.0.1:8008/\n", "");
-        assert_eq!(parse(&without_url, &[("BRIDGEKIT_HOMESERVER_URL", "http://x:1")]).unwrap().homeserver.url, "http://x:1");
+        assert_eq!(
+            parse(&without_url, &[("BRIDGEKIT_HOMESERVER_URL", "http://x:1")])
+                .unwrap()
+                .homeserver
+                .url,
+            "http://x:1"
+        );
     }
 
     #[test]
     fn a_missing_key_is_named_with_its_fix() {
         let text = GOOD.replace("  server_name: example.org\n", "");
         let msg = parse(&text, &[]).unwrap_err().to_string();
-        assert!(msg.contains("missing key `homeserver.server_name`"), "{msg}");
+        assert!(
+            msg.contains("missing key `homeserver.server_name`"),
+            "{msg}"
+        );
         assert!(msg.contains("BRIDGEKIT_HOMESERVER_SERVER_NAME"), "{msg}");
     }
 
     #[test]
     fn invalid_and_unknown_keys_are_named() {
-        let msg = parse(&GOOD.replace("127.0.0.1:29333", "localhost"), &[]).unwrap_err().to_string();
-        assert!(msg.contains("`appservice.listen`") && msg.contains("host:port"), "{msg}");
-        let msg = parse(&GOOD.replace("  bot: echobot", "  bot: EchoBot"), &[]).unwrap_err().to_string();
+        let msg = parse(&GOOD.replace("127.0.0.1:29333", "localhost"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("`appservice.listen`") && msg.contains("host:port"),
+            "{msg}"
+        );
+        let msg = parse(&GOOD.replace("  bot: echobot", "  bot: EchoBot"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("`appservice.bot`"), "{msg}");
-        let msg = parse(&GOOD.replace("  bot: echobot", "  bot: echobot\n  lisen: 1"), &[]).unwrap_err().to_string();
+        let msg = parse(
+            &GOOD.replace("  bot: echobot", "  bot: echobot\n  lisen: 1"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(msg.contains("unknown key `appservice.lisen`"), "{msg}");
-        let msg = parse(&GOOD.replace("store:\n  path: data/store", "store: {path: s, cache_mb: lots}"), &[]).unwrap_err().to_string();
-        assert!(msg.contains("`store.cache_mb`") && msg.contains("whole number"), "{msg}");
+        let msg = parse(
+            &GOOD.replace(
+                "store:\n  path: data/store",
+                "store: {path: s, cache_mb: lots}",
+            ),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("`store.cache_mb`") && msg.contains("whole number"),
+            "{msg}"
+        );
         let msg = parse("homeserver: [1", &[]).unwrap_err().to_string();
         assert!(msg.contains("not valid YAML"), "{msg}");
     }
 
     #[test]
     fn listening_everywhere_requires_an_explicit_url() {
-        let msg = parse(&GOOD.replace("127.0.0.1:29333", "0.0.0.0:29333"), &[]).unwrap_err().to_string();
+        let msg = parse(&GOOD.replace("127.0.0.1:29333", "0.0.0.0:29333"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("set appservice.url"), "{msg}");
     }
 }

@@ -26,13 +26,17 @@ pub(crate) struct Shared {
 
 impl std::fmt::Debug for BridgeContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BridgeContext").field("bot", &self.shared.bot).finish_non_exhaustive()
+        f.debug_struct("BridgeContext")
+            .field("bot", &self.shared.bot)
+            .finish_non_exhaustive()
     }
 }
 
 impl BridgeContext {
     pub(crate) fn new(shared: Shared) -> Self {
-        Self { shared: Arc::new(shared) }
+        Self {
+            shared: Arc::new(shared),
+        }
     }
 
     /// The bridge's durable store (message mappings, ghosts, …).
@@ -67,7 +71,11 @@ impl BridgeContext {
 
     /// The Matrix user ID of the ghost for the remote user `remote_user`.
     pub fn ghost_user_id(&self, remote_user: &str) -> OwnedUserId {
-        let localpart = format!("{}{}", self.shared.ghost_prefix, escape_localpart(remote_user));
+        let localpart = format!(
+            "{}{}",
+            self.shared.ghost_prefix,
+            escape_localpart(remote_user)
+        );
         UserId::parse(format!("@{localpart}:{}", self.shared.server_name))
             .expect("escaped localparts and a validated server name make a valid user ID")
     }
@@ -82,7 +90,11 @@ impl BridgeContext {
         if user_id.server_name() != self.shared.server_name {
             return None;
         }
-        unescape_localpart(user_id.localpart().strip_prefix(&self.shared.ghost_prefix)?)
+        unescape_localpart(
+            user_id
+                .localpart()
+                .strip_prefix(&self.shared.ghost_prefix)?,
+        )
     }
 
     /// Whether `user_id` is the bot or one of the ghosts: events they send are the bridge's own

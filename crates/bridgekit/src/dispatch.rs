@@ -29,7 +29,13 @@ struct Inner {
 
 impl Dispatcher {
     pub(crate) fn new(handler: Arc<dyn ItemHandler>, runtime: tokio::runtime::Handle) -> Self {
-        Self { inner: Arc::new(Inner { queues: Mutex::default(), handler, runtime }) }
+        Self {
+            inner: Arc::new(Inner {
+                queues: Mutex::default(),
+                handler,
+                runtime,
+            }),
+        }
     }
 
     /// Queues an item behind the earlier items of its queue. Never blocks.
@@ -51,7 +57,11 @@ impl Dispatcher {
 
     /// Number of queues that currently have work.
     pub(crate) fn active_queues(&self) -> usize {
-        self.inner.queues.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.inner
+            .queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 }
 
@@ -94,14 +104,25 @@ mod tests {
             use std::sync::atomic::Ordering::SeqCst;
             {
                 let mut running = self.running.lock().unwrap();
-                assert!(!running.get(&item.queue).copied().unwrap_or(false), "two items of one queue at once");
+                assert!(
+                    !running.get(&item.queue).copied().unwrap_or(false),
+                    "two items of one queue at once"
+                );
                 running.insert(item.queue.clone(), true);
             }
             let now = self.overlap.fetch_add(1, SeqCst) + 1;
             self.max_overlap.fetch_max(now, SeqCst);
-            tokio::time::sleep(Duration::from_millis(if seq % 3 == 0 { 3 } else { 1 })).await;
+            tokio::time::sleep(Duration::from_millis(if seq.is_multiple_of(3) {
+                3
+            } else {
+                1
+            }))
+            .await;
             self.overlap.fetch_sub(1, SeqCst);
-            self.running.lock().unwrap().insert(item.queue.clone(), false);
+            self.running
+                .lock()
+                .unwrap()
+                .insert(item.queue.clone(), false);
             self.seen.lock().unwrap().push((item.queue, seq));
         }
     }
@@ -118,8 +139,15 @@ mod tests {
         let rooms = ["!a", "!b", "!c", "!d"];
         for seq in 0..200u64 {
             let queue = rooms[(seq * 7 % 4) as usize].to_owned();
-            dispatcher.dispatch(seq, InboxItem { kind: ItemKind::Timeline, queue, json: String::new() });
-            if seq % 50 == 0 {
+            dispatcher.dispatch(
+                seq,
+                InboxItem {
+                    kind: ItemKind::Timeline,
+                    queue,
+                    json: String::new(),
+                },
+            );
+            if seq.is_multiple_of(50) {
                 tokio::time::sleep(Duration::from_millis(20)).await; // let queues drain and end
             }
         }
@@ -132,10 +160,20 @@ mod tests {
         let seen = rec.seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 200, "every item handled exactly once");
         for room in rooms {
-            let seqs: Vec<u64> = seen.iter().filter(|(q, _)| q == room).map(|(_, s)| *s).collect();
-            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{room} out of order: {seqs:?}");
+            let seqs: Vec<u64> = seen
+                .iter()
+                .filter(|(q, _)| q == room)
+                .map(|(_, s)| *s)
+                .collect();
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "{room} out of order: {seqs:?}"
+            );
         }
-        assert!(rec.max_overlap.load(std::sync::atomic::Ordering::SeqCst) > 1, "rooms never ran concurrently");
+        assert!(
+            rec.max_overlap.load(std::sync::atomic::Ordering::SeqCst) > 1,
+            "rooms never ran concurrently"
+        );
         for _ in 0..100 {
             if dispatcher.active_queues() == 0 {
                 break;

@@ -22,6 +22,9 @@ mod tests {
     fn known_value_and_separator() {
         // Pinned: persisted dedupe keys and derived txnIds depend on it.
         assert_eq!(super::fnv1a64([b"a".as_slice()]), PINNED_A);
-        assert_ne!(super::fnv1a64([b"ab".as_slice(), b"c"]), super::fnv1a64([b"a".as_slice(), b"bc"]));
+        assert_ne!(
+            super::fnv1a64([b"ab".as_slice(), b"c"]),
+            super::fnv1a64([b"a".as_slice(), b"bc"])
+        );
     }
 }

@@ -47,10 +47,19 @@ mod tests {
 
     #[test]
     fn escaping_round_trips_and_stays_in_the_allowed_set() {
-        for id in ["alice", "Alice_B", "@alice:example.org", "ünï cödé", "a=b/c.d-e", ""] {
+        for id in [
+            "alice",
+            "Alice_B",
+            "@alice:example.org",
+            "ünï cödé",
+            "a=b/c.d-e",
+            "",
+        ] {
             let escaped = escape_localpart(id);
             assert!(
-                escaped.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/')),
+                escaped.bytes().all(
+                    |b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/')
+                ),
                 "{escaped}"
             );
             assert_eq!(unescape_localpart(&escaped).as_deref(), Some(id));

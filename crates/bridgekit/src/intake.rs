@@ -9,8 +9,8 @@
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dispatch::Dispatcher;
-use crate::store::inbox::{IncomingTransaction, Recorded};
 use crate::store::Store;
+use crate::store::inbox::{IncomingTransaction, Recorded};
 
 /// Most transactions recorded under one flush.
 const MAX_GROUP: usize = 64;
@@ -51,8 +51,12 @@ impl Intake {
     /// Records `txn` durably; resolves once it is flushed (or was already recorded).
     pub(crate) async fn submit(&self, txn: IncomingTransaction) -> Result<Intaken, String> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job { txn, reply }).map_err(|_| "the intake writer has stopped".to_owned())?;
-        answer.await.map_err(|_| "the intake writer has stopped".to_owned())?
+        self.jobs
+            .send(Job { txn, reply })
+            .map_err(|_| "the intake writer has stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the intake writer has stopped".to_owned())?
     }
 }
 
@@ -66,7 +70,18 @@ fn writer(store: Store, dispatcher: Dispatcher, mut rx: mpsc::UnboundedReceiver<
                 Err(_) => break,
             }
         }
-        let txns: Vec<IncomingTransaction> = jobs.iter_mut().map(|j| std::mem::replace(&mut j.txn, IncomingTransaction { key: Vec::new(), items: Vec::new() })).collect();
+        let txns: Vec<IncomingTransaction> = jobs
+            .iter_mut()
+            .map(|j| {
+                std::mem::replace(
+                    &mut j.txn,
+                    IncomingTransaction {
+                        key: Vec::new(),
+                        items: Vec::new(),
+                    },
+                )
+            })
+            .collect();
         match store.record_transactions(&txns) {
             Ok(outcomes) => {
                 for ((job, txn), outcome) in jobs.into_iter().zip(txns).zip(outcomes) {

@@ -31,7 +31,7 @@
 //! }
 //! ```
 //!
-//! The pieces, in the order data flows: [`appservice`](crate::appservice) (HTTP edge) →
+//! The pieces, in the order data flows: [`appservice`] (HTTP edge) →
 //! intake (durable record) → per-room dispatch → your [`Bridge`] → [`Intent`] (acting as a
 //! ghost) → [`HomeserverClient`]. [`Store`] lies under all of them.
 

@@ -51,8 +51,12 @@ impl Router {
             && *member.membership() == MembershipState::Invite
         {
             match self.ctx.bot().join(member.room_id()).await {
-                Ok(()) => tracing::info!(room_id = %member.room_id(), inviter = %member.sender(), "bot accepted an invite"),
-                Err(error) => tracing::warn!(%error, room_id = %member.room_id(), "bot could not accept an invite"),
+                Ok(()) => {
+                    tracing::info!(room_id = %member.room_id(), inviter = %member.sender(), "bot accepted an invite")
+                }
+                Err(error) => {
+                    tracing::warn!(%error, room_id = %member.room_id(), "bot could not accept an invite")
+                }
             }
         }
         if self.ctx.is_own_user(event.sender()) {
@@ -70,7 +74,9 @@ impl Router {
                     tracing::warn!(%error, "bridge failed to handle an ephemeral event");
                 }
             }
-            Err(error) => tracing::warn!(%error, event = %head(json), "skipping an unparsable ephemeral event"),
+            Err(error) => {
+                tracing::warn!(%error, event = %head(json), "skipping an unparsable ephemeral event")
+            }
         }
     }
 
@@ -85,13 +91,18 @@ impl Router {
                 let event = ToDeviceEvent {
                     to_user_id: target.to_user_id,
                     to_device_id: target.to_device_id,
-                    event: ruma::serde::Raw::from_json(serde_json::value::RawValue::from_string(json.to_owned()).expect("came from JSON")),
+                    event: ruma::serde::Raw::from_json(
+                        serde_json::value::RawValue::from_string(json.to_owned())
+                            .expect("came from JSON"),
+                    ),
                 };
                 if let Err(error) = self.bridge.handle_to_device(&self.ctx, event).await {
                     tracing::warn!(%error, "bridge failed to handle a to-device event");
                 }
             }
-            Err(error) => tracing::warn!(%error, "skipping a to-device event without a valid to_user_id"),
+            Err(error) => {
+                tracing::warn!(%error, "skipping a to-device event without a valid to_user_id")
+            }
         }
     }
 }

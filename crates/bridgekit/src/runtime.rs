@@ -54,10 +54,17 @@ pub async fn run(bridge: impl Bridge, config: Config) -> Result<(), RunError> {
     registration.check_against(&config, &config.appservice.registration)?;
     let store = Store::open(&config.store.path, config.store.cache_bytes)?;
     let boot = store.next_boot()?;
-    let client = HomeserverClient::new(&config.homeserver.url, &registration.as_token, RetryPolicy::default())
-        .map_err(|e| RunError::Other(e.to_string()))?;
-    let bot = UserId::parse(format!("@{}:{}", config.appservice.bot, config.homeserver.server_name))
-        .map_err(|e| RunError::Other(format!("appservice.bot does not make a valid user ID: {e}")))?;
+    let client = HomeserverClient::new(
+        &config.homeserver.url,
+        &registration.as_token,
+        RetryPolicy::default(),
+    )
+    .map_err(|e| RunError::Other(e.to_string()))?;
+    let bot = UserId::parse(format!(
+        "@{}:{}",
+        config.appservice.bot, config.homeserver.server_name
+    ))
+    .map_err(|e| RunError::Other(format!("appservice.bot does not make a valid user ID: {e}")))?;
     let ctx = BridgeContext::new(Shared {
         client,
         store: store.clone(),
@@ -68,13 +75,20 @@ pub async fn run(bridge: impl Bridge, config: Config) -> Result<(), RunError> {
     });
     let bridge: Arc<dyn Bridge> = Arc::new(bridge);
     let (started_tx, started) = tokio::sync::watch::channel(false);
-    let router = Arc::new(Router { bridge: bridge.clone(), ctx: ctx.clone(), started });
+    let router = Arc::new(Router {
+        bridge: bridge.clone(),
+        ctx: ctx.clone(),
+        started,
+    });
     let dispatcher = Dispatcher::new(router, tokio::runtime::Handle::current());
 
     // What the last run acknowledged but did not finish goes first, in its original order.
     let pending = store.pending_items()?;
     if !pending.is_empty() {
-        tracing::info!(items = pending.len(), "resuming events acknowledged before the last stop");
+        tracing::info!(
+            items = pending.len(),
+            "resuming events acknowledged before the last stop"
+        );
     }
     for (seq, item) in pending {
         dispatcher.dispatch(seq, item);
@@ -90,8 +104,14 @@ pub async fn run(bridge: impl Bridge, config: Config) -> Result<(), RunError> {
         last_ping: Default::default(),
     });
     let addr = config.appservice.listen;
-    let listener = TcpListener::bind(addr).map_err(|e| RunError::Listen { addr, reason: e.to_string() })?;
-    let server = serve(state.clone(), listener).map_err(|e| RunError::Listen { addr, reason: e.to_string() })?;
+    let listener = TcpListener::bind(addr).map_err(|e| RunError::Listen {
+        addr,
+        reason: e.to_string(),
+    })?;
+    let server = serve(state.clone(), listener).map_err(|e| RunError::Listen {
+        addr,
+        reason: e.to_string(),
+    })?;
     let server_handle = server.handle();
     let server_task = tokio::spawn(server);
     tracing::info!(%addr, "listening for the homeserver");
@@ -99,10 +119,18 @@ pub async fn run(bridge: impl Bridge, config: Config) -> Result<(), RunError> {
     let result = async {
         let ping_state = state.clone();
         let took = crate::startup_check::check_homeserver(&ctx, &config, move |id| {
-            ping_state.last_ping.lock().unwrap_or_else(|e| e.into_inner()).as_deref() == Some(id)
+            ping_state
+                .last_ping
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_deref()
+                == Some(id)
         })
         .await?;
-        tracing::info!(round_trip_ms = took.as_millis() as u64, "homeserver and bridge reach each other");
+        tracing::info!(
+            round_trip_ms = took.as_millis() as u64,
+            "homeserver and bridge reach each other"
+        );
         bridge.start(&ctx).await.map_err(RunError::Bridge)?;
         let _ = started_tx.send(true);
         state.ready.store(true, Ordering::Release);
@@ -132,7 +160,8 @@ pub async fn run(bridge: impl Bridge, config: Config) -> Result<(), RunError> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("can listen for SIGTERM");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("can listen for SIGTERM");
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

@@ -23,8 +23,15 @@ pub(crate) async fn check_homeserver(
     ping_seen: impl Fn(&str) -> bool,
 ) -> Result<Duration, StartupError> {
     let deadline = Instant::now() + config.homeserver.startup_timeout;
-    let txn_id = format!("bridgekit-startup-{}", crate::registration::random_token(12));
-    let quick = RetryPolicy { max_elapsed: Duration::ZERO, request_timeout: Duration::from_secs(30), ..RetryPolicy::default() };
+    let txn_id = format!(
+        "bridgekit-startup-{}",
+        crate::registration::random_token(12)
+    );
+    let quick = RetryPolicy {
+        max_elapsed: Duration::ZERO,
+        request_timeout: Duration::from_secs(30),
+        ..RetryPolicy::default()
+    };
     let hs = &config.homeserver.url;
     let reg = config.appservice.registration.display();
     let us = &config.appservice.url;
@@ -44,7 +51,17 @@ pub(crate) async fn check_homeserver(
         };
         let waitable = match &error {
             ClientError::Network(_) => true,
-            e => e.status().is_some_and(|s| s >= 500) && !matches!(e.kind(), Some(ErrorKind::BadStatus(_) | ErrorKind::ConnectionFailed | ErrorKind::ConnectionTimeout)),
+            e => {
+                e.status().is_some_and(|s| s >= 500)
+                    && !matches!(
+                        e.kind(),
+                        Some(
+                            ErrorKind::BadStatus(_)
+                                | ErrorKind::ConnectionFailed
+                                | ErrorKind::ConnectionTimeout
+                        )
+                    )
+            }
         };
         if waitable && Instant::now() < deadline {
             tracing::info!(homeserver = %hs, %error, "waiting for the homeserver");
@@ -66,16 +83,25 @@ fn diagnose(error: &ClientError, config: &Config, reg: &str) -> String {
         (_, Some(ErrorKind::UnknownToken(_) | ErrorKind::MissingToken)) => format!(
             "the homeserver does not know this bridge's as_token: add {reg} to app_service_config_files in the homeserver's config and restart the homeserver (it reads registrations only at startup; restart it too if the file was regenerated)"
         ),
-        (ClientError::Matrix { message, .. }, Some(ErrorKind::Forbidden)) if message.contains("Mismatching application service ID") => format!(
-            "the homeserver has this as_token registered under a different appservice id than {id:?}: make appservice.id equal to the id in {reg} and restart the homeserver"
-        ),
+        (ClientError::Matrix { message, .. }, Some(ErrorKind::Forbidden))
+            if message.contains("Mismatching application service ID") =>
+        {
+            format!(
+                "the homeserver has this as_token registered under a different appservice id than {id:?}: make appservice.id equal to the id in {reg} and restart the homeserver"
+            )
+        }
         (ClientError::Matrix { message, .. }, Some(ErrorKind::Forbidden)) => format!(
             "the homeserver refused the as_token from {reg} for the appservice ping ({message}): the homeserver has not loaded this registration; add it to app_service_config_files and restart the homeserver"
         ),
         (_, Some(ErrorKind::UrlNotSet)) => format!(
             "the registration the homeserver loaded has no url, so it never contacts the bridge: set url: {us} in {reg} and restart the homeserver"
         ),
-        (_, Some(ErrorKind::BadStatus(BadStatusErrorData { status: Some(s), .. }))) if s.as_u16() == 401 || s.as_u16() == 403 => format!(
+        (
+            _,
+            Some(ErrorKind::BadStatus(BadStatusErrorData {
+                status: Some(s), ..
+            })),
+        ) if s.as_u16() == 401 || s.as_u16() == 403 => format!(
             "the homeserver reached the bridge at {us}, but its hs_token does not match {reg}: the homeserver loaded an older copy of the registration; restart the homeserver so it reads the current file"
         ),
         (_, Some(ErrorKind::BadStatus(BadStatusErrorData { status, .. }))) => format!(
@@ -106,19 +132,43 @@ mod tests {
     }
 
     fn matrix(status: u16, kind: ErrorKind, message: &str) -> ClientError {
-        ClientError::Matrix { status, errcode: kind.errcode().to_string(), kind, message: message.into() }
+        ClientError::Matrix {
+            status,
+            errcode: kind.errcode().to_string(),
+            kind,
+            message: message.into(),
+        }
     }
 
     #[test]
     fn each_failure_gets_its_own_fix() {
         let c = config();
         let cases = [
-            (ClientError::Network("connection failed".into()), "is it running"),
-            (matrix(401, ErrorKind::MissingToken, "x"), "app_service_config_files"),
-            (matrix(403, ErrorKind::Forbidden, "Mismatching application service ID in path"), "appservice.id"),
+            (
+                ClientError::Network("connection failed".into()),
+                "is it running",
+            ),
+            (
+                matrix(401, ErrorKind::MissingToken, "x"),
+                "app_service_config_files",
+            ),
+            (
+                matrix(
+                    403,
+                    ErrorKind::Forbidden,
+                    "Mismatching application service ID in path",
+                ),
+                "appservice.id",
+            ),
             (matrix(400, ErrorKind::UrlNotSet, "x"), "has no url"),
-            (matrix(502, ErrorKind::BadStatus(BadStatusErrorData::new()), "x"), "another program"),
-            (matrix(502, ErrorKind::ConnectionFailed, "x"), "cannot connect to the bridge at http://127.0.0.1:29333"),
+            (
+                matrix(502, ErrorKind::BadStatus(BadStatusErrorData::new()), "x"),
+                "another program",
+            ),
+            (
+                matrix(502, ErrorKind::ConnectionFailed, "x"),
+                "cannot connect to the bridge at http://127.0.0.1:29333",
+            ),
             (matrix(504, ErrorKind::ConnectionTimeout, "x"), "timed out"),
         ];
         for (error, expected) in cases {

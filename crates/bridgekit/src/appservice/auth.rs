@@ -9,11 +9,19 @@ use subtle::ConstantTimeEq;
 use super::errors::MatrixError;
 
 /// Checks the request's credentials against `hs_token`.
-pub(crate) fn authorize(authorization: Option<&[u8]>, query: &str, hs_token: &str) -> Result<(), MatrixError> {
+pub(crate) fn authorize(
+    authorization: Option<&[u8]>,
+    query: &str,
+    hs_token: &str,
+) -> Result<(), MatrixError> {
     let header_token = match authorization {
         None => None,
         Some(value) => Some(bearer(value).ok_or_else(|| {
-            MatrixError::new(401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <hs_token>'")
+            MatrixError::new(
+                401,
+                "M_MISSING_TOKEN",
+                "The Authorization header must be 'Bearer <hs_token>'",
+            )
         })?),
     };
     let query_token = query_access_token(query);
@@ -26,8 +34,20 @@ pub(crate) fn authorize(authorization: Option<&[u8]>, query: &str, hs_token: &st
             let both = matches(h) & matches(q.as_bytes());
             if both { Ok(()) } else { Err(forbidden()) }
         }
-        (Some(t), None) => if matches(t) { Ok(()) } else { Err(forbidden()) },
-        (None, Some(t)) => if matches(t.as_bytes()) { Ok(()) } else { Err(forbidden()) },
+        (Some(t), None) => {
+            if matches(t) {
+                Ok(())
+            } else {
+                Err(forbidden())
+            }
+        }
+        (None, Some(t)) => {
+            if matches(t.as_bytes()) {
+                Ok(())
+            } else {
+                Err(forbidden())
+            }
+        }
     }
 }
 
@@ -61,14 +81,29 @@ mod tests {
         assert_eq!(status(Some("bearer secret_hs_token"), ""), Ok(()));
         assert_eq!(status(None, "access_token=secret_hs_token"), Ok(()));
         assert_eq!(status(None, "x=1&access_token=secret%5Fhs%5Ftoken"), Ok(()));
-        assert_eq!(status(Some("Bearer secret_hs_token"), "access_token=secret_hs_token"), Ok(()));
+        assert_eq!(
+            status(
+                Some("Bearer secret_hs_token"),
+                "access_token=secret_hs_token"
+            ),
+            Ok(())
+        );
         assert_eq!(status(None, ""), Err((401, "M_MISSING_TOKEN")));
         assert_eq!(status(Some("Basic abc"), ""), Err((401, "M_MISSING_TOKEN")));
         assert_eq!(status(Some("Bearer nope"), ""), Err((403, "M_FORBIDDEN")));
         assert_eq!(status(Some("Bearer "), ""), Err((403, "M_FORBIDDEN")));
         assert_eq!(status(None, "access_token=nope"), Err((403, "M_FORBIDDEN")));
-        assert_eq!(status(Some("Bearer secret_hs_token"), "access_token=nope"), Err((403, "M_FORBIDDEN")));
-        assert_eq!(status(Some("Bearer nope"), "access_token=secret_hs_token"), Err((403, "M_FORBIDDEN")));
-        assert_eq!(status(Some("Bearer secret_hs_token_longer"), ""), Err((403, "M_FORBIDDEN")));
+        assert_eq!(
+            status(Some("Bearer secret_hs_token"), "access_token=nope"),
+            Err((403, "M_FORBIDDEN"))
+        );
+        assert_eq!(
+            status(Some("Bearer nope"), "access_token=secret_hs_token"),
+            Err((403, "M_FORBIDDEN"))
+        );
+        assert_eq!(
+            status(Some("Bearer secret_hs_token_longer"), ""),
+            Err((403, "M_FORBIDDEN"))
+        );
     }
 }

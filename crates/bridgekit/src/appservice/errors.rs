@@ -13,11 +13,16 @@ pub(crate) struct MatrixError {
 
 impl MatrixError {
     pub(crate) fn new(status: u16, errcode: &'static str, message: impl Into<String>) -> Self {
-        Self { status: StatusCode::from_u16(status).expect("valid status"), errcode, message: message.into() }
+        Self {
+            status: StatusCode::from_u16(status).expect("valid status"),
+            errcode,
+            message: message.into(),
+        }
     }
 
     pub(crate) fn response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(serde_json::json!({ "errcode": self.errcode, "error": self.message }))
+        HttpResponse::build(self.status)
+            .json(serde_json::json!({ "errcode": self.errcode, "error": self.message }))
     }
 }
 
@@ -32,7 +37,12 @@ pub(crate) async fn unrecognized() -> HttpResponse {
 }
 
 pub(crate) async fn method_not_allowed() -> HttpResponse {
-    MatrixError::new(405, "M_UNRECOGNIZED", "Method not allowed for this endpoint").response()
+    MatrixError::new(
+        405,
+        "M_UNRECOGNIZED",
+        "Method not allowed for this endpoint",
+    )
+    .response()
 }
 
 pub(crate) fn not_found(what: &str) -> HttpResponse {
@@ -40,5 +50,7 @@ pub(crate) fn not_found(what: &str) -> HttpResponse {
 }
 
 pub(crate) fn ok_empty() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body("{}")
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body("{}")
 }

@@ -1,7 +1,7 @@
 //! The homeserver → appservice HTTP API (`/_matrix/app/v1`), on actix-web.
 //!
 //! Every route authenticates before reading the body. Transactions are answered `200` only
-//! after the [intake](crate::intake) has made them durable; what the bridge does with them
+//! after the intake has made them durable; what the bridge does with them
 //! happens afterwards and can never turn into an error the homeserver sees.
 
 mod auth;
@@ -34,15 +34,22 @@ pub(crate) struct AppState {
 }
 
 /// Starts the HTTP server on `listener`; the returned server runs when awaited or spawned.
-pub(crate) fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
+pub(crate) fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
     let data = actix_web::web::Data::from(state);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(2));
-    Ok(actix_web::HttpServer::new(move || actix_web::App::new().app_data(data.clone()).configure(routes::configure))
-        .workers(workers)
-        .disable_signals()
-        .shutdown_timeout(10)
-        .listen(listener)?
-        .run())
+    Ok(actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .configure(routes::configure)
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(10)
+    .listen(listener)?
+    .run())
 }
 
 /// Decodes `%xx` escapes; invalid escapes are kept as they are.
@@ -52,7 +59,9 @@ pub(crate) fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
-            && let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(v);
             i += 3;

@@ -25,7 +25,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/ping").route(web::post().to(post_ping)))
             .service(resource("/thirdparty/protocol/{protocol}").route(web::get().to(get_protocol)))
             .service(resource("/thirdparty/user/{protocol}").route(web::get().to(get_users_of)))
-            .service(resource("/thirdparty/location/{protocol}").route(web::get().to(get_locations_of)))
+            .service(
+                resource("/thirdparty/location/{protocol}").route(web::get().to(get_locations_of)),
+            )
             .service(resource("/thirdparty/user").route(web::get().to(get_users)))
             .service(resource("/thirdparty/location").route(web::get().to(get_locations)))
             .default_service(web::to(unrecognized)),
@@ -35,34 +37,52 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(unrecognized));
 }
 
-fn check_auth(state: &AppState, req: &HttpRequest) -> Result<(), HttpResponse> {
-    let header = req.headers().get(actix_web::http::header::AUTHORIZATION).map(|v| v.as_bytes());
-    authorize(header, req.query_string(), &state.hs_token).map_err(|e| {
-        tracing::warn!(path = req.path(), status = e.status.as_u16(), "refused a homeserver request: {}", e.message);
-        e.response()
+fn check_auth(state: &AppState, req: &HttpRequest) -> Result<(), MatrixError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    authorize(header, req.query_string(), &state.hs_token).inspect_err(|e| {
+        tracing::warn!(
+            path = req.path(),
+            status = e.status.as_u16(),
+            "refused a homeserver request: {}",
+            e.message
+        );
     })
 }
 
 /// Reads the body after authentication, up to [`MAX_BODY_BYTES`].
-async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, HttpResponse> {
+async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, MatrixError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| MatrixError::new(400, "M_BAD_JSON", format!("could not read the body: {e}")).response())?;
+        let chunk = chunk.map_err(|e| {
+            MatrixError::new(400, "M_BAD_JSON", format!("could not read the body: {e}"))
+        })?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(MatrixError::new(413, "M_TOO_LARGE", format!("bodies are limited to {MAX_BODY_BYTES} bytes")).response());
+            return Err(MatrixError::new(
+                413,
+                "M_TOO_LARGE",
+                format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
+            ));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
 }
 
-async fn put_transaction(state: State, req: HttpRequest, txn_id: web::Path<String>, payload: web::Payload) -> HttpResponse {
-    if let Err(r) = check_auth(&state, &req) {
-        return r;
+async fn put_transaction(
+    state: State,
+    req: HttpRequest,
+    txn_id: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    if let Err(e) = check_auth(&state, &req) {
+        return e.response();
     }
     let body = match read_body(payload).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return e.response(),
     };
     let parsed = match parse_transaction(&txn_id, &body) {
         Ok(p) => p,
@@ -86,13 +106,18 @@ async fn put_transaction(state: State, req: HttpRequest, txn_id: web::Path<Strin
             ok_empty()
         }
         // Not acknowledged, so the homeserver keeps it and retries: nothing is lost.
-        Err(e) => MatrixError::new(500, "M_UNKNOWN", format!("could not record the transaction durably: {e}")).response(),
+        Err(e) => MatrixError::new(
+            500,
+            "M_UNKNOWN",
+            format!("could not record the transaction durably: {e}"),
+        )
+        .response(),
     }
 }
 
 async fn get_user(state: State, req: HttpRequest, user_id: web::Path<String>) -> HttpResponse {
-    if let Err(r) = check_auth(&state, &req) {
-        return r;
+    if let Err(e) = check_auth(&state, &req) {
+        return e.response();
     }
     let Ok(user_id) = UserId::parse(user_id.as_str()) else {
         return MatrixError::new(400, "M_INVALID_PARAM", "not a valid user ID").response();
@@ -111,8 +136,8 @@ async fn get_user(state: State, req: HttpRequest, user_id: web::Path<String>) ->
 }
 
 async fn get_room_alias(state: State, req: HttpRequest, alias: web::Path<String>) -> HttpResponse {
-    if let Err(r) = check_auth(&state, &req) {
-        return r;
+    if let Err(e) = check_auth(&state, &req) {
+        return e.response();
     }
     let Ok(alias) = RoomAliasId::parse(alias.as_str()) else {
         return MatrixError::new(400, "M_INVALID_PARAM", "not a valid room alias").response();
@@ -128,12 +153,12 @@ async fn get_room_alias(state: State, req: HttpRequest, alias: web::Path<String>
 }
 
 async fn post_ping(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    if let Err(r) = check_auth(&state, &req) {
-        return r;
+    if let Err(e) = check_auth(&state, &req) {
+        return e.response();
     }
     let body = match read_body(payload).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return e.response(),
     };
     #[derive(serde::Deserialize)]
     struct Ping {
@@ -141,11 +166,15 @@ async fn post_ping(state: State, req: HttpRequest, payload: web::Payload) -> Htt
         transaction_id: Option<String>,
     }
     let ping: Ping = if body.is_empty() {
-        Ping { transaction_id: None }
+        Ping {
+            transaction_id: None,
+        }
     } else {
         match serde_json::from_slice(&body) {
             Ok(p) => p,
-            Err(e) => return MatrixError::new(400, "M_NOT_JSON", format!("ping body: {e}")).response(),
+            Err(e) => {
+                return MatrixError::new(400, "M_NOT_JSON", format!("ping body: {e}")).response();
+            }
         }
     };
     tracing::debug!(transaction_id = ?ping.transaction_id, "homeserver ping");
@@ -167,10 +196,14 @@ fn fields(req: &HttpRequest) -> BTreeMap<String, String> {
 }
 
 async fn get_protocol(state: State, req: HttpRequest, protocol: web::Path<String>) -> HttpResponse {
-    if let Err(r) = check_auth(&state, &req) {
-        return r;
+    if let Err(e) = check_auth(&state, &req) {
+        return e.response();
     }
-    match state.bridge.thirdparty_protocol(&state.ctx, &protocol).await {
+    match state
+        .bridge
+        .thirdparty_protocol(&state.ctx, &protocol)
+        .await
+    {
         Ok(Some(p)) => HttpResponse::Ok().json(p),
         Ok(None) => not_found("no such protocol"),
         Err(error) => {
@@ -180,7 +213,10 @@ async fn get_protocol(state: State, req: HttpRequest, protocol: web::Path<String
     }
 }
 
-async fn lookup<T: serde::Serialize>(result: Result<Vec<T>, crate::BridgeError>, what: &str) -> HttpResponse {
+async fn lookup<T: serde::Serialize>(
+    result: Result<Vec<T>, crate::BridgeError>,
+    what: &str,
+) -> HttpResponse {
     match result {
         Ok(found) if !found.is_empty() => HttpResponse::Ok().json(found),
         Ok(_) => not_found(&format!("no {what} found")),
@@ -192,31 +228,63 @@ async fn lookup<T: serde::Serialize>(result: Result<Vec<T>, crate::BridgeError>,
 }
 
 async fn get_users_of(state: State, req: HttpRequest, protocol: web::Path<String>) -> HttpResponse {
-    if let Err(r) = check_auth(&state, &req) {
-        return r;
+    if let Err(e) = check_auth(&state, &req) {
+        return e.response();
     }
-    lookup(state.bridge.thirdparty_users(&state.ctx, Some(&protocol), &fields(&req)).await, "users").await
+    lookup(
+        state
+            .bridge
+            .thirdparty_users(&state.ctx, Some(&protocol), &fields(&req))
+            .await,
+        "users",
+    )
+    .await
 }
 
-async fn get_locations_of(state: State, req: HttpRequest, protocol: web::Path<String>) -> HttpResponse {
-    if let Err(r) = check_auth(&state, &req) {
-        return r;
+async fn get_locations_of(
+    state: State,
+    req: HttpRequest,
+    protocol: web::Path<String>,
+) -> HttpResponse {
+    if let Err(e) = check_auth(&state, &req) {
+        return e.response();
     }
-    lookup(state.bridge.thirdparty_locations(&state.ctx, Some(&protocol), &fields(&req)).await, "locations").await
+    lookup(
+        state
+            .bridge
+            .thirdparty_locations(&state.ctx, Some(&protocol), &fields(&req))
+            .await,
+        "locations",
+    )
+    .await
 }
 
 async fn get_users(state: State, req: HttpRequest) -> HttpResponse {
-    if let Err(r) = check_auth(&state, &req) {
-        return r;
+    if let Err(e) = check_auth(&state, &req) {
+        return e.response();
     }
-    lookup(state.bridge.thirdparty_users(&state.ctx, None, &fields(&req)).await, "users").await
+    lookup(
+        state
+            .bridge
+            .thirdparty_users(&state.ctx, None, &fields(&req))
+            .await,
+        "users",
+    )
+    .await
 }
 
 async fn get_locations(state: State, req: HttpRequest) -> HttpResponse {
-    if let Err(r) = check_auth(&state, &req) {
-        return r;
+    if let Err(e) = check_auth(&state, &req) {
+        return e.response();
     }
-    lookup(state.bridge.thirdparty_locations(&state.ctx, None, &fields(&req)).await, "locations").await
+    lookup(
+        state
+            .bridge
+            .thirdparty_locations(&state.ctx, None, &fields(&req))
+            .await,
+        "locations",
+    )
+    .await
 }
 
 async fn live() -> HttpResponse {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::hash::fnv1a64;
-use crate::store::inbox::{IncomingTransaction, InboxItem, ItemKind};
+use crate::store::inbox::{InboxItem, IncomingTransaction, ItemKind};
 
 /// Why a transaction body was refused as a whole.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -82,20 +82,34 @@ pub(crate) fn parse_transaction(txn_id: &str, body: &[u8]) -> Result<ParsedTrans
             }
         }
     }
-    let ephemeral = body.ephemeral.or(body.ephemeral_unstable).unwrap_or_default();
+    let ephemeral = body
+        .ephemeral
+        .or(body.ephemeral_unstable)
+        .unwrap_or_default();
     for raw in &ephemeral {
         match routing(raw).and_then(|r| r.room_id.or(r.sender)) {
-            Some(queue) => items.push(InboxItem { kind: ItemKind::Ephemeral, queue: queue.into_owned(), json: raw.get().to_owned() }),
+            Some(queue) => items.push(InboxItem {
+                kind: ItemKind::Ephemeral,
+                queue: queue.into_owned(),
+                json: raw.get().to_owned(),
+            }),
             None => {
                 skipped += 1;
                 tracing::warn!(txn_id, event = %truncate(raw.get()), "skipping ephemeral event without room_id or sender");
             }
         }
     }
-    let to_device = body.to_device.or(body.to_device_unstable).unwrap_or_default();
+    let to_device = body
+        .to_device
+        .or(body.to_device_unstable)
+        .unwrap_or_default();
     for raw in &to_device {
         match routing(raw).and_then(|r| r.to_user_id) {
-            Some(queue) => items.push(InboxItem { kind: ItemKind::ToDevice, queue: queue.into_owned(), json: raw.get().to_owned() }),
+            Some(queue) => items.push(InboxItem {
+                kind: ItemKind::ToDevice,
+                queue: queue.into_owned(),
+                json: raw.get().to_owned(),
+            }),
             None => {
                 skipped += 1;
                 tracing::warn!(txn_id, event = %truncate(raw.get()), "skipping to-device event without to_user_id");
@@ -105,16 +119,23 @@ pub(crate) fn parse_transaction(txn_id: &str, body: &[u8]) -> Result<ParsedTrans
     let digest = if body.events.is_empty() {
         fnv1a64(items.iter().map(|i| i.json.as_bytes()))
     } else {
-        fnv1a64(body.events.iter().map(|raw| match routing(raw).and_then(|r| r.event_id) {
-            Some(Cow::Borrowed(id)) => id.as_bytes(),
-            _ => raw.get().as_bytes(),
-        }))
+        fnv1a64(
+            body.events
+                .iter()
+                .map(|raw| match routing(raw).and_then(|r| r.event_id) {
+                    Some(Cow::Borrowed(id)) => id.as_bytes(),
+                    _ => raw.get().as_bytes(),
+                }),
+        )
     };
     let mut key = Vec::with_capacity(txn_id.len() + 9);
     key.extend_from_slice(txn_id.as_bytes());
     key.push(0);
     key.extend_from_slice(&digest.to_be_bytes());
-    Ok(ParsedTransaction { incoming: IncomingTransaction { key, items }, skipped })
+    Ok(ParsedTransaction {
+        incoming: IncomingTransaction { key, items },
+        skipped,
+    })
 }
 
 fn routing(raw: &RawValue) -> Option<Routing<'_>> {
@@ -124,8 +145,15 @@ fn routing(raw: &RawValue) -> Option<Routing<'_>> {
 /// A timeline event needs `event_id`, `room_id`, `sender` and `type` to be routed at all.
 fn timeline_item(raw: &RawValue) -> Option<InboxItem> {
     let r = routing(raw)?;
-    r.event_id.as_ref().and(r.sender.as_ref()).and(r.kind.as_ref())?;
-    Some(InboxItem { kind: ItemKind::Timeline, queue: r.room_id?.into_owned(), json: raw.get().to_owned() })
+    r.event_id
+        .as_ref()
+        .and(r.sender.as_ref())
+        .and(r.kind.as_ref())?;
+    Some(InboxItem {
+        kind: ItemKind::Timeline,
+        queue: r.room_id?.into_owned(),
+        json: raw.get().to_owned(),
+    })
 }
 
 fn truncate(s: &str) -> &str {
@@ -143,7 +171,8 @@ mod tests {
 
     #[test]
     fn malformed_events_are_skipped_alone() {
-        let body = format!(r#"{{"events":[{{"type":"m.room.message","content":{{}}}}, 5, {MSG}, "x"]}}"#);
+        let body =
+            format!(r#"{{"events":[{{"type":"m.room.message","content":{{}}}}, 5, {MSG}, "x"]}}"#);
         let parsed = parse_transaction("1", body.as_bytes()).unwrap();
         assert_eq!(parsed.skipped, 3);
         assert_eq!(parsed.incoming.items.len(), 1);
@@ -155,12 +184,31 @@ mod tests {
     fn stable_and_unstable_names_are_read() {
         let typing = r#"{"type":"m.typing","room_id":"!r:x","content":{"user_ids":[]}}"#;
         let presence = r#"{"type":"m.presence","sender":"@a:x","content":{"presence":"online"}}"#;
-        let to_dev = r#"{"type":"t","sender":"@a:x","to_user_id":"@_g:x","to_device_id":"D","content":{}}"#;
-        for (eph, td) in [("ephemeral", "to_device"), ("de.sorunome.msc2409.ephemeral", "de.sorunome.msc2409.to_device")] {
-            let body = format!(r#"{{"events":[],"{eph}":[{typing},{presence}],"{td}":[{to_dev}]}}"#);
-            let items = parse_transaction("1", body.as_bytes()).unwrap().incoming.items;
+        let to_dev =
+            r#"{"type":"t","sender":"@a:x","to_user_id":"@_g:x","to_device_id":"D","content":{}}"#;
+        for (eph, td) in [
+            ("ephemeral", "to_device"),
+            (
+                "de.sorunome.msc2409.ephemeral",
+                "de.sorunome.msc2409.to_device",
+            ),
+        ] {
+            let body =
+                format!(r#"{{"events":[],"{eph}":[{typing},{presence}],"{td}":[{to_dev}]}}"#);
+            let items = parse_transaction("1", body.as_bytes())
+                .unwrap()
+                .incoming
+                .items;
             let got: Vec<_> = items.iter().map(|i| (i.kind, i.queue.as_str())).collect();
-            assert_eq!(got, vec![(ItemKind::Ephemeral, "!r:x"), (ItemKind::Ephemeral, "@a:x"), (ItemKind::ToDevice, "@_g:x")], "{eph}");
+            assert_eq!(
+                got,
+                vec![
+                    (ItemKind::Ephemeral, "!r:x"),
+                    (ItemKind::Ephemeral, "@a:x"),
+                    (ItemKind::ToDevice, "@_g:x")
+                ],
+                "{eph}"
+            );
         }
     }
 
@@ -168,7 +216,10 @@ mod tests {
     fn the_stable_name_wins_when_both_are_present() {
         let body = r#"{"events":[],"ephemeral":[{"type":"m.typing","room_id":"!stable:x","content":{}}],
             "de.sorunome.msc2409.ephemeral":[{"type":"m.typing","room_id":"!unstable:x","content":{}}]}"#;
-        let items = parse_transaction("1", body.as_bytes()).unwrap().incoming.items;
+        let items = parse_transaction("1", body.as_bytes())
+            .unwrap()
+            .incoming
+            .items;
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].queue, "!stable:x");
     }
@@ -176,21 +227,37 @@ mod tests {
     #[test]
     fn non_json_and_non_transactions_are_refused_clearly() {
         for body in [&b"not json"[..], b"{\"events\": [", b"\xff\xfe"] {
-            assert!(matches!(parse_transaction("1", body), Err(BodyError::NotJson(_))), "{body:?}");
+            assert!(
+                matches!(parse_transaction("1", body), Err(BodyError::NotJson(_))),
+                "{body:?}"
+            );
         }
         for body in [&b"[]"[..], b"\"s\"", b"12", b"{}", b"{\"events\": {}}"] {
-            assert!(matches!(parse_transaction("1", body), Err(BodyError::BadJson(_))), "{body:?}");
+            assert!(
+                matches!(parse_transaction("1", body), Err(BodyError::BadJson(_))),
+                "{body:?}"
+            );
         }
     }
 
     #[test]
     fn dedupe_key_tracks_events_not_ephemeral_data() {
-        let with_eph = format!(r#"{{"events":[{MSG}],"ephemeral":[{{"type":"m.typing","room_id":"!r:x","content":{{}}}}]}}"#);
+        let with_eph = format!(
+            r#"{{"events":[{MSG}],"ephemeral":[{{"type":"m.typing","room_id":"!r:x","content":{{}}}}]}}"#
+        );
         let without = format!(r#"{{"events":[{MSG}]}}"#);
         let other = r#"{"events":[{"event_id":"$2","room_id":"!r:x","sender":"@a:x","type":"m.room.message","content":{}}]}"#;
         let key = |id: &str, b: &str| parse_transaction(id, b.as_bytes()).unwrap().incoming.key;
-        assert_eq!(key("7", &with_eph), key("7", &without), "a retry without ephemeral data is the same transaction");
-        assert_ne!(key("7", &without), key("7", other), "a reused txnId with new events is a new transaction");
+        assert_eq!(
+            key("7", &with_eph),
+            key("7", &without),
+            "a retry without ephemeral data is the same transaction"
+        );
+        assert_ne!(
+            key("7", &without),
+            key("7", other),
+            "a reused txnId with new events is a new transaction"
+        );
         assert_ne!(key("7", &without), key("8", &without));
     }
 }

@@ -52,10 +52,14 @@ impl ClientError {
                 kind: body.kind,
                 message: body.message,
             },
-            ErrorBody::Json(json) => ClientError::Http { status, body: truncate(json.to_string()) },
-            ErrorBody::NotJson { bytes, .. } => {
-                ClientError::Http { status, body: truncate(String::from_utf8_lossy(&bytes).into_owned()) }
-            }
+            ErrorBody::Json(json) => ClientError::Http {
+                status,
+                body: truncate(json.to_string()),
+            },
+            ErrorBody::NotJson { bytes, .. } => ClientError::Http {
+                status,
+                body: truncate(String::from_utf8_lossy(&bytes).into_owned()),
+            },
         }
     }
 

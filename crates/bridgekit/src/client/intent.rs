@@ -69,7 +69,10 @@ impl Intent {
             Err(e) if matches!(e.kind(), Some(ErrorKind::UserInUse)) => {}
             Err(e) => return Err(e),
         }
-        self.ctx.store().ghosts().update(&self.user_id, |r| r.registered = true)?;
+        self.ctx
+            .store()
+            .ghosts()
+            .update(&self.user_id, |r| r.registered = true)?;
         tracing::debug!(user_id = %self.user_id, "registered ghost");
         Ok(())
     }
@@ -77,15 +80,24 @@ impl Intent {
     /// Joins `room_id` (by invite or because the room is public).
     pub async fn join(&self, room_id: &RoomId) -> Result<(), ClientError> {
         self.ensure_registered().await?;
-        self.call(join_room_by_id::v3::Request::new(room_id.to_owned())).await?;
-        self.ctx.store().ghosts().set_joined(&self.user_id, room_id, true)?;
+        self.call(join_room_by_id::v3::Request::new(room_id.to_owned()))
+            .await?;
+        self.ctx
+            .store()
+            .ghosts()
+            .set_joined(&self.user_id, room_id, true)?;
         Ok(())
     }
 
     /// Makes sure the user is in `room_id`: joins, and if that is refused, has the bot invite
     /// it and joins again.
     pub async fn ensure_joined(&self, room_id: &RoomId) -> Result<(), ClientError> {
-        if self.ctx.store().ghosts().is_joined(&self.user_id, room_id)? {
+        if self
+            .ctx
+            .store()
+            .ghosts()
+            .is_joined(&self.user_id, room_id)?
+        {
             return Ok(());
         }
         match self.join(room_id).await {
@@ -101,13 +113,22 @@ impl Intent {
     /// Invites `user_id` to `room_id`.
     pub async fn invite(&self, room_id: &RoomId, user_id: &UserId) -> Result<(), ClientError> {
         let recipient = invite_user::v3::InviteUserId::new(user_id.to_owned());
-        self.call(invite_user::v3::Request::new(room_id.to_owned(), recipient.into())).await?;
+        self.call(invite_user::v3::Request::new(
+            room_id.to_owned(),
+            recipient.into(),
+        ))
+        .await?;
         Ok(())
     }
 
     /// Sends a message-like event with a fresh transaction ID.
-    pub async fn send<C: MessageLikeEventContent>(&self, room_id: &RoomId, content: &C) -> Result<OwnedEventId, ClientError> {
-        self.send_with_txn_id(room_id, content, &self.ctx.txn_ids().next()).await
+    pub async fn send<C: MessageLikeEventContent>(
+        &self,
+        room_id: &RoomId,
+        content: &C,
+    ) -> Result<OwnedEventId, ClientError> {
+        self.send_with_txn_id(room_id, content, &self.ctx.txn_ids().next())
+            .await
     }
 
     /// Sends a message-like event with the given transaction ID: sending again with the same ID
@@ -119,9 +140,11 @@ impl Intent {
         content: &C,
         txn_id: &TransactionId,
     ) -> Result<OwnedEventId, ClientError> {
-        let json = serde_json::value::to_raw_value(content).map_err(|e| ClientError::Request(e.to_string()))?;
+        let json = serde_json::value::to_raw_value(content)
+            .map_err(|e| ClientError::Request(e.to_string()))?;
         let body = Raw::<AnyMessageLikeEventContent>::from_json(json);
-        self.send_raw(room_id, content.event_type(), body, txn_id).await
+        self.send_raw(room_id, content.event_type(), body, txn_id)
+            .await
     }
 
     /// Sends event content the bridge has as raw JSON.
@@ -132,13 +155,24 @@ impl Intent {
         body: Raw<AnyMessageLikeEventContent>,
         txn_id: &TransactionId,
     ) -> Result<OwnedEventId, ClientError> {
-        let request = send_message_event::v3::Request::new_raw(room_id.to_owned(), txn_id.to_owned(), event_type, body);
+        let request = send_message_event::v3::Request::new_raw(
+            room_id.to_owned(),
+            txn_id.to_owned(),
+            event_type,
+            body,
+        );
         Ok(self.call_in_room(room_id, request).await?.event_id)
     }
 
     /// Redacts `event_id`, with an optional reason.
-    pub async fn redact(&self, room_id: &RoomId, event_id: &EventId, reason: Option<&str>) -> Result<OwnedEventId, ClientError> {
-        self.redact_with_txn_id(room_id, event_id, reason, &self.ctx.txn_ids().next()).await
+    pub async fn redact(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+        reason: Option<&str>,
+    ) -> Result<OwnedEventId, ClientError> {
+        self.redact_with_txn_id(room_id, event_id, reason, &self.ctx.txn_ids().next())
+            .await
     }
 
     /// [`redact`](Self::redact) with a chosen transaction ID.
@@ -149,7 +183,11 @@ impl Intent {
         reason: Option<&str>,
         txn_id: &TransactionId,
     ) -> Result<OwnedEventId, ClientError> {
-        let mut request = redact_event::v3::Request::new(room_id.to_owned(), event_id.to_owned(), txn_id.to_owned());
+        let mut request = redact_event::v3::Request::new(
+            room_id.to_owned(),
+            event_id.to_owned(),
+            txn_id.to_owned(),
+        );
         request.reason = reason.map(str::to_owned);
         Ok(self.call_in_room(room_id, request).await?.event_id)
     }
@@ -163,15 +201,22 @@ impl Intent {
         }
         // The generic profile-field endpoint is stable only since v1.16; this one works everywhere.
         #[allow(deprecated)]
-        let request = set_display_name::v3::Request::new(self.user_id.clone(), Some(displayname.to_owned()));
+        let request =
+            set_display_name::v3::Request::new(self.user_id.clone(), Some(displayname.to_owned()));
         self.call(request).await?;
-        store.update(&self.user_id, |r| r.displayname = Some(displayname.to_owned()))?;
+        store.update(&self.user_id, |r| {
+            r.displayname = Some(displayname.to_owned())
+        })?;
         Ok(())
     }
 
     /// Runs a room call as a member: registers and joins first, re-registers once if the
     /// homeserver forgot the ghost, and re-joins if it says the user is not in the room.
-    async fn call_in_room<R: Endpoint + Clone>(&self, room_id: &RoomId, request: R) -> Result<R::IncomingResponse, ClientError> {
+    async fn call_in_room<R: Endpoint + Clone>(
+        &self,
+        room_id: &RoomId,
+        request: R,
+    ) -> Result<R::IncomingResponse, ClientError> {
         self.ensure_registered().await?;
         self.ensure_joined(room_id).await?;
         let mut reregistered = false;
@@ -184,7 +229,10 @@ impl Intent {
                 }
                 Err(e) if e.is_not_in_room() && attempt < NOT_IN_ROOM_RETRIES => {
                     attempt += 1;
-                    self.ctx.store().ghosts().set_joined(&self.user_id, room_id, false)?;
+                    self.ctx
+                        .store()
+                        .ghosts()
+                        .set_joined(&self.user_id, room_id, false)?;
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
                     self.ensure_joined(room_id).await?;
                 }

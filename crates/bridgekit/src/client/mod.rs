@@ -15,11 +15,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ruma::UserId;
 use ruma::api::auth_scheme::{AuthScheme, SendAccessToken};
-use ruma::api::error::{ErrorKind, FromHttpResponseError, IntoHttpError, LimitExceededErrorData, RetryAfter};
+use ruma::api::error::{
+    ErrorKind, FromHttpResponseError, IntoHttpError, LimitExceededErrorData, RetryAfter,
+};
 use ruma::api::path_builder::{PathBuilder, SinglePath, VersionHistory};
 use ruma::api::{
-    AppserviceUserIdentity, IncomingResponseExt, MatrixVersion, OutgoingRequest, OutgoingRequestAppserviceExt,
-    SupportedVersions,
+    AppserviceUserIdentity, IncomingResponseExt, MatrixVersion, OutgoingRequest,
+    OutgoingRequestAppserviceExt, SupportedVersions,
 };
 
 pub use error::ClientError;
@@ -142,7 +144,9 @@ pub struct HomeserverClient {
 impl std::fmt::Debug for HomeserverClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the token.
-        f.debug_struct("HomeserverClient").field("base_url", &self.base_url).finish_non_exhaustive()
+        f.debug_struct("HomeserverClient")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -216,14 +220,20 @@ impl HomeserverClient {
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
-                    if response.content_length().is_some_and(|n| n as usize > MAX_RESPONSE_BYTES) {
+                    if response
+                        .content_length()
+                        .is_some_and(|n| n as usize > MAX_RESPONSE_BYTES)
+                    {
                         return Err(ClientError::Response("response body too large".into()));
                     }
                     let bytes = match response.bytes().await {
                         Ok(b) => b,
                         Err(e) => {
                             let error = ClientError::Network(without_url(e));
-                            if !self.sleep_before_retry(started, &mut backoff, None, retry).await {
+                            if !self
+                                .sleep_before_retry(started, &mut backoff, None, retry)
+                                .await
+                            {
                                 return Err(error);
                             }
                             continue;
@@ -251,7 +261,10 @@ impl HomeserverClient {
                 }
             };
             tracing::debug!(%error, path = parts.uri.path(), "homeserver call failed; retrying");
-            if !self.sleep_before_retry(started, &mut backoff, wait, retry).await {
+            if !self
+                .sleep_before_retry(started, &mut backoff, wait, retry)
+                .await
+            {
                 return Err(error);
             }
         }
@@ -278,7 +291,10 @@ impl HomeserverClient {
 /// How long a 429 asks us to wait.
 fn rate_limit_wait(error: &ClientError) -> Option<Duration> {
     match error.kind()? {
-        ErrorKind::LimitExceeded(LimitExceededErrorData { retry_after: Some(after), .. }) => Some(match after {
+        ErrorKind::LimitExceeded(LimitExceededErrorData {
+            retry_after: Some(after),
+            ..
+        }) => Some(match after {
             RetryAfter::Delay(d) => *d,
             RetryAfter::DateTime(t) => t.duration_since(SystemTime::now()).unwrap_or_default(),
         }),

@@ -23,7 +23,10 @@ pub struct TxnIds {
 impl TxnIds {
     /// IDs for the process start number `boot` (see [`Store`](crate::Store)).
     pub fn new(boot: u64) -> Self {
-        Self { prefix: format!("bk{boot}"), counter: AtomicU64::new(0) }
+        Self {
+            prefix: format!("bk{boot}"),
+            counter: AtomicU64::new(0),
+        }
     }
 
     /// A fresh ID, never issued before by this appservice.
@@ -59,8 +62,17 @@ mod tests {
 
     #[test]
     fn derived_ids_are_stable_and_seed_sensitive() {
-        assert_eq!(TxnIds::derived(&["!r", "m1"]), TxnIds::derived(&["!r", "m1"]));
-        assert_ne!(TxnIds::derived(&["!r", "m1"]), TxnIds::derived(&["!r", "m2"]));
-        assert_ne!(TxnIds::derived(&["!r", "m1"]), TxnIds::derived(&["!rm", "1"]));
+        assert_eq!(
+            TxnIds::derived(&["!r", "m1"]),
+            TxnIds::derived(&["!r", "m1"])
+        );
+        assert_ne!(
+            TxnIds::derived(&["!r", "m1"]),
+            TxnIds::derived(&["!r", "m2"])
+        );
+        assert_ne!(
+            TxnIds::derived(&["!r", "m1"]),
+            TxnIds::derived(&["!rm", "1"])
+        );
     }
 }

@@ -34,22 +34,33 @@ fn joined_key(user_id: &UserId, room_id: &RoomId) -> Vec<u8> {
 
 impl Ghosts {
     pub(super) fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        Ok(Self { records: db.open_tree("ghosts")?, joined: db.open_tree("ghost_joined")? })
+        Ok(Self {
+            records: db.open_tree("ghosts")?,
+            joined: db.open_tree("ghost_joined")?,
+        })
     }
 
     /// The record of `user_id`; a default (unregistered) record if none was stored.
     pub fn get(&self, user_id: &UserId) -> Result<GhostRecord, StoreError> {
         match self.records.get(user_id.as_str())? {
             None => Ok(GhostRecord::default()),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| StoreError::Corrupt { tree: "ghosts", reason: e.to_string() }),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                tree: "ghosts",
+                reason: e.to_string(),
+            }),
         }
     }
 
     /// Applies `change` to the record of `user_id` atomically.
-    pub fn update(&self, user_id: &UserId, change: impl Fn(&mut GhostRecord)) -> Result<(), StoreError> {
+    pub fn update(
+        &self,
+        user_id: &UserId,
+        change: impl Fn(&mut GhostRecord),
+    ) -> Result<(), StoreError> {
         self.records.update_and_fetch(user_id.as_str(), |old| {
-            let mut record: GhostRecord = old.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
+            let mut record: GhostRecord = old
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default();
             change(&mut record);
             Some(serde_json::to_vec(&record).expect("record serializes"))
         })?;
@@ -62,7 +73,12 @@ impl Ghosts {
     }
 
     /// Records whether `user_id` is joined to `room_id`.
-    pub fn set_joined(&self, user_id: &UserId, room_id: &RoomId, joined: bool) -> Result<(), StoreError> {
+    pub fn set_joined(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        joined: bool,
+    ) -> Result<(), StoreError> {
         let key = joined_key(user_id, room_id);
         if joined {
             self.joined.insert(key, &[])?;
@@ -85,8 +101,14 @@ mod tests {
         let ghost = owned_user_id!("@_echo_a:example.org");
         let room = owned_room_id!("!r:example.org");
         assert!(!store.ghosts().get(&ghost).unwrap().registered);
-        store.ghosts().update(&ghost, |r| r.registered = true).unwrap();
-        store.ghosts().update(&ghost, |r| r.displayname = Some("A".into())).unwrap();
+        store
+            .ghosts()
+            .update(&ghost, |r| r.registered = true)
+            .unwrap();
+        store
+            .ghosts()
+            .update(&ghost, |r| r.displayname = Some("A".into()))
+            .unwrap();
         let record = store.ghosts().get(&ghost).unwrap();
         assert!(record.registered);
         assert_eq!(record.displayname.as_deref(), Some("A"));

@@ -45,7 +45,10 @@ impl InboxItem {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        let corrupt = |reason: &str| StoreError::Corrupt { tree: "inbox", reason: reason.to_owned() };
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            tree: "inbox",
+            reason: reason.to_owned(),
+        };
         let kind = match bytes.first() {
             Some(0) => ItemKind::Timeline,
             Some(1) => ItemKind::Ephemeral,
@@ -54,11 +57,14 @@ impl InboxItem {
         };
         let len = bytes.get(1..3).ok_or_else(|| corrupt("short item"))?;
         let len = u16::from_be_bytes([len[0], len[1]]) as usize;
-        let queue = bytes.get(3..3 + len).ok_or_else(|| corrupt("short queue key"))?;
+        let queue = bytes
+            .get(3..3 + len)
+            .ok_or_else(|| corrupt("short queue key"))?;
         let json = &bytes[3 + len..];
         Ok(InboxItem {
             kind,
-            queue: String::from_utf8(queue.to_vec()).map_err(|_| corrupt("queue key is not UTF-8"))?,
+            queue: String::from_utf8(queue.to_vec())
+                .map_err(|_| corrupt("queue key is not UTF-8"))?,
             json: String::from_utf8(json.to_vec()).map_err(|_| corrupt("event is not UTF-8"))?,
         })
     }
@@ -83,9 +89,13 @@ pub(crate) enum Recorded {
 impl Store {
     /// Records a batch of transactions atomically, skipping those already recorded, and
     /// flushes once for the whole batch. Returns one outcome per transaction, in order.
-    pub(crate) fn record_transactions(&self, txns: &[IncomingTransaction]) -> Result<Vec<Recorded>, StoreError> {
+    pub(crate) fn record_transactions(
+        &self,
+        txns: &[IncomingTransaction],
+    ) -> Result<Vec<Recorded>, StoreError> {
         let mut outcomes = Vec::with_capacity(txns.len());
-        let (mut inbox, mut records, mut order) = (Batch::default(), Batch::default(), Batch::default());
+        let (mut inbox, mut records, mut order) =
+            (Batch::default(), Batch::default(), Batch::default());
         let mut in_batch: HashSet<&[u8]> = HashSet::new();
         for txn in txns {
             if in_batch.contains(txn.key.as_slice()) || self.txns.contains_key(&txn.key)? {
@@ -159,7 +169,11 @@ mod tests {
     use crate::store::DEFAULT_CACHE_BYTES;
 
     fn item(queue: &str, json: &str) -> InboxItem {
-        InboxItem { kind: ItemKind::Timeline, queue: queue.into(), json: json.into() }
+        InboxItem {
+            kind: ItemKind::Timeline,
+            queue: queue.into(),
+            json: json.into(),
+        }
     }
 
     #[test]
@@ -167,7 +181,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let seqs = {
             let store = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
-            let txn = IncomingTransaction { key: b"1".to_vec(), items: vec![item("!a", "{}"), item("!b", "[1]")] };
+            let txn = IncomingTransaction {
+                key: b"1".to_vec(),
+                items: vec![item("!a", "{}"), item("!b", "[1]")],
+            };
             match store.record_transactions(&[txn]).unwrap().remove(0) {
                 Recorded::New(seqs) => seqs,
                 other => panic!("{other:?}"),
@@ -185,11 +202,17 @@ mod tests {
     fn a_transaction_is_recorded_once_even_within_one_batch() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
-        let txn = || IncomingTransaction { key: b"k".to_vec(), items: vec![item("!a", "{}")] };
+        let txn = || IncomingTransaction {
+            key: b"k".to_vec(),
+            items: vec![item("!a", "{}")],
+        };
         let out = store.record_transactions(&[txn(), txn()]).unwrap();
         assert!(matches!(out[0], Recorded::New(_)));
         assert_eq!(out[1], Recorded::Duplicate);
-        assert_eq!(store.record_transactions(&[txn()]).unwrap(), vec![Recorded::Duplicate]);
+        assert_eq!(
+            store.record_transactions(&[txn()]).unwrap(),
+            vec![Recorded::Duplicate]
+        );
         assert_eq!(store.pending_items().unwrap().len(), 1);
     }
 
@@ -199,7 +222,10 @@ mod tests {
         let store = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
         let total = TRANSACTION_RECORDS_KEPT + 3;
         let txns: Vec<_> = (0..total)
-            .map(|i| IncomingTransaction { key: i.to_string().into_bytes(), items: vec![] })
+            .map(|i| IncomingTransaction {
+                key: i.to_string().into_bytes(),
+                items: vec![],
+            })
             .collect();
         store.record_transactions(&txns).unwrap();
         assert_eq!(store.prune_transaction_records().unwrap(), 3);

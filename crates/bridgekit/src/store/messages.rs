@@ -28,7 +28,12 @@ pub struct MessageMapping {
 impl MessageMapping {
     /// A mapping of `remote_id` in `room_id` to `event_id`.
     pub fn new(room_id: OwnedRoomId, remote_id: impl Into<String>, event_id: OwnedEventId) -> Self {
-        Self { room_id, remote_id: remote_id.into(), event_id, sender: None }
+        Self {
+            room_id,
+            remote_id: remote_id.into(),
+            event_id,
+            sender: None,
+        }
     }
 
     /// Records who sent the Matrix event.
@@ -55,7 +60,10 @@ fn remote_key(room_id: &RoomId, remote_id: &str) -> Vec<u8> {
 
 impl Messages {
     pub(super) fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        Ok(Self { by_event: db.open_tree("msg_by_event")?, by_remote: db.open_tree("msg_by_remote")? })
+        Ok(Self {
+            by_event: db.open_tree("msg_by_event")?,
+            by_remote: db.open_tree("msg_by_remote")?,
+        })
     }
 
     /// Stores a mapping. Storing the same mapping twice is a no-op; mapping a remote ID or an
@@ -97,21 +105,34 @@ impl Messages {
     pub fn by_event(&self, event_id: &ruma::EventId) -> Result<Option<MessageMapping>, StoreError> {
         match self.by_event.get(event_id.as_str())? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt { tree: "msg_by_event", reason: e.to_string() }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        tree: "msg_by_event",
+                        reason: e.to_string(),
+                    })
+            }
         }
     }
 
     /// The mapping of a remote message in a room, if it was bridged.
-    pub fn by_remote(&self, room_id: &RoomId, remote_id: &str) -> Result<Option<MessageMapping>, StoreError> {
+    pub fn by_remote(
+        &self,
+        room_id: &RoomId,
+        remote_id: &str,
+    ) -> Result<Option<MessageMapping>, StoreError> {
         match self.by_remote.get(remote_key(room_id, remote_id))? {
             None => Ok(None),
             Some(event_id) => {
-                let event_id = std::str::from_utf8(&event_id)
-                    .map_err(|e| StoreError::Corrupt { tree: "msg_by_remote", reason: e.to_string() })?;
-                let event_id = ruma::EventId::parse(event_id)
-                    .map_err(|e| StoreError::Corrupt { tree: "msg_by_remote", reason: e.to_string() })?;
+                let event_id = std::str::from_utf8(&event_id).map_err(|e| StoreError::Corrupt {
+                    tree: "msg_by_remote",
+                    reason: e.to_string(),
+                })?;
+                let event_id = ruma::EventId::parse(event_id).map_err(|e| StoreError::Corrupt {
+                    tree: "msg_by_remote",
+                    reason: e.to_string(),
+                })?;
                 self.by_event(&event_id)
             }
         }
@@ -136,8 +157,14 @@ mod tests {
             store.flush().unwrap();
         }
         let store = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
-        assert_eq!(store.messages().by_remote(&room, "r1").unwrap(), Some(mapping.clone()));
-        assert_eq!(store.messages().by_event(&mapping.event_id).unwrap(), Some(mapping));
+        assert_eq!(
+            store.messages().by_remote(&room, "r1").unwrap(),
+            Some(mapping.clone())
+        );
+        assert_eq!(
+            store.messages().by_event(&mapping.event_id).unwrap(),
+            Some(mapping)
+        );
         assert_eq!(store.messages().by_remote(&room, "r2").unwrap(), None);
     }
 
@@ -146,13 +173,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
         let room = owned_room_id!("!room:example.org");
-        store.messages().insert(&MessageMapping::new(room.clone(), "r1", owned_event_id!("$a"))).unwrap();
+        store
+            .messages()
+            .insert(&MessageMapping::new(
+                room.clone(),
+                "r1",
+                owned_event_id!("$a"),
+            ))
+            .unwrap();
         let same_remote = MessageMapping::new(room.clone(), "r1", owned_event_id!("$b"));
-        assert!(matches!(store.messages().insert(&same_remote), Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.messages().insert(&same_remote),
+            Err(StoreError::Conflict(_))
+        ));
         let same_event = MessageMapping::new(room.clone(), "r2", owned_event_id!("$a"));
-        assert!(matches!(store.messages().insert(&same_event), Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.messages().insert(&same_event),
+            Err(StoreError::Conflict(_))
+        ));
         assert_eq!(store.messages().by_remote(&room, "r2").unwrap(), None);
-        assert_eq!(store.messages().by_event(&owned_event_id!("$b")).unwrap(), None);
-        assert_eq!(store.messages().by_remote(&room, "r1").unwrap().unwrap().event_id, "$a");
+        assert_eq!(
+            store.messages().by_event(&owned_event_id!("$b")).unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .messages()
+                .by_remote(&room, "r1")
+                .unwrap()
+                .unwrap()
+                .event_id,
+            "$a"
+        );
     }
 }

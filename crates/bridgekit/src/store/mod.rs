@@ -97,7 +97,9 @@ impl Store {
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked { path: path.to_owned() }
+                    StoreError::Locked {
+                        path: path.to_owned(),
+                    }
                 }
                 other => StoreError::Backend(other),
             })?;
@@ -136,7 +138,10 @@ impl Store {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
-            .map_err(|e| StoreError::Corrupt { tree: "-", reason: e.to_string() })??;
+            .map_err(|e| StoreError::Corrupt {
+                tree: "-",
+                reason: e.to_string(),
+            })??;
         Ok(())
     }
 
@@ -211,7 +216,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = sled::open(dir.path()).unwrap();
-            db.open_tree("meta").unwrap().insert("schema_version", &99u64.to_be_bytes()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("schema_version", &99u64.to_be_bytes())
+                .unwrap();
             db.flush().unwrap();
         }
         let err = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap_err();
@@ -221,8 +229,14 @@ mod tests {
     #[test]
     fn boot_counter_increases_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap().next_boot().unwrap();
-        let b = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap().next_boot().unwrap();
+        let a = Store::open(dir.path(), DEFAULT_CACHE_BYTES)
+            .unwrap()
+            .next_boot()
+            .unwrap();
+        let b = Store::open(dir.path(), DEFAULT_CACHE_BYTES)
+            .unwrap()
+            .next_boot()
+            .unwrap();
         assert_eq!(b, a + 1);
     }
 }
