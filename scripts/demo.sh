@@ -37,6 +37,7 @@ cleanup() {
   echo "stopped. Data is kept in $WORK; delete it to start over."
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 for _ in $(seq 1 300); do
   curl -fs "http://127.0.0.1:$AS_PORT/health/ready" >/dev/null && break
   kill -0 "$BRIDGE_PID" 2>/dev/null || { echo "the bridge exited:"; tail -n 5 "$WORK/bridge.log"; exit 1; }
