@@ -90,19 +90,7 @@ impl Store {
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(path).map_err(|e| StoreError::Backend(e.into()))?;
         restrict_permissions(path);
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked {
-                        path: path.to_owned(),
-                    }
-                }
-                other => StoreError::Backend(other),
-            })?;
+        let db = open_waiting_for_lock(path, cache_bytes)?;
         let meta = db.open_tree("meta")?;
         check_schema(&meta, path)?;
         let store = Store {
@@ -161,6 +149,34 @@ impl Store {
 
     pub(crate) fn generate_id(&self) -> Result<u64, StoreError> {
         Ok(self.db.generate_id()?)
+    }
+}
+
+/// How long to wait for a lock held by a closing handle: sled lets go of its file lock only
+/// when its background flusher ends, a moment after the last handle is dropped, and a bridge
+/// restarted by a supervisor can arrive in that moment.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+fn open_waiting_for_lock(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(Some(500))
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(ref io)) if io.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Locked {
+                        path: path.to_owned(),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(other) => return Err(StoreError::Backend(other)),
+        }
     }
 }
 
