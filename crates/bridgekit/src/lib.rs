@@ -60,7 +60,7 @@ pub use config::{Config, ConfigError};
 pub use context::BridgeContext;
 pub use registration::Registration;
 pub use ruma;
-pub use runtime::{RunError, run};
+pub use runtime::{RunError, run, run_until};
 pub use store::{MessageMapping, Store, StoreError};
 
 /// Installs ring as rustls's crypto provider once (reqwest is built without a default one).

@@ -48,8 +48,17 @@ pub enum RunError {
     Other(String),
 }
 
-/// Runs `bridge` with `config` until the process is asked to stop.
+/// Runs `bridge` with `config` until the process gets SIGTERM or Ctrl-C.
 pub async fn run(bridge: impl Bridge, config: Config) -> Result<(), RunError> {
+    run_until(bridge, config, shutdown_signal()).await
+}
+
+/// Runs `bridge` with `config` until `shutdown` completes (for embedding and tests).
+pub async fn run_until(
+    bridge: impl Bridge,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), RunError> {
     let registration = Registration::load(&config.appservice.registration)?;
     registration.check_against(&config, &config.appservice.registration)?;
     let store = Store::open(&config.store.path, config.store.cache_bytes)?;
@@ -135,7 +144,7 @@ pub async fn run(bridge: impl Bridge, config: Config) -> Result<(), RunError> {
         let _ = started_tx.send(true);
         state.ready.store(true, Ordering::Release);
         tracing::info!(bot = %ctx.bot_user_id(), "bridge ready");
-        shutdown_signal().await;
+        shutdown.await;
         Ok(())
     }
     .await;
