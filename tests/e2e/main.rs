@@ -33,6 +33,18 @@ async fn a_ghost_echoes_and_mirrors_edits_and_redactions() {
     let _serial = SERIAL.lock().await;
     let env = Env::start().await;
     let alice = env.user("alice").await;
+    let path = format!(
+        "/_matrix/client/v3/profile/{}/displayname",
+        q(&alice.user_id)
+    );
+    let (status, _) = alice
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({"displayname": "Alice Liddell"})),
+        )
+        .await;
+    assert_eq!(status, 200);
     let room = alice.room_with_bot(&env.bot).await;
 
     let original = alice.send_text(&room, "hello echo").await;
@@ -44,7 +56,10 @@ async fn a_ghost_echoes_and_mirrors_edits_and_redactions() {
             None,
         )
         .await;
-    assert_eq!(profile["displayname"], "alice (echo)");
+    assert_eq!(
+        profile["displayname"], "Alice Liddell (echo)",
+        "named after the sender's displayname"
+    );
 
     let edit = json!({
         "msgtype": "m.text", "body": "* hello again",

@@ -80,7 +80,7 @@ fn matrix_message(
         id,
         author,
         body: msg.content.body().to_owned(),
-        displayname_hint: msg.sender.localpart().to_owned(),
+        displayname_hint: msg.sender.to_string(),
     };
     Ok(Some((msg.room_id, RemoteEvent::Message(message))))
 }
@@ -128,9 +128,16 @@ async fn remote_to_matrix(
                 return Ok(()); // already bridged (the event was handed over again after a restart)
             }
             let ghost = ctx.ghost(&message.author);
-            ghost
-                .set_displayname(&format!("{} (echo)", message.displayname_hint))
-                .await?;
+            if ctx
+                .store()
+                .ghosts()
+                .get(ghost.user_id())?
+                .displayname
+                .is_none()
+            {
+                let name = sender_displayname(ctx, &message.displayname_hint).await;
+                ghost.set_displayname(&format!("{name} (echo)")).await?;
+            }
             let content = RoomMessageEventContent::text_plain(message.body);
             // A send ID derived from the remote message: a repeat after a crash is the same send.
             let txn_id = TxnIds::derived(&[room_id.as_str(), &message.id]);
@@ -175,6 +182,18 @@ async fn remote_to_matrix(
         }
     }
     Ok(())
+}
+
+/// The Matrix sender's displayname, or its localpart when it has none. Asked once per ghost:
+/// later messages find the ghost's name in the store.
+async fn sender_displayname(ctx: &BridgeContext, sender: &str) -> String {
+    let Ok(sender) = UserId::parse(sender) else {
+        return sender.to_owned();
+    };
+    match ctx.bot().displayname_of(&sender).await {
+        Ok(Some(name)) => name,
+        _ => sender.localpart().to_owned(),
+    }
 }
 
 /// The remote user standing for a Matrix user: the localpart for local users, the whole ID

@@ -12,7 +12,8 @@ pub struct RemoteMessage {
     pub author: String,
     /// Its text.
     pub body: String,
-    /// A name to show for the author.
+    /// Who the author stands for on Matrix (the echo network knows; a real network would
+    /// carry a display name instead).
     pub displayname_hint: String,
 }
 

@@ -10,7 +10,7 @@ use ruma::api::client::{
     account::register::{self, LoginType},
     membership::{invite_user, join_room_by_id},
     message::send_message_event,
-    profile::set_display_name,
+    profile::{get_display_name, set_display_name},
     redact::redact_event,
 };
 use ruma::api::error::ErrorKind;
@@ -208,6 +208,14 @@ impl Intent {
             r.displayname = Some(displayname.to_owned())
         })?;
         Ok(())
+    }
+
+    /// The global displayname of any user, as this user sees it (`None` if unset).
+    pub async fn displayname_of(&self, user_id: &UserId) -> Result<Option<String>, ClientError> {
+        // As with `set_displayname`: the generic profile-field endpoint is stable only since v1.16.
+        #[allow(deprecated)]
+        let request = get_display_name::v3::Request::new(user_id.to_owned());
+        Ok(self.call(request).await?.displayname)
     }
 
     /// Runs a room call as a member: registers and joins first, re-registers once if the
