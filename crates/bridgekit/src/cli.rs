@@ -9,7 +9,10 @@ use crate::config::Config;
 use crate::registration::Registration;
 
 #[derive(Parser)]
-#[command(version, about = "A Matrix application-service bridge, built with bridgekit.")]
+#[command(
+    version,
+    about = "A Matrix application-service bridge, built with bridgekit."
+)]
 struct Cli {
     /// The bridge's YAML config file.
     #[arg(long, short, default_value = "config.yaml", env = "BRIDGEKIT_CONFIG")]

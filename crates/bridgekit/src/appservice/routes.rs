@@ -213,7 +213,7 @@ async fn get_protocol(state: State, req: HttpRequest, protocol: web::Path<String
     }
 }
 
-async fn lookup<T: serde::Serialize>(
+fn lookup<T: serde::Serialize>(
     result: Result<Vec<T>, crate::BridgeError>,
     what: &str,
 ) -> HttpResponse {
@@ -238,7 +238,6 @@ async fn get_users_of(state: State, req: HttpRequest, protocol: web::Path<String
             .await,
         "users",
     )
-    .await
 }
 
 async fn get_locations_of(
@@ -256,7 +255,6 @@ async fn get_locations_of(
             .await,
         "locations",
     )
-    .await
 }
 
 async fn get_users(state: State, req: HttpRequest) -> HttpResponse {
@@ -270,7 +268,6 @@ async fn get_users(state: State, req: HttpRequest) -> HttpResponse {
             .await,
         "users",
     )
-    .await
 }
 
 async fn get_locations(state: State, req: HttpRequest) -> HttpResponse {
@@ -284,7 +281,6 @@ async fn get_locations(state: State, req: HttpRequest) -> HttpResponse {
             .await,
         "locations",
     )
-    .await
 }
 
 async fn live() -> HttpResponse {
