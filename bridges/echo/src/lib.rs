@@ -16,7 +16,9 @@ use bridgekit::ruma::events::room::message::{
 use bridgekit::ruma::events::room::redaction::{OriginalRoomRedactionEvent, RoomRedactionEvent};
 use bridgekit::ruma::events::{AnyMessageLikeEvent, AnyTimelineEvent, MessageLikeEvent};
 use bridgekit::ruma::{OwnedRoomId, RoomId, UserId};
-use bridgekit::{Bridge, BridgeContext, BridgeError, MessageMapping, TxnIds, async_trait};
+use bridgekit::{
+    Bridge, BridgeContext, BridgeError, MessageMapping, Outgoing, TxnIds, async_trait,
+};
 
 use network::{RemoteEvent, RemoteMessage};
 
@@ -141,10 +143,11 @@ async fn remote_to_matrix(
             let content = RoomMessageEventContent::text_plain(message.body);
             // A send ID derived from the remote message: a repeat after a crash is the same send.
             let txn_id = TxnIds::derived(&[room_id.as_str(), &message.id]);
-            let event_id = ghost.send_with_txn_id(room_id, &content, &txn_id).await?;
-            let mapping = MessageMapping::new(room_id.to_owned(), message.id, event_id)
-                .with_sender(ghost.user_id().to_owned());
-            ctx.store().messages().insert(&mapping)?;
+            // Durable before it is attempted; the framework stores remote ID → event ID on arrival.
+            let outgoing = Outgoing::message(room_id, &content)?
+                .txn_id(txn_id)
+                .remote_id(message.id);
+            ghost.submit(outgoing).await?;
         }
         RemoteEvent::Edit {
             id,

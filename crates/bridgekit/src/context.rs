@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
 
-use crate::client::{HomeserverClient, Intent, TxnIds};
+use crate::client::{HomeserverClient, Intent, Outbox, TxnIds};
 use crate::ids::{escape_localpart, unescape_localpart};
 use crate::store::Store;
 
@@ -16,6 +16,17 @@ pub struct BridgeContext {
 }
 
 pub(crate) struct Shared {
+    pub client: HomeserverClient,
+    pub store: Store,
+    pub bot: OwnedUserId,
+    pub server_name: OwnedServerName,
+    pub ghost_prefix: String,
+    pub txn_ids: TxnIds,
+    pub outbox: Outbox,
+}
+
+/// What the context is made of, before the outbox is attached.
+pub(crate) struct Parts {
     pub client: HomeserverClient,
     pub store: Store,
     pub bot: OwnedUserId,
@@ -33,10 +44,17 @@ impl std::fmt::Debug for BridgeContext {
 }
 
 impl BridgeContext {
-    pub(crate) fn new(shared: Shared) -> Self {
-        Self {
-            shared: Arc::new(shared),
-        }
+    pub(crate) fn new(parts: Parts, runtime: tokio::runtime::Handle) -> Self {
+        let shared = Arc::new_cyclic(|weak| Shared {
+            client: parts.client,
+            store: parts.store,
+            bot: parts.bot,
+            server_name: parts.server_name,
+            ghost_prefix: parts.ghost_prefix,
+            txn_ids: parts.txn_ids,
+            outbox: Outbox::new(weak.clone(), runtime),
+        });
+        Self { shared }
     }
 
     /// The bridge's durable store (message mappings, ghosts, …).

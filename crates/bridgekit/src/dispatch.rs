@@ -1,34 +1,40 @@
-//! Per-room ordered queues: items for one room (or user) are handled one after another, in
-//! inbox order; different rooms run concurrently. A room's worker task exists only while the
-//! room has work, so idle rooms cost nothing.
+//! Per-key ordered queues: items with one key (a room, a user) are handled one after another,
+//! in the order they were queued; different keys run concurrently. A key's worker task exists
+//! only while the key has work, so idle rooms cost nothing. Used for inbound events (the
+//! inbox) and outbound sends (the outbox).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::store::inbox::InboxItem;
-
-/// Handles one item; the dispatcher awaits it before giving the room its next item.
+/// Handles one item; the dispatcher awaits it before giving the key its next item.
 #[async_trait::async_trait]
-pub(crate) trait ItemHandler: Send + Sync + 'static {
-    async fn handle(&self, seq: u64, item: InboxItem);
+pub(crate) trait ItemHandler<T>: Send + Sync + 'static {
+    async fn handle(&self, item: T);
 }
 
-/// Routes items to per-queue workers.
-#[derive(Clone)]
-pub(crate) struct Dispatcher {
-    inner: Arc<Inner>,
+/// Routes items to per-key workers.
+pub(crate) struct Dispatcher<T> {
+    inner: Arc<Inner<T>>,
 }
 
-struct Inner {
-    queues: Mutex<HashMap<String, UnboundedSender<(u64, InboxItem)>>>,
-    handler: Arc<dyn ItemHandler>,
+impl<T> Clone for Dispatcher<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<T> {
+    queues: Mutex<HashMap<String, UnboundedSender<T>>>,
+    handler: Arc<dyn ItemHandler<T>>,
     runtime: tokio::runtime::Handle,
 }
 
-impl Dispatcher {
-    pub(crate) fn new(handler: Arc<dyn ItemHandler>, runtime: tokio::runtime::Handle) -> Self {
+impl<T: Send + 'static> Dispatcher<T> {
+    pub(crate) fn new(handler: Arc<dyn ItemHandler<T>>, runtime: tokio::runtime::Handle) -> Self {
         Self {
             inner: Arc::new(Inner {
                 queues: Mutex::default(),
@@ -38,18 +44,18 @@ impl Dispatcher {
         }
     }
 
-    /// Queues an item behind the earlier items of its queue. Never blocks.
-    pub(crate) fn dispatch(&self, seq: u64, item: InboxItem) {
+    /// Queues an item behind the earlier items with the same key. Never blocks.
+    pub(crate) fn dispatch(&self, key: &str, item: T) {
         let mut queues = self.inner.queues.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = queues.get(&item.queue) {
+        if let Some(tx) = queues.get(key) {
             // The worker removes its sender under this lock before it ends, so a sender found
             // here always has a live receiver.
-            let _ = tx.send((seq, item));
+            let _ = tx.send(item);
             return;
         }
         let (tx, rx) = unbounded_channel();
-        let key = item.queue.clone();
-        let _ = tx.send((seq, item));
+        let key = key.to_owned();
+        let _ = tx.send(item);
         queues.insert(key.clone(), tx);
         let inner = self.inner.clone();
         self.inner.runtime.spawn(worker(inner, key, rx));
@@ -65,17 +71,21 @@ impl Dispatcher {
     }
 }
 
-async fn worker(inner: Arc<Inner>, key: String, mut rx: UnboundedReceiver<(u64, InboxItem)>) {
+async fn worker<T: Send + 'static>(
+    inner: Arc<Inner<T>>,
+    key: String,
+    mut rx: UnboundedReceiver<T>,
+) {
     loop {
-        while let Ok((seq, item)) = rx.try_recv() {
-            inner.handler.handle(seq, item).await;
+        while let Ok(item) = rx.try_recv() {
+            inner.handler.handle(item).await;
         }
         // Looks empty: re-check under the lock so no item is queued to a worker that is ending.
         let mut queues = inner.queues.lock().unwrap_or_else(|e| e.into_inner());
         match rx.try_recv() {
-            Ok((seq, item)) => {
+            Ok(item) => {
                 drop(queues);
-                inner.handler.handle(seq, item).await;
+                inner.handler.handle(item).await;
             }
             Err(_) => {
                 queues.remove(&key);
@@ -88,7 +98,6 @@ async fn worker(inner: Arc<Inner>, key: String, mut rx: UnboundedReceiver<(u64, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::inbox::ItemKind;
     use std::time::Duration;
 
     struct Recorder {
@@ -99,16 +108,16 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl ItemHandler for Recorder {
-        async fn handle(&self, seq: u64, item: InboxItem) {
+    impl ItemHandler<(u64, String)> for Recorder {
+        async fn handle(&self, (seq, queue): (u64, String)) {
             use std::sync::atomic::Ordering::SeqCst;
             {
                 let mut running = self.running.lock().unwrap();
                 assert!(
-                    !running.get(&item.queue).copied().unwrap_or(false),
+                    !running.get(&queue).copied().unwrap_or(false),
                     "two items of one queue at once"
                 );
-                running.insert(item.queue.clone(), true);
+                running.insert(queue.clone(), true);
             }
             let now = self.overlap.fetch_add(1, SeqCst) + 1;
             self.max_overlap.fetch_max(now, SeqCst);
@@ -119,11 +128,8 @@ mod tests {
             }))
             .await;
             self.overlap.fetch_sub(1, SeqCst);
-            self.running
-                .lock()
-                .unwrap()
-                .insert(item.queue.clone(), false);
-            self.seen.lock().unwrap().push((item.queue, seq));
+            self.running.lock().unwrap().insert(queue.clone(), false);
+            self.seen.lock().unwrap().push((queue, seq));
         }
     }
 
@@ -139,14 +145,7 @@ mod tests {
         let rooms = ["!a", "!b", "!c", "!d"];
         for seq in 0..200u64 {
             let queue = rooms[(seq * 7 % 4) as usize].to_owned();
-            dispatcher.dispatch(
-                seq,
-                InboxItem {
-                    kind: ItemKind::Timeline,
-                    queue,
-                    json: String::new(),
-                },
-            );
+            dispatcher.dispatch(&queue.clone(), (seq, queue));
             if seq.is_multiple_of(50) {
                 tokio::time::sleep(Duration::from_millis(20)).await; // let queues drain and end
             }

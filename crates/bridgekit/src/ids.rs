@@ -41,6 +41,19 @@ pub fn unescape_localpart(escaped: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Percent-encodes everything but unreserved characters (for IDs in URLs).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

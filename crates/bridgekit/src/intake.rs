@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::dispatch::Dispatcher;
 use crate::store::Store;
-use crate::store::inbox::{IncomingTransaction, Recorded};
+use crate::store::inbox::{InboxItem, IncomingTransaction, Recorded};
 
 /// Most transactions recorded under one flush.
 const MAX_GROUP: usize = 64;
@@ -39,7 +39,7 @@ pub(crate) struct Intake {
 
 impl Intake {
     /// Starts the writer thread. It ends when every `Intake` handle is dropped.
-    pub(crate) fn start(store: Store, dispatcher: Dispatcher) -> Self {
+    pub(crate) fn start(store: Store, dispatcher: Dispatcher<(u64, InboxItem)>) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("bridgekit-intake".into())
@@ -60,7 +60,11 @@ impl Intake {
     }
 }
 
-fn writer(store: Store, dispatcher: Dispatcher, mut rx: mpsc::UnboundedReceiver<Job>) {
+fn writer(
+    store: Store,
+    dispatcher: Dispatcher<(u64, InboxItem)>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) {
     let mut since_prune = 0u64;
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
@@ -89,7 +93,7 @@ fn writer(store: Store, dispatcher: Dispatcher, mut rx: mpsc::UnboundedReceiver<
                         Recorded::New(seqs) => {
                             let n = seqs.len();
                             for (seq, item) in seqs.into_iter().zip(txn.items) {
-                                dispatcher.dispatch(seq, item);
+                                dispatcher.dispatch(&item.queue.clone(), (seq, item));
                             }
                             since_prune += 1;
                             Intaken::New(n)

@@ -55,7 +55,10 @@ pub mod store;
 
 pub use async_trait::async_trait;
 pub use bridge::{Bridge, BridgeError, ToDeviceEvent};
-pub use client::{ClientError, HomeserverClient, Intent, RetryPolicy, TxnIds};
+pub use client::{
+    ClientError, CreateRoom, HomeserverClient, Intent, MessagesPage, Outgoing, PendingSend,
+    RetryPolicy, TxnIds,
+};
 pub use config::{Config, ConfigError};
 pub use context::BridgeContext;
 pub use registration::Registration;

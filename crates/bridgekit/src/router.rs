@@ -20,8 +20,8 @@ pub(crate) struct Router {
 }
 
 #[async_trait::async_trait]
-impl ItemHandler for Router {
-    async fn handle(&self, seq: u64, item: InboxItem) {
+impl ItemHandler<(u64, InboxItem)> for Router {
+    async fn handle(&self, (seq, item): (u64, InboxItem)) {
         if !*self.started.borrow() {
             let _ = self.started.clone().wait_for(|started| *started).await;
         }

@@ -12,7 +12,7 @@ use crate::appservice::{AppState, serve};
 use crate::bridge::Bridge;
 use crate::client::{HomeserverClient, RetryPolicy, TxnIds};
 use crate::config::Config;
-use crate::context::{BridgeContext, Shared};
+use crate::context::{BridgeContext, Parts};
 use crate::dispatch::Dispatcher;
 use crate::intake::Intake;
 use crate::registration::Registration;
@@ -74,14 +74,17 @@ pub async fn run_until(
         config.appservice.bot, config.homeserver.server_name
     ))
     .map_err(|e| RunError::Other(format!("appservice.bot does not make a valid user ID: {e}")))?;
-    let ctx = BridgeContext::new(Shared {
-        client,
-        store: store.clone(),
-        bot,
-        server_name: config.homeserver.server_name.clone(),
-        ghost_prefix: config.appservice.ghost_prefix.clone(),
-        txn_ids: TxnIds::new(boot),
-    });
+    let ctx = BridgeContext::new(
+        Parts {
+            client,
+            store: store.clone(),
+            bot,
+            server_name: config.homeserver.server_name.clone(),
+            ghost_prefix: config.appservice.ghost_prefix.clone(),
+            txn_ids: TxnIds::new(boot),
+        },
+        tokio::runtime::Handle::current(),
+    );
     let bridge: Arc<dyn Bridge> = Arc::new(bridge);
     let (started_tx, started) = tokio::sync::watch::channel(false);
     let router = Arc::new(Router {
@@ -100,7 +103,7 @@ pub async fn run_until(
         );
     }
     for (seq, item) in pending {
-        dispatcher.dispatch(seq, item);
+        dispatcher.dispatch(&item.queue.clone(), (seq, item));
     }
     let intake = Intake::start(store.clone(), dispatcher.clone());
 
@@ -140,6 +143,17 @@ pub async fn run_until(
             round_trip_ms = took.as_millis() as u64,
             "homeserver and bridge reach each other"
         );
+        let resumed = ctx
+            .shared
+            .outbox
+            .resume(&store)
+            .map_err(|e| RunError::Other(e.to_string()))?;
+        if resumed > 0 {
+            tracing::info!(
+                sends = resumed,
+                "resuming sends queued before the last stop"
+            );
+        }
         bridge.start(&ctx).await.map_err(RunError::Bridge)?;
         let _ = started_tx.send(true);
         state.ready.store(true, Ordering::Release);
@@ -152,13 +166,15 @@ pub async fn run_until(
     tracing::info!("stopping: no new transactions are accepted");
     server_handle.stop(true).await;
     let _ = server_task.await;
-    // Give in-flight handlers a moment; whatever is unfinished stays in the inbox for next time.
+    // Give in-flight handlers and sends a moment; whatever is unfinished stays in the inbox
+    // and the outbox for next time.
     for _ in 0..50 {
-        if dispatcher.active_queues() == 0 {
+        if dispatcher.active_queues() == 0 && ctx.shared.outbox.active_rooms() == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    ctx.shared.outbox.stop();
     if result.is_ok() {
         bridge.stop(&ctx).await;
     }

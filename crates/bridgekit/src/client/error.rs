@@ -37,6 +37,25 @@ pub enum ClientError {
     /// The homeserver's success response could not be understood.
     #[error("unexpected homeserver response: {0}")]
     Response(String),
+    /// A state event needs a power level the user lacks, and the bot cannot grant it.
+    #[error(
+        "{user_id} needs power level {needed} in {room_id} to send {event_type}, and the bot (level {bot_level}) cannot grant it: give the bot a power level of at least {needed} in that room"
+    )]
+    PowerLevel {
+        /// The user that lacks power.
+        user_id: ruma::OwnedUserId,
+        /// The room.
+        room_id: ruma::OwnedRoomId,
+        /// The state event type.
+        event_type: String,
+        /// The level the event needs.
+        needed: i64,
+        /// The bot's own level.
+        bot_level: i64,
+    },
+    /// The bridge is stopping; a queued send stays in the outbox and goes out after restart.
+    #[error("the bridge is stopping; the send stays queued for the next start")]
+    Stopped,
     /// The store failed while recording the call's effect.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -89,6 +108,17 @@ impl ClientError {
 
     fn forbidden_because(&self, needle: &str) -> bool {
         matches!(self, ClientError::Matrix { status: 403, message, .. } if message.to_ascii_lowercase().contains(needle))
+    }
+
+    /// Worth retrying later: the homeserver was unreachable, failing (5xx) or rate limiting.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ClientError::Network(_))
+            || self.status().is_some_and(|s| s >= 500 || s == 429)
+    }
+
+    /// A 403 because the acting user's power level is too low.
+    pub fn is_insufficient_power(&self) -> bool {
+        self.forbidden_because("power level") || self.forbidden_because("user_level")
     }
 
     /// Synapse's answer to `?user_id=` of a ghost it has not registered yet.

@@ -2,24 +2,35 @@
 //!
 //! An intent registers its ghost on first use (`inhibit_login: true`, `M_USER_IN_USE` counts as
 //! success), joins rooms before sending (inviting itself through the bot when it cannot join
-//! directly), and remembers both in the store so it does neither twice.
+//! directly), raises its power level through the bot when a state event needs it, and
+//! remembers registration and joins in the store. Sends go through the durable outbox.
+//! More calls live in the sibling modules (`rooms`, `profile`, `media`, `signals`).
 
 use std::time::Duration;
 
 use ruma::api::client::{
     account::register::{self, LoginType},
-    membership::{invite_user, join_room_by_id},
+    membership::{
+        ban_user, invite_user, join_room_by_id, join_room_by_id_or_alias, kick_user, leave_room,
+        unban_user,
+    },
     message::send_message_event,
-    profile::{get_display_name, set_display_name},
     redact::redact_event,
+    state::{get_state_event_for_key, send_state_event},
 };
 use ruma::api::error::ErrorKind;
-use ruma::events::{AnyMessageLikeEventContent, MessageLikeEventContent, MessageLikeEventType};
+use ruma::events::reaction::ReactionEventContent;
+use ruma::events::relation::Annotation;
+use ruma::events::{MessageLikeEventContent, StateEventContent};
 use ruma::serde::Raw;
-use ruma::{EventId, OwnedEventId, OwnedUserId, RoomId, TransactionId, UserId};
+use ruma::{
+    EventId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedServerName,
+    OwnedUserId, RoomId, RoomOrAliasId, TransactionId, UInt, UserId,
+};
 
-use super::{ClientError, Endpoint};
+use super::{ClientError, Endpoint, Outgoing, PendingSend, RetryPolicy};
 use crate::context::BridgeContext;
+use crate::store::outbox::{OutboxEntry, OutboxOp};
 
 /// How often a send is retried while the homeserver still says the user is not in the room
 /// right after a join (traps.md 10).
@@ -28,13 +39,18 @@ const NOT_IN_ROOM_RETRIES: u32 = 5;
 /// One user of the appservice, ready to act.
 #[derive(Clone, Debug)]
 pub struct Intent {
-    ctx: BridgeContext,
+    pub(crate) ctx: BridgeContext,
     user_id: OwnedUserId,
+    device_id: Option<OwnedDeviceId>,
 }
 
 impl Intent {
     pub(crate) fn new(ctx: BridgeContext, user_id: OwnedUserId) -> Self {
-        Self { ctx, user_id }
+        Self {
+            ctx,
+            user_id,
+            device_id: None,
+        }
     }
 
     /// The user this intent acts as.
@@ -42,14 +58,37 @@ impl Intent {
         &self.user_id
     }
 
-    fn is_bot(&self) -> bool {
+    /// The same user acting on one of its devices (device masquerading, for bridges that run
+    /// devices; the device must exist). Applies to direct calls, not to queued sends.
+    pub fn with_device(&self, device_id: OwnedDeviceId) -> Self {
+        Self {
+            device_id: Some(device_id),
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn is_bot(&self) -> bool {
         self.user_id == self.ctx.shared.bot
     }
 
-    async fn call<R: Endpoint>(&self, request: R) -> Result<R::IncomingResponse, ClientError> {
+    /// Sends any request as this user (the bot sends without `?user_id=`).
+    pub(crate) async fn call<R: Endpoint>(
+        &self,
+        request: R,
+    ) -> Result<R::IncomingResponse, ClientError> {
         let user = (!self.is_bot()).then_some(&*self.user_id);
-        self.ctx.client().execute(request, user).await
+        let client = self.ctx.client();
+        client
+            .execute_as(
+                request,
+                user,
+                self.device_id.as_deref(),
+                client.retry_policy(),
+            )
+            .await
     }
+
+    // ----- registration and membership -----
 
     /// Registers the ghost with the homeserver unless the store knows it already is.
     pub async fn ensure_registered(&self) -> Result<(), ClientError> {
@@ -89,6 +128,23 @@ impl Intent {
         Ok(())
     }
 
+    /// Joins a room by ID or alias, through the given servers; returns the room ID.
+    pub async fn join_via(
+        &self,
+        room: &RoomOrAliasId,
+        via: &[OwnedServerName],
+    ) -> Result<OwnedRoomId, ClientError> {
+        self.ensure_registered().await?;
+        let mut request = join_room_by_id_or_alias::v3::Request::new(room.to_owned());
+        request.via = via.to_vec();
+        let room_id = self.call(request).await?.room_id;
+        self.ctx
+            .store()
+            .ghosts()
+            .set_joined(&self.user_id, &room_id, true)?;
+        Ok(room_id)
+    }
+
     /// Makes sure the user is in `room_id`: joins, and if that is refused, has the bot invite
     /// it and joins again.
     pub async fn ensure_joined(&self, room_id: &RoomId) -> Result<(), ClientError> {
@@ -121,47 +177,125 @@ impl Intent {
         Ok(())
     }
 
-    /// Sends a message-like event with a fresh transaction ID.
+    /// Leaves `room_id`.
+    pub async fn leave(&self, room_id: &RoomId, reason: Option<&str>) -> Result<(), ClientError> {
+        let mut request = leave_room::v3::Request::new(room_id.to_owned());
+        request.reason = reason.map(str::to_owned);
+        self.call(request).await?;
+        self.ctx
+            .store()
+            .ghosts()
+            .set_joined(&self.user_id, room_id, false)?;
+        Ok(())
+    }
+
+    /// Kicks `user_id` from `room_id`.
+    pub async fn kick(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        reason: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut request = kick_user::v3::Request::new(room_id.to_owned(), user_id.to_owned());
+        request.reason = reason.map(str::to_owned);
+        self.call(request).await?;
+        self.ctx
+            .store()
+            .ghosts()
+            .set_joined(user_id, room_id, false)?;
+        Ok(())
+    }
+
+    /// Bans `user_id` from `room_id`.
+    pub async fn ban(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        reason: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut request = ban_user::v3::Request::new(room_id.to_owned(), user_id.to_owned());
+        request.reason = reason.map(str::to_owned);
+        self.call(request).await?;
+        self.ctx
+            .store()
+            .ghosts()
+            .set_joined(user_id, room_id, false)?;
+        Ok(())
+    }
+
+    /// Lifts a ban of `user_id` in `room_id`.
+    pub async fn unban(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        reason: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut request = unban_user::v3::Request::new(room_id.to_owned(), user_id.to_owned());
+        request.reason = reason.map(str::to_owned);
+        self.call(request).await?;
+        Ok(())
+    }
+
+    // ----- sending, through the outbox -----
+
+    /// Queues a send durably and returns once it is in the outbox.
+    pub async fn queue(&self, outgoing: Outgoing) -> Result<PendingSend, ClientError> {
+        let entry = OutboxEntry {
+            room_id: outgoing.room_id,
+            sender: self.user_id.clone(),
+            txn_id: outgoing.txn_id.unwrap_or_else(|| self.ctx.txn_ids().next()),
+            op: outgoing.op,
+            timestamp: outgoing.timestamp,
+            remote_id: outgoing.remote_id,
+        };
+        self.ctx.shared.outbox.queue(self.ctx.store(), entry).await
+    }
+
+    /// Queues a send and waits for its event ID (`None` only for a duplicate reaction).
+    pub async fn submit(&self, outgoing: Outgoing) -> Result<Option<OwnedEventId>, ClientError> {
+        self.queue(outgoing).await?.event_id().await
+    }
+
+    async fn submit_expecting_event(
+        &self,
+        outgoing: Outgoing,
+    ) -> Result<OwnedEventId, ClientError> {
+        self.submit(outgoing)
+            .await?
+            .ok_or_else(|| ClientError::Response("no event ID returned".into()))
+    }
+
+    /// Sends a message-like event and waits for its event ID.
     pub async fn send<C: MessageLikeEventContent>(
         &self,
         room_id: &RoomId,
         content: &C,
     ) -> Result<OwnedEventId, ClientError> {
-        self.send_with_txn_id(room_id, content, &self.ctx.txn_ids().next())
+        self.submit_expecting_event(Outgoing::message(room_id, content)?)
             .await
     }
 
-    /// Sends a message-like event with the given transaction ID: sending again with the same ID
-    /// (e.g. after a crash) gives the same event instead of a duplicate, while the homeserver
-    /// remembers the ID.
+    /// Sends with the given transaction ID: a repeat (e.g. after a crash) gives the same event.
     pub async fn send_with_txn_id<C: MessageLikeEventContent>(
         &self,
         room_id: &RoomId,
         content: &C,
         txn_id: &TransactionId,
     ) -> Result<OwnedEventId, ClientError> {
-        let json = serde_json::value::to_raw_value(content)
-            .map_err(|e| ClientError::Request(e.to_string()))?;
-        let body = Raw::<AnyMessageLikeEventContent>::from_json(json);
-        self.send_raw(room_id, content.event_type(), body, txn_id)
+        self.submit_expecting_event(Outgoing::message(room_id, content)?.txn_id(txn_id.to_owned()))
             .await
     }
 
-    /// Sends event content the bridge has as raw JSON.
-    pub async fn send_raw(
+    /// Sets a state event (the state key may be empty) and waits for its event ID. If the user
+    /// lacks the power level, the bot raises it when it can.
+    pub async fn send_state<C: StateEventContent>(
         &self,
         room_id: &RoomId,
-        event_type: MessageLikeEventType,
-        body: Raw<AnyMessageLikeEventContent>,
-        txn_id: &TransactionId,
+        state_key: &str,
+        content: &C,
     ) -> Result<OwnedEventId, ClientError> {
-        let request = send_message_event::v3::Request::new_raw(
-            room_id.to_owned(),
-            txn_id.to_owned(),
-            event_type,
-            body,
-        );
-        Ok(self.call_in_room(room_id, request).await?.event_id)
+        self.submit_expecting_event(Outgoing::state(room_id, state_key, content)?)
+            .await
     }
 
     /// Redacts `event_id`, with an optional reason.
@@ -171,7 +305,7 @@ impl Intent {
         event_id: &EventId,
         reason: Option<&str>,
     ) -> Result<OwnedEventId, ClientError> {
-        self.redact_with_txn_id(room_id, event_id, reason, &self.ctx.txn_ids().next())
+        self.submit_expecting_event(Outgoing::redaction(room_id, event_id, reason))
             .await
     }
 
@@ -183,44 +317,149 @@ impl Intent {
         reason: Option<&str>,
         txn_id: &TransactionId,
     ) -> Result<OwnedEventId, ClientError> {
-        let mut request = redact_event::v3::Request::new(
-            room_id.to_owned(),
-            event_id.to_owned(),
-            txn_id.to_owned(),
-        );
-        request.reason = reason.map(str::to_owned);
-        Ok(self.call_in_room(room_id, request).await?.event_id)
+        self.submit_expecting_event(
+            Outgoing::redaction(room_id, event_id, reason).txn_id(txn_id.to_owned()),
+        )
+        .await
     }
 
-    /// Sets the user's global displayname, unless it is already the one last set.
-    pub async fn set_displayname(&self, displayname: &str) -> Result<(), ClientError> {
-        self.ensure_registered().await?;
-        let store = self.ctx.store().ghosts();
-        if store.get(&self.user_id)?.displayname.as_deref() == Some(displayname) {
-            return Ok(());
+    /// Reacts to `event_id` with `key`. A reaction the homeserver already has
+    /// (`M_DUPLICATE_ANNOTATION`) counts as success and gives `None`.
+    pub async fn react(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+        key: &str,
+    ) -> Result<Option<OwnedEventId>, ClientError> {
+        let content =
+            ReactionEventContent::new(Annotation::new(event_id.to_owned(), key.to_owned()));
+        self.submit(Outgoing::message(room_id, &content)?).await
+    }
+
+    /// Carries out one outbox entry (called by the outbox worker).
+    pub(crate) async fn perform(
+        &self,
+        entry: &OutboxEntry,
+    ) -> Result<Option<OwnedEventId>, ClientError> {
+        let room = entry.room_id.clone();
+        let ts = entry
+            .timestamp
+            .and_then(UInt::new)
+            .map(MilliSecondsSinceUnixEpoch);
+        match &entry.op {
+            OutboxOp::Message {
+                event_type,
+                content,
+            } => {
+                let mut request = send_message_event::v3::Request::new_raw(
+                    room.clone(),
+                    entry.txn_id.clone(),
+                    event_type.as_str().into(),
+                    Raw::from_json(content.clone()),
+                );
+                request.timestamp = ts;
+                match self.call_in_room(&room, request).await {
+                    Ok(response) => Ok(Some(response.event_id)),
+                    Err(e) if e.errcode() == Some("M_DUPLICATE_ANNOTATION") => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+            OutboxOp::State {
+                event_type,
+                state_key,
+                content,
+            } => {
+                let mut request = send_state_event::v3::Request::new_raw(
+                    room.clone(),
+                    event_type.as_str().into(),
+                    state_key.clone(),
+                    Raw::from_json(content.clone()),
+                );
+                request.timestamp = ts;
+                match self.call_in_room(&room, request.clone()).await {
+                    Err(e) if e.is_insufficient_power() && !self.is_bot() => {
+                        self.raise_power(&room, event_type).await?;
+                        Ok(Some(self.call_in_room(&room, request).await?.event_id))
+                    }
+                    other => Ok(Some(other?.event_id)),
+                }
+            }
+            OutboxOp::Redaction { event_id, reason } => {
+                let mut request = redact_event::v3::Request::new(
+                    room.clone(),
+                    event_id.clone(),
+                    entry.txn_id.clone(),
+                );
+                request.reason = reason.clone();
+                Ok(Some(self.call_in_room(&room, request).await?.event_id))
+            }
         }
-        // The generic profile-field endpoint is stable only since v1.16; this one works everywhere.
-        #[allow(deprecated)]
-        let request =
-            set_display_name::v3::Request::new(self.user_id.clone(), Some(displayname.to_owned()));
-        self.call(request).await?;
-        store.update(&self.user_id, |r| {
-            r.displayname = Some(displayname.to_owned())
-        })?;
-        Ok(())
     }
 
-    /// The global displayname of any user, as this user sees it (`None` if unset).
-    pub async fn displayname_of(&self, user_id: &UserId) -> Result<Option<String>, ClientError> {
-        // As with `set_displayname`: the generic profile-field endpoint is stable only since v1.16.
-        #[allow(deprecated)]
-        let request = get_display_name::v3::Request::new(user_id.to_owned());
-        Ok(self.call(request).await?.displayname)
+    /// Gives this user the power level `event_type` needs, as the bot; a clear error if the
+    /// bot itself lacks the power.
+    async fn raise_power(&self, room_id: &RoomId, event_type: &str) -> Result<(), ClientError> {
+        let bot = self.ctx.bot();
+        let request = get_state_event_for_key::v3::Request::new(
+            room_id.to_owned(),
+            "m.room.power_levels".into(),
+            String::new(),
+        );
+        let current = bot.call(request).await?.event_or_content;
+        let mut levels: serde_json::Value = serde_json::from_str(current.get())
+            .map_err(|e| ClientError::Response(e.to_string()))?;
+        let level = |v: &serde_json::Value, default: i64| v.as_i64().unwrap_or(default);
+        let state_default = level(&levels["state_default"], 50);
+        let needed = level(&levels["events"][event_type], state_default);
+        let bot_level = level(
+            &levels["users"][bot.user_id().as_str()],
+            level(&levels["users_default"], 0),
+        );
+        let to_change = level(&levels["events"]["m.room.power_levels"], state_default);
+        // In room v12 the creator has infinite power and is not listed: treat an unlisted bot
+        // that created the room as able. The homeserver has the final word either way.
+        if bot_level < needed.max(to_change)
+            && levels["users"].get(bot.user_id().as_str()).is_some()
+        {
+            return Err(ClientError::PowerLevel {
+                user_id: self.user_id.clone(),
+                room_id: room_id.to_owned(),
+                event_type: event_type.to_owned(),
+                needed,
+                bot_level,
+            });
+        }
+        if !levels["users"].is_object() {
+            levels["users"] = serde_json::json!({});
+        }
+        levels["users"][self.user_id.as_str()] = needed.into();
+        let content = serde_json::value::to_raw_value(&levels)
+            .map_err(|e| ClientError::Request(e.to_string()))?;
+        let request = send_state_event::v3::Request::new_raw(
+            room_id.to_owned(),
+            "m.room.power_levels".into(),
+            String::new(),
+            Raw::from_json(content),
+        );
+        match bot.call(request).await {
+            Ok(_) => {
+                tracing::info!(user_id = %self.user_id, %room_id, needed, "raised a ghost's power level for a state event");
+                Ok(())
+            }
+            Err(e) if e.status() == Some(403) => Err(ClientError::PowerLevel {
+                user_id: self.user_id.clone(),
+                room_id: room_id.to_owned(),
+                event_type: event_type.to_owned(),
+                needed,
+                bot_level,
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs a room call as a member: registers and joins first, re-registers once if the
     /// homeserver forgot the ghost, and re-joins if it says the user is not in the room.
-    async fn call_in_room<R: Endpoint + Clone>(
+    pub(crate) async fn call_in_room<R: Endpoint + Clone>(
         &self,
         room_id: &RoomId,
         request: R,
@@ -247,5 +486,12 @@ impl Intent {
                 other => return other,
             }
         }
+    }
+}
+
+impl super::HomeserverClient {
+    /// The retry policy calls use unless given another.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
     }
 }

@@ -7,6 +7,12 @@
 
 mod error;
 pub mod intent;
+mod media;
+mod outbox;
+mod outgoing;
+mod profile;
+mod rooms;
+mod signals;
 mod txn_id;
 
 use std::borrow::Cow;
@@ -26,10 +32,17 @@ use ruma::api::{
 
 pub use error::ClientError;
 pub use intent::Intent;
+pub(crate) use outbox::Outbox;
+pub use outbox::PendingSend;
+pub use outgoing::Outgoing;
+pub use rooms::{CreateRoom, MessagesPage};
 pub use txn_id::TxnIds;
 
-/// Largest response body read back from the homeserver.
-const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// Largest response body read back from the homeserver (media downloads included).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Most requests in flight to the homeserver at once.
+const MAX_CONCURRENT_REQUESTS: usize = 64;
 
 /// How long and how hard to retry a failing call.
 #[derive(Clone, Debug)]
@@ -139,6 +152,7 @@ pub struct HomeserverClient {
     as_token: std::sync::Arc<str>,
     versions: std::sync::Arc<SupportedVersions>,
     retry: RetryPolicy,
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for HomeserverClient {
@@ -175,6 +189,7 @@ impl HomeserverClient {
             as_token: as_token.into(),
             versions: versions.into(),
             retry,
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS)),
         })
     }
 
@@ -200,14 +215,34 @@ impl HomeserverClient {
         user_id: Option<&UserId>,
         retry: &RetryPolicy,
     ) -> Result<R::IncomingResponse, ClientError> {
+        self.execute_as(request, user_id, None, retry).await
+    }
+
+    /// Sends `request` as `user_id` on its device `device_id` (device masquerading, MSC4326:
+    /// both the stable `device_id` and the unstable `org.matrix.msc3202.device_id` are sent).
+    pub async fn execute_as<R: Endpoint>(
+        &self,
+        request: R,
+        user_id: Option<&UserId>,
+        device_id: Option<&ruma::DeviceId>,
+        retry: &RetryPolicy,
+    ) -> Result<R::IncomingResponse, ClientError> {
         let built = request
             .build(&self.base_url, &self.as_token, user_id, &self.versions)
             .map_err(|e| ClientError::Request(e.to_string()))?;
         let (parts, body) = built.into_parts();
-        let url = parts.uri.to_string();
+        let mut url = parts.uri.to_string();
+        if let Some(device) = device_id {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let device = crate::ids::percent_encode(device.as_str());
+            url.push_str(&format!(
+                "{sep}device_id={device}&org.matrix.msc3202.device_id={device}"
+            ));
+        }
         let started = Instant::now();
         let mut backoff = retry.initial_delay;
         loop {
+            let _permit = self.in_flight.acquire().await.expect("never closed");
             let attempt = self
                 .http
                 .request(parts.method.clone(), &url)
@@ -303,7 +338,7 @@ fn rate_limit_wait(error: &ClientError) -> Option<Duration> {
 }
 
 /// Full jitter over the upper half: between `d/2` and `d`.
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let r = getrandom::u32().unwrap_or(u32::MAX / 2) as f64 / u32::MAX as f64;
     d.mul_f64(0.5 + r / 2.0)
 }

@@ -15,6 +15,9 @@ pub struct GhostRecord {
     /// The displayname last set by the bridge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub displayname: Option<String>,
+    /// The avatar last set by the bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
 }
 
 /// Access to ghost records; obtained from [`Store::ghosts`](super::Store::ghosts).
@@ -22,7 +25,11 @@ pub struct GhostRecord {
 pub struct Ghosts {
     records: sled::Tree,
     joined: sled::Tree,
+    room_profiles: sled::Tree,
 }
+
+/// A per-room displayname and avatar, as last set.
+pub type RoomProfile = (Option<String>, Option<String>);
 
 fn joined_key(user_id: &UserId, room_id: &RoomId) -> Vec<u8> {
     let mut key = Vec::with_capacity(user_id.as_str().len() + room_id.as_str().len() + 1);
@@ -37,6 +44,7 @@ impl Ghosts {
         Ok(Self {
             records: db.open_tree("ghosts")?,
             joined: db.open_tree("ghost_joined")?,
+            room_profiles: db.open_tree("ghost_room_profiles")?,
         })
     }
 
@@ -70,6 +78,34 @@ impl Ghosts {
     /// Whether `user_id` is known to have joined `room_id`.
     pub fn is_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<bool, StoreError> {
         Ok(self.joined.contains_key(joined_key(user_id, room_id))?)
+    }
+
+    /// The per-room profile last set for `user_id` in `room_id`.
+    pub fn room_profile(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+    ) -> Result<RoomProfile, StoreError> {
+        match self.room_profiles.get(joined_key(user_id, room_id))? {
+            None => Ok((None, None)),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                tree: "ghost_room_profiles",
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Records the per-room profile set for `user_id` in `room_id`.
+    pub fn set_room_profile(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        profile: RoomProfile,
+    ) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(&profile).expect("serializes");
+        self.room_profiles
+            .insert(joined_key(user_id, room_id), value)?;
+        Ok(())
     }
 
     /// Records whether `user_id` is joined to `room_id`.

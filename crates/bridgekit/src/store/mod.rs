@@ -9,6 +9,7 @@
 pub mod ghosts;
 pub mod inbox;
 pub mod messages;
+pub(crate) mod outbox;
 
 use std::path::{Path, PathBuf};
 
@@ -71,6 +72,7 @@ pub struct Store {
     pub(crate) inbox: Tree,
     pub(crate) txns: Tree,
     pub(crate) txn_order: Tree,
+    pub(crate) outbox: Tree,
     meta: Tree,
     messages: Messages,
     ghosts: Ghosts,
@@ -97,6 +99,7 @@ impl Store {
             inbox: db.open_tree("inbox")?,
             txns: db.open_tree("txns")?,
             txn_order: db.open_tree("txn_order")?,
+            outbox: db.open_tree("outbox")?,
             messages: Messages::open(&db)?,
             ghosts: Ghosts::open(&db)?,
             meta,

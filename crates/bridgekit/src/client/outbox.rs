@@ -1,0 +1,162 @@
+//! Sending through the outbox: every message, state event and redaction a bridge asks for is
+//! written to the store (flushed) before it is attempted, then sent by one worker per room, in
+//! the order queued. Network errors, 5xx and 429 are retried until the homeserver takes the
+//! event or the bridge stops (it then stays in the outbox for the next start, with the same
+//! txnId). Other refusals end the send with a typed error.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use ruma::OwnedEventId;
+use tokio::sync::{oneshot, watch};
+
+use super::{ClientError, Intent};
+use crate::context::{BridgeContext, Shared};
+use crate::dispatch::{Dispatcher, ItemHandler};
+use crate::store::outbox::OutboxEntry;
+use crate::store::{MessageMapping, Store};
+
+type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Option<OwnedEventId>, ClientError>>>>>;
+
+/// A send that is durably queued; await its event ID with [`PendingSend::event_id`].
+#[derive(Debug)]
+pub struct PendingSend {
+    rx: oneshot::Receiver<Result<Option<OwnedEventId>, ClientError>>,
+}
+
+impl PendingSend {
+    /// Waits until the homeserver took the event. `Ok(None)` means it was already there (a
+    /// reaction the homeserver calls a duplicate annotation).
+    pub async fn event_id(self) -> Result<Option<OwnedEventId>, ClientError> {
+        self.rx.await.map_err(|_| ClientError::Stopped)?
+    }
+}
+
+/// The queue of outbound sends.
+pub(crate) struct Outbox {
+    dispatcher: Dispatcher<(u64, OutboxEntry)>,
+    waiters: Waiters,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Outbox {
+    pub(crate) fn new(ctx: Weak<Shared>, runtime: tokio::runtime::Handle) -> Self {
+        let waiters = Waiters::default();
+        let (shutdown, stopping) = watch::channel(false);
+        let sender = Arc::new(Sender {
+            ctx,
+            waiters: waiters.clone(),
+            stopping,
+        });
+        Self {
+            dispatcher: Dispatcher::new(sender, runtime),
+            waiters,
+            shutdown,
+        }
+    }
+
+    /// Writes `entry` durably and queues it behind the earlier sends to its room.
+    pub(crate) async fn queue(
+        &self,
+        store: &Store,
+        entry: OutboxEntry,
+    ) -> Result<PendingSend, ClientError> {
+        if *self.shutdown.borrow() {
+            return Err(ClientError::Stopped);
+        }
+        let seq = store.outbox_push(&entry).await?;
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(seq, tx);
+        let room = entry.room_id.to_string();
+        self.dispatcher.dispatch(&room, (seq, entry));
+        Ok(PendingSend { rx })
+    }
+
+    /// Queues what a previous run left in the outbox, oldest first.
+    pub(crate) fn resume(&self, store: &Store) -> Result<usize, ClientError> {
+        let pending = store.outbox_pending()?;
+        let n = pending.len();
+        for (seq, entry) in pending {
+            let room = entry.room_id.to_string();
+            self.dispatcher.dispatch(&room, (seq, entry));
+        }
+        Ok(n)
+    }
+
+    /// Stops sending: in-flight attempts are abandoned and stay in the outbox.
+    pub(crate) fn stop(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Rooms with sends in flight.
+    pub(crate) fn active_rooms(&self) -> usize {
+        self.dispatcher.active_queues()
+    }
+}
+
+struct Sender {
+    ctx: Weak<Shared>,
+    waiters: Waiters,
+    stopping: watch::Receiver<bool>,
+}
+
+/// Longest pause between attempts while the homeserver is unavailable.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[async_trait::async_trait]
+impl ItemHandler<(u64, OutboxEntry)> for Sender {
+    async fn handle(&self, (seq, entry): (u64, OutboxEntry)) {
+        let Some(shared) = self.ctx.upgrade() else {
+            return;
+        };
+        let ctx = BridgeContext { shared };
+        let intent = Intent::new(ctx.clone(), entry.sender.clone());
+        let mut stopping = self.stopping.clone();
+        let mut backoff = Duration::from_millis(500);
+        let result = loop {
+            if *stopping.borrow() {
+                return; // stays in the outbox
+            }
+            let attempt = tokio::select! {
+                result = intent.perform(&entry) => result,
+                _ = stopping.wait_for(|s| *s) => return,
+            };
+            match attempt {
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, room_id = %entry.room_id, retry_in_ms = backoff.as_millis() as u64, "send delayed; will retry");
+                    tokio::select! {
+                        _ = tokio::time::sleep(super::jitter(backoff)) => {}
+                        _ = stopping.wait_for(|s| *s) => return,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                other => break other,
+            }
+        };
+        let mapping = match (&result, &entry.remote_id) {
+            (Ok(Some(event_id)), Some(remote_id)) => Some(
+                MessageMapping::new(entry.room_id.clone(), remote_id.clone(), event_id.clone())
+                    .with_sender(entry.sender.clone()),
+            ),
+            _ => None,
+        };
+        if let Err(error) = &result {
+            tracing::error!(%error, room_id = %entry.room_id, sender = %entry.sender, "the homeserver refused a send; it is dropped from the outbox");
+        }
+        if let Err(error) = ctx.store().outbox_complete(seq, mapping.as_ref()) {
+            tracing::error!(%error, seq, "could not record a finished send");
+        }
+        if let Some(waiter) = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&seq)
+        {
+            let _ = waiter.send(result);
+        }
+    }
+}
