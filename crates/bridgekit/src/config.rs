@@ -31,6 +31,10 @@ const KEYS: &[Key] = &[
         help: "how long to wait for the homeserver at startup (default 60)",
     },
     Key {
+        name: "homeserver.request_timeout_secs",
+        help: "timeout of one request to the homeserver, in seconds (default 60)",
+    },
+    Key {
         name: "appservice.id",
         help: "the appservice ID, unique on the homeserver, e.g. echo",
     },
@@ -136,6 +140,8 @@ pub struct HomeserverConfig {
     pub server_name: OwnedServerName,
     /// How long startup waits for the homeserver to answer.
     pub startup_timeout: Duration,
+    /// Timeout of one request to the homeserver.
+    pub request_timeout: Duration,
 }
 
 /// The appservice's identity and listener.
@@ -421,6 +427,7 @@ impl Config {
         let store_path = src.path_value("store.path")?;
         let cache_mb = src.number("store.cache_mb", 16)?;
         let startup = src.number("homeserver.startup_timeout_secs", 60)?;
+        let request_timeout = src.number("homeserver.request_timeout_secs", 60)?.max(1);
         let log_level = src.raw("logging.level")?.unwrap_or_else(|| "info".into());
 
         Ok(Config {
@@ -428,6 +435,7 @@ impl Config {
                 url: url.trim_end_matches('/').to_owned(),
                 server_name,
                 startup_timeout: Duration::from_secs(startup),
+                request_timeout: Duration::from_secs(request_timeout),
             },
             appservice: AppserviceConfig {
                 id,

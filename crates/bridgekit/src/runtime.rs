@@ -66,7 +66,10 @@ pub async fn run_until(
     let client = HomeserverClient::new(
         &config.homeserver.url,
         &registration.as_token,
-        RetryPolicy::default(),
+        RetryPolicy {
+            request_timeout: config.homeserver.request_timeout,
+            ..RetryPolicy::default()
+        },
     )
     .map_err(|e| RunError::Other(e.to_string()))?;
     let bot = UserId::parse(format!(

@@ -90,6 +90,11 @@ impl Outbox {
     /// Stops sending: in-flight attempts are abandoned and stay in the outbox.
     pub(crate) fn stop(&self) {
         let _ = self.shutdown.send(true);
+        // Callers waiting for an event ID get `Stopped`; their sends stay in the outbox.
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Rooms with sends in flight.

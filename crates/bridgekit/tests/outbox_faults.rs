@@ -1,0 +1,160 @@
+//! Fault injection on the send path: the fake homeserver answers 500s, 429 with
+//! `Retry-After`, refuses connections for a while, or answers too late; the bridge is stopped
+//! with sends still queued. Every check ends the same way: each event arrived exactly once,
+//! and in the order it was queued within its room.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bridgekit::ruma::events::room::message::RoomMessageEventContent;
+use bridgekit::ruma::{OwnedRoomId, RoomId};
+use bridgekit::{BridgeContext, Outgoing, PendingSend};
+use common::{Capture, Fault, Harness, wait_until};
+
+fn room(name: &str) -> OwnedRoomId {
+    RoomId::parse(format!("!{name}:localhost")).unwrap()
+}
+
+/// Queues `n` numbered messages per room from one ghost per room, alternating rooms.
+async fn queue(ctx: &BridgeContext, rooms: &[OwnedRoomId], n: usize) -> Vec<PendingSend> {
+    let mut pending = Vec::new();
+    for i in 0..n {
+        for (r, room) in rooms.iter().enumerate() {
+            let content = RoomMessageEventContent::text_plain(format!("{r}:{i}"));
+            let outgoing = Outgoing::message(room, &content).unwrap();
+            pending.push(ctx.ghost(&format!("g{r}")).queue(outgoing).await.unwrap());
+        }
+    }
+    pending
+}
+
+/// Exactly once per message, and in order within each room.
+fn assert_once_in_order(sent: &[(String, String, String)], rooms: &[OwnedRoomId], n: usize) {
+    for (r, room) in rooms.iter().enumerate() {
+        let bodies: Vec<&str> = sent
+            .iter()
+            .filter(|(rm, _, _)| rm == room.as_str())
+            .map(|(_, _, b)| b.as_str())
+            .collect();
+        let expected: Vec<String> = (0..n).map(|i| format!("{r}:{i}")).collect();
+        assert_eq!(bodies, expected, "room {room}: {sent:?}");
+    }
+}
+
+async fn ctx_of(bridge: &Capture) -> BridgeContext {
+    wait_until("the bridge to start", 10, || bridge.ctx.get().is_some()).await;
+    bridge.ctx.get().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_until_every_event_is_in() {
+    let h = Harness::new("", None).await;
+    let bridge = Capture::default();
+    let running = h.run(bridge.clone()).await;
+    let ctx = ctx_of(&bridge).await;
+    h.hs.fault([Fault::Status(500), Fault::Status(502), Fault::Status(503)]);
+    let rooms = [room("a"), room("b")];
+    for p in queue(&ctx, &rooms, 5).await {
+        assert!(p.event_id().await.unwrap().is_some());
+    }
+    assert_once_in_order(&h.hs.sent(), &rooms, 5);
+    assert_eq!(ctx.store().outbox_len(), 0, "done sends leave the outbox");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_wait_for_retry_after_before_the_body_field() {
+    let h = Harness::new("", None).await;
+    let bridge = Capture::default();
+    let running = h.run(bridge.clone()).await;
+    let ctx = ctx_of(&bridge).await;
+    h.hs.fault([Fault::RateLimit { secs: 1 }]);
+    let rooms = [room("a")];
+    let started = Instant::now();
+    for p in queue(&ctx, &rooms, 3).await {
+        p.event_id().await.unwrap();
+    }
+    let attempts = h.hs.state.attempts.lock().unwrap().clone();
+    let gap = attempts[1] - attempts[0];
+    assert!(
+        gap >= Duration::from_millis(950),
+        "retried after {gap:?}: Retry-After (1 s) must win over retry_after_ms (1 ms)"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_once_in_order(&h.hs.sent(), &rooms, 3);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_homeserver_only_delays_sends() {
+    let h = Harness::new("", None).await;
+    let bridge = Capture::default();
+    let running = h.run(bridge.clone()).await;
+    let ctx = ctx_of(&bridge).await;
+    h.hs.down().await;
+    let rooms = [room("a"), room("b")];
+    let pending = queue(&ctx, &rooms, 4).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(h.hs.sent().is_empty());
+    assert_eq!(ctx.store().outbox_len(), 8, "queued sends wait on disk");
+    h.hs.up();
+    for p in pending {
+        p.event_id().await.unwrap();
+    }
+    assert_once_in_order(&h.hs.sent(), &rooms, 4);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_send_is_retried_with_the_same_transaction_id() {
+    let h = Harness::new(", request_timeout_secs: 1", None).await;
+    let bridge = Capture::default();
+    let running = h.run(bridge.clone()).await;
+    let ctx = ctx_of(&bridge).await;
+    h.hs.fault([Fault::Delay(Duration::from_millis(2500))]);
+    let rooms = [room("a")];
+    for p in queue(&ctx, &rooms, 3).await {
+        p.event_id().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(2600)).await; // the late first attempt completes too
+    assert!(
+        h.hs.state.attempts.lock().unwrap().len() >= 4,
+        "the first send was attempted twice"
+    );
+    assert_once_in_order(&h.hs.sent(), &rooms, 3);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_queued_when_the_bridge_stops_go_out_after_restart() {
+    let h = Harness::new("", None).await;
+    let rooms = [room("a"), room("b")];
+    {
+        let bridge = Capture::default();
+        let running = h.run(bridge.clone()).await;
+        let ctx = ctx_of(&bridge).await;
+        h.hs.down().await;
+        let pending = queue(&ctx, &rooms, 3).await;
+        assert_eq!(ctx.store().outbox_len(), 6);
+        drop(ctx);
+        running.stop().await;
+        for p in pending {
+            assert!(matches!(
+                p.event_id().await,
+                Err(bridgekit::ClientError::Stopped)
+            ));
+        }
+    }
+    assert!(h.hs.sent().is_empty());
+    h.hs.up();
+    let bridge = Capture::default();
+    let running = h.run(bridge.clone()).await;
+    let ctx = ctx_of(&bridge).await;
+    wait_until("the resumed sends", 20, || h.hs.sent().len() >= 6).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_once_in_order(&h.hs.sent(), &rooms, 3);
+    wait_until("an empty outbox", 5, || ctx.store().outbox_len() == 0).await;
+    drop(ctx);
+    running.stop().await;
+}
