@@ -47,8 +47,75 @@ pub struct Env {
     pub http: reqwest::Client,
 }
 
+/// A bridge run in this process, with its context handed to the test.
+pub struct InProcess {
+    pub ctx: bridgekit::BridgeContext,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), bridgekit::RunError>>,
+}
+
+impl InProcess {
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+#[derive(Clone, Default)]
+struct HandOver(std::sync::Arc<std::sync::OnceLock<bridgekit::BridgeContext>>);
+
+#[bridgekit::async_trait]
+impl bridgekit::Bridge for HandOver {
+    async fn start(&self, ctx: &bridgekit::BridgeContext) -> Result<(), bridgekit::BridgeError> {
+        let _ = self.0.set(ctx.clone());
+        Ok(())
+    }
+    async fn handle_event(
+        &self,
+        _: &bridgekit::BridgeContext,
+        _: bridgekit::ruma::events::AnyTimelineEvent,
+    ) -> Result<(), bridgekit::BridgeError> {
+        Ok(())
+    }
+}
+
 impl Env {
+    /// Synapse with the registration of `config.yaml`, and no bridge yet: run one in-process
+    /// with [`Env::run_in_process`].
+    pub async fn synapse_only() -> Env {
+        Self::start_inner(false).await
+    }
+
+    /// Runs a bridge in this process with this env's config; returns its context once ready.
+    pub async fn run_in_process(&self) -> InProcess {
+        let config = bridgekit::Config::load(&self.config).unwrap();
+        let bridge = HandOver::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(bridgekit::run_until(bridge.clone(), config, async {
+            let _ = stopped.await;
+        }));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while bridge.0.get().is_none() {
+            assert!(
+                !task.is_finished(),
+                "in-process bridge failed: {:?}",
+                task.await
+            );
+            assert!(Instant::now() < deadline, "in-process bridge not ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        InProcess {
+            ctx: bridge.0.get().unwrap().clone(),
+            stop: Some(stop),
+            task,
+        }
+    }
+
     pub async fn start() -> Env {
+        Self::start_inner(true).await
+    }
+
+    async fn start_inner(with_bridge_process: bool) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let (hs_port, as_port) = (free_port(), free_port());
         let config = dir.path().join("config.yaml");
@@ -98,7 +165,9 @@ impl Env {
             http: reqwest::Client::new(),
             dir,
         };
-        env.start_bridge().await;
+        if with_bridge_process {
+            env.start_bridge().await;
+        }
         env
     }
 

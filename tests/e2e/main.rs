@@ -3,6 +3,7 @@
 //! Synapse is installed from PyPI into a cache directory on first use (~20 s) by
 //! `tests/synapse/start.sh`; every test gets its own homeserver, bridge and store.
 
+mod client;
 mod harness;
 
 use harness::{Env, SERIAL, q, wait_for};
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 
 const GHOST: &str = "@_echo_alice:localhost";
 
-fn init() {
+pub(crate) fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

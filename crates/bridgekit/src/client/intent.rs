@@ -119,8 +119,17 @@ impl Intent {
     /// Joins `room_id` (by invite or because the room is public).
     pub async fn join(&self, room_id: &RoomId) -> Result<(), ClientError> {
         self.ensure_registered().await?;
-        self.call(join_room_by_id::v3::Request::new(room_id.to_owned()))
-            .await?;
+        let request = join_room_by_id::v3::Request::new(room_id.to_owned());
+        match self.call(request.clone()).await {
+            // The store says registered, the homeserver disagrees (e.g. its database was reset).
+            Err(e) if e.is_unregistered_user() => {
+                self.register().await?;
+                self.call(request).await?;
+            }
+            other => {
+                other?;
+            }
+        }
         self.ctx
             .store()
             .ghosts()
