@@ -418,6 +418,39 @@ async fn membership_rooms_and_error_mapping_on_synapse() {
     frank.join_via(&alias, &via).await.unwrap();
     assert!(joined(&erin.joined_members(&portal).await.unwrap()));
 
+    // Device masquerading: a device the appservice created, and one that does not exist.
+    let device: bridgekit::ruma::OwnedDeviceId = "BRIDGEDEV".into();
+    erin.create_device(device.clone(), Some("bridge device"))
+        .await
+        .unwrap();
+    let who = ctx
+        .client()
+        .execute_as(
+            whoami::v3::Request::new(),
+            Some(erin.user_id()),
+            Some(&device),
+            ctx.client().retry_policy(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(who.device_id.as_deref(), Some(device.as_ref()));
+    let missing: bridgekit::ruma::OwnedDeviceId = "NOSUCHDEV".into();
+    let err = ctx
+        .client()
+        .execute_as(
+            whoami::v3::Request::new(),
+            Some(erin.user_id()),
+            Some(&missing),
+            ctx.client().retry_policy(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.errcode()),
+        (Some(400), Some("M_UNKNOWN_DEVICE")),
+        "{err}"
+    );
+
     // The appservice's own room directory.
     erin.set_directory_visibility("echo-net", &portal, true)
         .await

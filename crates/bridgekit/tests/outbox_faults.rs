@@ -158,3 +158,54 @@ async fn sends_queued_when_the_bridge_stops_go_out_after_restart() {
     drop(ctx);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_room_does_not_hold_up_the_others() {
+    let h = Harness::new("", None).await;
+    let bridge = Capture::default();
+    let running = h.run(bridge.clone()).await;
+    let ctx = ctx_of(&bridge).await;
+    h.hs.state
+        .blocked_rooms
+        .lock()
+        .unwrap()
+        .insert("!a:localhost".into());
+    let rooms = [room("a"), room("b")];
+    let pending = queue(&ctx, &rooms, 3).await;
+    wait_until("room b's sends", 10, || h.hs.sent().len() == 3).await;
+    assert!(
+        h.hs.sent().iter().all(|(r, _, _)| r == "!b:localhost"),
+        "only b got through: {:?}",
+        h.hs.sent()
+    );
+    h.hs.state.blocked_rooms.lock().unwrap().clear();
+    for p in pending {
+        p.event_id().await.unwrap();
+    }
+    assert_once_in_order(&h.hs.sent(), &rooms, 3);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_are_sent_only_when_they_change() {
+    let h = Harness::new("", None).await;
+    let bridge = Capture::default();
+    let running = h.run(bridge.clone()).await;
+    let ctx = ctx_of(&bridge).await;
+    let ghost = ctx.ghost("g");
+    let writes = || {
+        h.hs.state
+            .profile_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    ghost.set_displayname("G").await.unwrap();
+    ghost.set_displayname("G").await.unwrap();
+    assert_eq!(writes(), 1);
+    ghost.set_displayname("G2").await.unwrap();
+    let avatar: bridgekit::ruma::OwnedMxcUri = "mxc://localhost/abc".into();
+    ghost.set_avatar(&avatar).await.unwrap();
+    ghost.set_avatar(&avatar).await.unwrap();
+    assert_eq!(writes(), 3);
+    drop(ctx);
+    running.stop().await;
+}

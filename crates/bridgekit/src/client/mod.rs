@@ -5,6 +5,7 @@
 //! `Retry-After` header first and `retry_after_ms` second (ruma resolves that precedence);
 //! other 4xx fail at once with a typed [`ClientError`].
 
+mod devices;
 mod error;
 pub mod intent;
 mod media;

@@ -40,6 +40,10 @@ pub struct FakeState {
     pub sent: Mutex<Vec<(String, String, String)>>,
     pub attempts: Mutex<Vec<std::time::Instant>>,
     pub joins: Mutex<Vec<String>>,
+    /// Rooms whose sends answer 503 until removed.
+    pub blocked_rooms: Mutex<std::collections::HashSet<String>>,
+    /// How many profile writes arrived.
+    pub profile_writes: std::sync::atomic::AtomicUsize,
 }
 
 pub struct FakeHomeserver {
@@ -69,6 +73,12 @@ async fn ping(hs: web::Data<FakeState>, body: web::Json<Value>) -> HttpResponse 
 }
 
 async fn ok(_: HttpRequest) -> HttpResponse {
+    HttpResponse::Ok().json(json!({}))
+}
+
+async fn profile(hs: web::Data<FakeState>) -> HttpResponse {
+    hs.profile_writes
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     HttpResponse::Ok().json(json!({}))
 }
 
@@ -113,6 +123,10 @@ async fn send(
         None => {}
     }
     let (room, _, _) = path.into_inner();
+    if hs.blocked_rooms.lock().unwrap().contains(&room) {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({"errcode": "M_UNKNOWN", "error": "room blocked"}));
+    }
     let key = req.path().to_owned();
     let mut by_path = hs.by_path.lock().unwrap();
     let n = by_path.len();
@@ -157,7 +171,11 @@ impl FakeHomeserver {
                 .route("/_matrix/client/v3/rooms/{room}/invite", web::post().to(ok))
                 .route(
                     "/_matrix/client/v3/profile/{user}/displayname",
-                    web::put().to(ok),
+                    web::put().to(profile),
+                )
+                .route(
+                    "/_matrix/client/v3/profile/{user}/avatar_url",
+                    web::put().to(profile),
                 )
                 .route(
                     "/_matrix/client/v3/rooms/{room}/send/{type}/{txn}",
