@@ -43,6 +43,7 @@ pub struct Env {
     pub hs_token: String,
     pub bot: String,
     config: PathBuf,
+    hs_port: u16,
     bridge: Option<Child>,
     pub http: reqwest::Client,
 }
@@ -161,6 +162,7 @@ impl Env {
             hs_token: reg["hs_token"].as_str().unwrap().to_owned(),
             bot: "@echobot:localhost".into(),
             config,
+            hs_port,
             bridge: None,
             http: reqwest::Client::new(),
             dir,
@@ -215,6 +217,29 @@ impl Env {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Stops Synapse (the homeserver outage); its database stays.
+    pub fn synapse_down(&self) {
+        let ok = Command::new("bash")
+            .arg(SYNAPSE_STOP)
+            .arg(self.dir.path().join("synapse"))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Starts Synapse again on the same port and database.
+    pub fn synapse_up(&self) {
+        let out = Command::new("bash")
+            .arg(SYNAPSE_START)
+            .arg(self.dir.path().join("synapse"))
+            .arg(self.hs_port.to_string())
+            .arg(self.dir.path().join("registration.yaml"))
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "Synapse did not come back");
     }
 
     /// SIGKILLs the bridge: no shutdown code runs.

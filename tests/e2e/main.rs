@@ -279,3 +279,44 @@ async fn a_bridge_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
         assert_eq!(n, 1, "{body:?} echoed {n} times");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_queued_during_an_outage_survives_a_crash() {
+    init();
+    let _serial = SERIAL.lock().await;
+    let mut env = Env::start().await;
+    let alice = env.user("alice").await;
+    let room = alice.room_with_bot(&env.bot).await;
+    alice.send_text(&room, "before the outage").await;
+    echo_of(&env, &alice, &room, "before the outage").await;
+
+    env.synapse_down();
+    // The homeserver is gone; an event it had sent before going down reaches the bridge.
+    let txn =
+        json!({"events": [message(&room, &alice.user_id, "$during-outage", "during the outage")]});
+    assert_eq!(env.push_transaction("outage-1", &txn).await.status(), 200);
+    let log = env.bridge_log();
+    harness::wait_for("the echo to wait in the outbox", || async {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("send delayed")
+            .then_some(())
+    })
+    .await;
+    env.kill_bridge(); // SIGKILL with the echo in the outbox
+    env.synapse_up();
+    env.start_bridge().await;
+    echo_of(&env, &alice, &room, "during the outage").await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let echoes = alice
+        .messages_from_others(&room, &[&alice.user_id, &env.bot])
+        .await;
+    assert_eq!(
+        echoes
+            .iter()
+            .filter(|(_, b, _)| b == "during the outage")
+            .count(),
+        1,
+        "{echoes:?}"
+    );
+}

@@ -42,6 +42,7 @@ pub struct Intent {
     pub(crate) ctx: BridgeContext,
     user_id: OwnedUserId,
     device_id: Option<OwnedDeviceId>,
+    retry: Option<RetryPolicy>,
 }
 
 impl Intent {
@@ -50,6 +51,7 @@ impl Intent {
             ctx,
             user_id,
             device_id: None,
+            retry: None,
         }
     }
 
@@ -65,6 +67,12 @@ impl Intent {
             device_id: Some(device_id),
             ..self.clone()
         }
+    }
+
+    /// The same user with its own retry budget per call.
+    pub(crate) fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = Some(retry);
+        self
     }
 
     pub(crate) fn is_bot(&self) -> bool {
@@ -83,7 +91,7 @@ impl Intent {
                 request,
                 user,
                 self.device_id.as_deref(),
-                client.retry_policy(),
+                self.retry.as_ref().unwrap_or(client.retry_policy()),
             )
             .await
     }

@@ -109,6 +109,9 @@ struct Sender {
     stopping: watch::Receiver<bool>,
 }
 
+/// How long one attempt may retry inside the client before the outbox takes over.
+const ATTEMPT_BUDGET: Duration = Duration::from_secs(5);
+
 /// Longest pause between attempts while the homeserver is unavailable.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -119,7 +122,12 @@ impl ItemHandler<(u64, OutboxEntry)> for Sender {
             return;
         };
         let ctx = BridgeContext { shared };
-        let intent = Intent::new(ctx.clone(), entry.sender.clone());
+        // Short in-call retries: longer outages are this loop's job, with a warning each time.
+        let retry = super::RetryPolicy {
+            max_elapsed: ATTEMPT_BUDGET,
+            ..ctx.client().retry_policy().clone()
+        };
+        let intent = Intent::new(ctx.clone(), entry.sender.clone()).with_retry(retry);
         let mut stopping = self.stopping.clone();
         let mut backoff = Duration::from_millis(500);
         let result = loop {
