@@ -6,6 +6,7 @@
 //! ghosts' state ([`ghosts`]). Writes that must agree with each other go through one sled
 //! transaction; writes the homeserver relies on are flushed before they are acknowledged.
 
+mod flusher;
 pub mod ghosts;
 pub mod inbox;
 pub mod messages;
@@ -60,6 +61,9 @@ pub enum StoreError {
         /// What was wrong.
         reason: String,
     },
+    /// Writes could not be made durable (disk full, I/O error).
+    #[error("could not write the store to disk: {0}")]
+    Flush(String),
     /// The underlying database failed (I/O, disk full, …).
     #[error("store I/O error: {0}")]
     Backend(#[from] sled::Error),
@@ -74,6 +78,7 @@ pub struct Store {
     pub(crate) txn_order: Tree,
     pub(crate) outbox: Tree,
     meta: Tree,
+    flusher: flusher::Flusher,
     messages: Messages,
     ghosts: Ghosts,
 }
@@ -103,6 +108,7 @@ impl Store {
             messages: Messages::open(&db)?,
             ghosts: Ghosts::open(&db)?,
             meta,
+            flusher: flusher::Flusher::start(db.clone()),
             db,
         };
         Ok(store)
@@ -124,16 +130,10 @@ impl Store {
         Ok(())
     }
 
-    /// Like [`Store::flush`], without blocking the async runtime.
+    /// Like [`Store::flush`], without blocking the async runtime; concurrent callers share
+    /// one flush.
     pub async fn flush_async(&self) -> Result<(), StoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| StoreError::Corrupt {
-                tree: "-",
-                reason: e.to_string(),
-            })??;
-        Ok(())
+        self.flusher.flush().await.map_err(StoreError::Flush)
     }
 
     /// Counts this process start; used to make client transaction IDs unique across restarts.
