@@ -9,6 +9,7 @@ mod devices;
 mod error;
 pub mod intent;
 mod media;
+mod membership;
 mod outbox;
 mod outgoing;
 mod profile;
