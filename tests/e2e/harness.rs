@@ -242,6 +242,20 @@ impl Env {
         assert!(out.status.success(), "Synapse did not come back");
     }
 
+    /// SIGTERMs the bridge and waits for it; returns its exit status and how long it took.
+    pub fn terminate_bridge(&mut self) -> (std::process::ExitStatus, Duration) {
+        let mut child = self.bridge.take().expect("bridge running");
+        let started = Instant::now();
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let status = child.wait().unwrap();
+        (status, started.elapsed())
+    }
+
     /// SIGKILLs the bridge: no shutdown code runs.
     pub fn kill_bridge(&mut self) {
         if let Some(mut child) = self.bridge.take() {

@@ -320,3 +320,31 @@ async fn a_send_queued_during_an_outage_survives_a_crash() {
         "{echoes:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_cleanly_and_tokens_never_reach_the_log() {
+    init();
+    let _serial = SERIAL.lock().await;
+    let mut env = Env::start().await;
+    let alice = env.user("alice").await;
+    let room = alice.room_with_bot(&env.bot).await;
+    alice.send_text(&room, "before the stop").await;
+    echo_of(&env, &alice, &room, "before the stop").await;
+
+    let (status, took) = env.terminate_bridge();
+    assert!(status.success(), "exit status {status}");
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    alice.send_text(&room, "while stopped").await;
+    env.start_bridge().await;
+    echo_of(&env, &alice, &room, "while stopped").await;
+
+    // The bridge logged at debug level the whole time: neither secret may appear.
+    let registration = std::fs::read_to_string(env.dir.path().join("registration.yaml")).unwrap();
+    let reg: Value = serde_norway::from_str(&registration).unwrap();
+    let log = std::fs::read_to_string(env.bridge_log()).unwrap();
+    assert!(log.contains("DEBUG"), "the log was written at debug level");
+    for key in ["as_token", "hs_token"] {
+        let token = reg[key].as_str().unwrap();
+        assert!(!log.contains(token), "{key} appears in the log");
+    }
+}
