@@ -47,6 +47,7 @@ mod dispatch;
 mod hash;
 pub mod ids;
 mod intake;
+mod metrics;
 pub mod registration;
 mod router;
 mod runtime;

@@ -25,10 +25,21 @@ impl ItemHandler<(u64, InboxItem)> for Router {
         if !*self.started.borrow() {
             let _ = self.started.clone().wait_for(|started| *started).await;
         }
-        match item.kind {
+        let started = std::time::Instant::now();
+        let kind = match item.kind {
+            ItemKind::Timeline => "timeline",
+            ItemKind::Ephemeral => "ephemeral",
+            ItemKind::ToDevice => "to_device",
+        };
+        let ok = match item.kind {
             ItemKind::Timeline => self.timeline(&item.json).await,
             ItemKind::Ephemeral => self.ephemeral(&item.json).await,
             ItemKind::ToDevice => self.to_device(&item.json).await,
+        };
+        metrics::histogram!("bridgekit_handler_seconds", "kind" => kind)
+            .record(started.elapsed().as_secs_f64());
+        if !ok {
+            metrics::counter!("bridgekit_handler_errors_total", "kind" => kind).increment(1);
         }
         if let Err(error) = self.ctx.store().complete_item(seq) {
             tracing::error!(%error, seq, "could not mark an inbox item handled; it will be handed over again after a restart");
@@ -37,12 +48,13 @@ impl ItemHandler<(u64, InboxItem)> for Router {
 }
 
 impl Router {
-    async fn timeline(&self, json: &str) {
+    /// Each of these returns false when the event could not be parsed or the bridge failed.
+    async fn timeline(&self, json: &str) -> bool {
         let event: AnyTimelineEvent = match serde_json::from_str(json) {
             Ok(event) => event,
             Err(error) => {
                 tracing::warn!(%error, event = %head(json), "skipping an event that does not parse as a Matrix event");
-                return;
+                return false;
             }
         };
         let event_id = event.event_id().to_owned();
@@ -60,27 +72,34 @@ impl Router {
             }
         }
         if self.ctx.is_own_user(event.sender()) {
-            return;
+            return true;
         }
-        if let Err(error) = self.bridge.handle_event(&self.ctx, event).await {
-            tracing::warn!(%error, %event_id, "bridge failed to handle an event");
-        }
-    }
-
-    async fn ephemeral(&self, json: &str) {
-        match serde_json::from_str(json) {
-            Ok(event) => {
-                if let Err(error) = self.bridge.handle_ephemeral(&self.ctx, event).await {
-                    tracing::warn!(%error, "bridge failed to handle an ephemeral event");
-                }
-            }
+        match self.bridge.handle_event(&self.ctx, event).await {
+            Ok(()) => true,
             Err(error) => {
-                tracing::warn!(%error, event = %head(json), "skipping an unparsable ephemeral event")
+                tracing::warn!(%error, %event_id, "bridge failed to handle an event");
+                false
             }
         }
     }
 
-    async fn to_device(&self, json: &str) {
+    async fn ephemeral(&self, json: &str) -> bool {
+        match serde_json::from_str(json) {
+            Ok(event) => match self.bridge.handle_ephemeral(&self.ctx, event).await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(%error, "bridge failed to handle an ephemeral event");
+                    false
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, event = %head(json), "skipping an unparsable ephemeral event");
+                false
+            }
+        }
+    }
+
+    async fn to_device(&self, json: &str) -> bool {
         #[derive(serde::Deserialize)]
         struct Target {
             to_user_id: ruma::OwnedUserId,
@@ -96,12 +115,17 @@ impl Router {
                             .expect("came from JSON"),
                     ),
                 };
-                if let Err(error) = self.bridge.handle_to_device(&self.ctx, event).await {
-                    tracing::warn!(%error, "bridge failed to handle a to-device event");
+                match self.bridge.handle_to_device(&self.ctx, event).await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::warn!(%error, "bridge failed to handle a to-device event");
+                        false
+                    }
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, "skipping a to-device event without a valid to_user_id")
+                tracing::warn!(%error, "skipping a to-device event without a valid to_user_id");
+                false
             }
         }
     }

@@ -59,6 +59,7 @@ pub async fn run_until(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
+    crate::metrics::install();
     let registration = Registration::load(&config.appservice.registration)?;
     registration.check_against(&config, &config.appservice.registration)?;
     let store = Store::open(&config.store.path, config.store.cache_bytes)?;

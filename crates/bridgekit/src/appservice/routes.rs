@@ -34,6 +34,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/health/live").route(web::get().to(live)))
     .service(resource("/health/ready").route(web::get().to(ready)))
+    .service(resource("/metrics").route(web::get().to(metrics_text)))
     .default_service(web::to(unrecognized));
 }
 
@@ -77,12 +78,19 @@ async fn put_transaction(
     txn_id: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
+    let outcome = |o: &'static str| {
+        metrics::counter!("bridgekit_transactions_total", "outcome" => o).increment(1)
+    };
     if let Err(e) = check_auth(&state, &req) {
+        outcome("unauthorized");
         return e.response();
     }
     let body = match read_body(payload).await {
         Ok(b) => b,
-        Err(e) => return e.response(),
+        Err(e) => {
+            outcome("bad_body");
+            return e.response();
+        }
     };
     let parsed = match parse_transaction(&txn_id, &body) {
         Ok(p) => p,
@@ -92,26 +100,43 @@ async fn put_transaction(
                 BodyError::BadJson(_) => "M_BAD_JSON",
             };
             tracing::warn!(txn_id = %txn_id, "refused a transaction: {e}");
+            outcome("bad_body");
             return MatrixError::new(400, errcode, e.to_string()).response();
         }
     };
     let skipped = parsed.skipped;
+    let mut by_kind = [0u64; 3];
+    for item in &parsed.incoming.items {
+        by_kind[item.kind as usize] += 1;
+    }
     match state.intake.submit(parsed.incoming).await {
         Ok(Intaken::New(items)) => {
+            outcome("new");
+            for (kind, n) in ["timeline", "ephemeral", "to_device"]
+                .into_iter()
+                .zip(by_kind)
+            {
+                metrics::counter!("bridgekit_events_received_total", "kind" => kind).increment(n);
+            }
+            metrics::counter!("bridgekit_events_skipped_total").increment(skipped as u64);
             tracing::debug!(txn_id = %txn_id, items, skipped, "transaction recorded");
             ok_empty()
         }
         Ok(Intaken::Duplicate) => {
+            outcome("duplicate");
             tracing::info!(txn_id = %txn_id, "transaction already recorded (a retry); not processed again");
             ok_empty()
         }
         // Not acknowledged, so the homeserver keeps it and retries: nothing is lost.
-        Err(e) => MatrixError::new(
-            500,
-            "M_UNKNOWN",
-            format!("could not record the transaction durably: {e}"),
-        )
-        .response(),
+        Err(e) => {
+            outcome("store_failed");
+            MatrixError::new(
+                500,
+                "M_UNKNOWN",
+                format!("could not record the transaction durably: {e}"),
+            )
+            .response()
+        }
     }
 }
 
@@ -281,6 +306,12 @@ async fn get_locations(state: State, req: HttpRequest) -> HttpResponse {
             .await,
         "locations",
     )
+}
+
+async fn metrics_text(state: State) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::render(state.ctx.store()))
 }
 
 async fn live() -> HttpResponse {

@@ -229,6 +229,29 @@ impl HomeserverClient {
         device_id: Option<&ruma::DeviceId>,
         retry: &RetryPolicy,
     ) -> Result<R::IncomingResponse, ClientError> {
+        let result = self
+            .execute_attempts(request, user_id, device_id, retry)
+            .await;
+        if let Err(error) = &result {
+            let errcode = match error {
+                ClientError::Matrix { errcode, .. } => errcode.clone(),
+                ClientError::Network(_) => "network".to_owned(),
+                ClientError::Http { .. } => "http".to_owned(),
+                _ => "other".to_owned(),
+            };
+            metrics::counter!("bridgekit_homeserver_errors_total", "errcode" => errcode)
+                .increment(1);
+        }
+        result
+    }
+
+    async fn execute_attempts<R: Endpoint>(
+        &self,
+        request: R,
+        user_id: Option<&UserId>,
+        device_id: Option<&ruma::DeviceId>,
+        retry: &RetryPolicy,
+    ) -> Result<R::IncomingResponse, ClientError> {
         let built = request
             .build(&self.base_url, &self.as_token, user_id, &self.versions)
             .map_err(|e| ClientError::Request(e.to_string()))?;
@@ -245,6 +268,7 @@ impl HomeserverClient {
         let mut backoff = retry.initial_delay;
         loop {
             let _permit = self.in_flight.acquire().await.expect("never closed");
+            let attempt_started = Instant::now();
             let attempt = self
                 .http
                 .request(parts.method.clone(), &url)
@@ -252,6 +276,8 @@ impl HomeserverClient {
                 .body(body.clone())
                 .send()
                 .await;
+            metrics::histogram!("bridgekit_homeserver_request_seconds")
+                .record(attempt_started.elapsed().as_secs_f64());
             let (error, wait) = match attempt {
                 Err(e) => (ClientError::Network(without_url(e)), None),
                 Ok(response) => {

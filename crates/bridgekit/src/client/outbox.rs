@@ -157,6 +157,10 @@ impl ItemHandler<(u64, OutboxEntry)> for Sender {
             ),
             _ => None,
         };
+        match &result {
+            Ok(_) => metrics::counter!("bridgekit_outbox_sent_total").increment(1),
+            Err(_) => metrics::counter!("bridgekit_outbox_failed_total").increment(1),
+        }
         if let Err(error) = &result {
             tracing::error!(%error, room_id = %entry.room_id, sender = %entry.sender, "the homeserver refused a send; it is dropped from the outbox");
         }

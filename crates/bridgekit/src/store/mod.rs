@@ -136,6 +136,11 @@ impl Store {
         self.flusher.flush().await.map_err(StoreError::Flush)
     }
 
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
     /// Counts this process start; used to make client transaction IDs unique across restarts.
     pub(crate) fn next_boot(&self) -> Result<u64, StoreError> {
         let next = self

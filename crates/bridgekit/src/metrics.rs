@@ -1,0 +1,55 @@
+//! Prometheus metrics, served at `GET /metrics` on the appservice listener.
+//!
+//! Counters and histograms go through the `metrics` facade (cheap atomics when nobody
+//! scrapes); gauges that describe the store (inbox and outbox depth, size on disk) are read
+//! at scrape time. Labels are bounded: kinds, outcomes and Matrix errcodes, never IDs.
+//!
+//! | metric | labels |
+//! |---|---|
+//! | `bridgekit_transactions_total` | `outcome`: new, duplicate, unauthorized, bad_body, store_failed |
+//! | `bridgekit_events_received_total` | `kind`: timeline, ephemeral, to_device |
+//! | `bridgekit_events_skipped_total` | malformed events skipped |
+//! | `bridgekit_handler_seconds` (histogram), `bridgekit_handler_errors_total` | `kind` |
+//! | `bridgekit_homeserver_request_seconds` (histogram) | |
+//! | `bridgekit_homeserver_errors_total` | `errcode` (or `network`, `http`) |
+//! | `bridgekit_outbox_sent_total`, `bridgekit_outbox_failed_total` | |
+//! | `bridgekit_inbox_depth`, `bridgekit_outbox_depth`, `bridgekit_store_bytes` | |
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::store::Store;
+
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process. `None` if the application installed
+/// another recorder first (then its exporter serves the metrics).
+pub(crate) fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(SECONDS_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed; /metrics stays empty"))
+                .ok()
+        })
+        .as_ref()
+}
+
+/// The exposition text, with the store gauges read now.
+pub(crate) fn render(store: &Store) -> String {
+    let Some(handle) = install() else {
+        return String::new();
+    };
+    metrics::gauge!("bridgekit_inbox_depth").set(store.inbox.len() as f64);
+    metrics::gauge!("bridgekit_outbox_depth").set(store.outbox_len() as f64);
+    metrics::gauge!("bridgekit_store_bytes").set(store.size_on_disk() as f64);
+    handle.run_upkeep();
+    handle.render()
+}
