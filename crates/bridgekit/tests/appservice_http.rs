@@ -93,3 +93,34 @@ async fn startup_failures_explain_the_fix() {
         .to_string();
     assert!(err.contains("hs_token does not match"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413_and_are_not_read_without_auth() {
+    let h = Harness::new("", None).await;
+    let bridge = Capture::default();
+    let running = h.run(bridge.clone()).await;
+    // Just over the 64 MiB cap, as valid JSON so only the size can be the problem.
+    let mut body = String::with_capacity((64 << 20) + 64);
+    body.push_str(r#"{"events":[],"pad":""#);
+    body.push_str(&"x".repeat(64 << 20));
+    body.push_str(r#""}"#);
+    let url = format!("{}/_matrix/app/v1/transactions/big", h.as_url);
+    let http = reqwest::Client::new();
+    let r = http
+        .put(&url)
+        .bearer_auth(&h.hs_token)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(b["errcode"], "M_TOO_LARGE");
+    // A wrong token is refused before the body is read: 403, not 413.
+    let r = http.put(&url).bearer_auth("wrong").body(body).send().await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 403);
+    } // (the server may close the connection before the upload ends: also a refusal)
+    assert!(bridge.seen.lock().unwrap().is_empty());
+    running.stop().await;
+}
