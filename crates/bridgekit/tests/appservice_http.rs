@@ -124,3 +124,28 @@ async fn oversized_bodies_get_413_and_are_not_read_without_auth() {
     assert!(bridge.seen.lock().unwrap().is_empty());
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_before_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::new("", None).await;
+    let running = h.run(Capture::default()).await;
+    let addr = h.as_url.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"PUT /_matrix/app/v1/transactions/1 HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // ... and never finishes the headers. The server must give up on its own.
+    let started = std::time::Instant::now();
+    // Meanwhile the listener serves others.
+    assert_eq!(h.push("2", &json!({"events": []})).await, 200);
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was still open after 20 s");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "closed suspiciously early: {:?}",
+        started.elapsed()
+    );
+    running.stop().await;
+}

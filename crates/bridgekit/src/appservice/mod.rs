@@ -21,6 +21,12 @@ use crate::intake::Intake;
 /// ephemeral and to-device data (traps.md 1): refusing one would block the bridge forever.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
+/// Most open connections to the appservice listener.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Time a client has to send its request line and headers.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What the HTTP handlers share.
 pub(crate) struct AppState {
     pub hs_token: String,
@@ -50,6 +56,11 @@ pub(crate) fn serve(
     .workers(workers)
     .disable_signals()
     .shutdown_timeout(10)
+    // A homeserver opens a handful of connections; a flood of them is not a homeserver.
+    .max_connections(MAX_CONNECTIONS)
+    // A client must send its request head within this time, or the connection is closed.
+    .client_request_timeout(HEADER_TIMEOUT)
+    .client_disconnect_timeout(std::time::Duration::from_secs(5))
     .listen(listener)?
     .run())
 }
