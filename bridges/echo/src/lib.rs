@@ -169,16 +169,13 @@ async fn remote_to_matrix(
             let Some(target) = ctx.store().messages().by_remote(room_id, &id)? else {
                 return Ok(());
             };
-            let sender = target
+            // The echo's own sender redacts it; the bot if the sender is not ours.
+            let intent = target
                 .sender
-                .clone()
-                .unwrap_or_else(|| ctx.bot_user_id().to_owned());
+                .as_deref()
+                .and_then(|s| ctx.intent_for(s))
+                .unwrap_or_else(|| ctx.bot());
             let txn_id = TxnIds::derived(&[room_id.as_str(), &id, "delete"]);
-            let intent = if ctx.is_own_user(&sender) && sender != ctx.bot_user_id() {
-                ctx.ghost(&ctx.remote_user_of(&sender).unwrap_or_default())
-            } else {
-                ctx.bot()
-            };
             intent
                 .redact_with_txn_id(room_id, &target.event_id, reason.as_deref(), &txn_id)
                 .await?;

@@ -15,13 +15,9 @@ pub struct BridgeContext {
     pub(crate) shared: Arc<Shared>,
 }
 
+/// What the context shares: its parts and the outbox, which needs a handle back to them.
 pub(crate) struct Shared {
-    pub client: HomeserverClient,
-    pub store: Store,
-    pub bot: OwnedUserId,
-    pub server_name: OwnedServerName,
-    pub ghost_prefix: String,
-    pub txn_ids: TxnIds,
+    pub parts: Parts,
     pub outbox: Outbox,
 }
 
@@ -38,7 +34,7 @@ pub(crate) struct Parts {
 impl std::fmt::Debug for BridgeContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BridgeContext")
-            .field("bot", &self.shared.bot)
+            .field("bot", &self.shared.parts.bot)
             .finish_non_exhaustive()
     }
 }
@@ -46,12 +42,7 @@ impl std::fmt::Debug for BridgeContext {
 impl BridgeContext {
     pub(crate) fn new(parts: Parts, runtime: tokio::runtime::Handle) -> Self {
         let shared = Arc::new_cyclic(|weak| Shared {
-            client: parts.client,
-            store: parts.store,
-            bot: parts.bot,
-            server_name: parts.server_name,
-            ghost_prefix: parts.ghost_prefix,
-            txn_ids: parts.txn_ids,
+            parts,
             outbox: Outbox::new(weak.clone(), runtime),
         });
         Self { shared }
@@ -59,42 +50,42 @@ impl BridgeContext {
 
     /// The bridge's durable store (message mappings, ghosts, …).
     pub fn store(&self) -> &Store {
-        &self.shared.store
+        &self.shared.parts.store
     }
 
     /// The raw homeserver client, for calls the intents do not wrap.
     pub fn client(&self) -> &HomeserverClient {
-        &self.shared.client
+        &self.shared.parts.client
     }
 
     /// Client transaction IDs, unique across the appservice and across restarts.
     pub fn txn_ids(&self) -> &TxnIds {
-        &self.shared.txn_ids
+        &self.shared.parts.txn_ids
     }
 
     /// The homeserver's server name.
     pub fn server_name(&self) -> &ServerName {
-        &self.shared.server_name
+        &self.shared.parts.server_name
     }
 
     /// The bridge bot's user ID (the registration's `sender_localpart`).
     pub fn bot_user_id(&self) -> &UserId {
-        &self.shared.bot
+        &self.shared.parts.bot
     }
 
     /// Acts as the bridge bot.
     pub fn bot(&self) -> Intent {
-        Intent::new(self.clone(), self.shared.bot.clone())
+        Intent::new(self.clone(), self.shared.parts.bot.clone())
     }
 
     /// The Matrix user ID of the ghost for the remote user `remote_user`.
     pub fn ghost_user_id(&self, remote_user: &str) -> OwnedUserId {
         let localpart = format!(
             "{}{}",
-            self.shared.ghost_prefix,
+            self.shared.parts.ghost_prefix,
             escape_localpart(remote_user)
         );
-        UserId::parse(format!("@{localpart}:{}", self.shared.server_name))
+        UserId::parse(format!("@{localpart}:{}", self.shared.parts.server_name))
             .expect("escaped localparts and a validated server name make a valid user ID")
     }
 
@@ -103,23 +94,31 @@ impl BridgeContext {
         Intent::new(self.clone(), self.ghost_user_id(remote_user))
     }
 
+    /// Acts as `user_id` if it is the bot or a ghost; `None` for anyone else.
+    pub fn intent_for(&self, user_id: &UserId) -> Option<Intent> {
+        self.is_own_user(user_id)
+            .then(|| Intent::new(self.clone(), user_id.to_owned()))
+    }
+
     /// The remote user behind a ghost's user ID, or `None` if `user_id` is not a ghost.
     pub fn remote_user_of(&self, user_id: &UserId) -> Option<String> {
-        if user_id.server_name() != self.shared.server_name {
+        if user_id.server_name() != self.shared.parts.server_name {
             return None;
         }
         unescape_localpart(
             user_id
                 .localpart()
-                .strip_prefix(&self.shared.ghost_prefix)?,
+                .strip_prefix(&self.shared.parts.ghost_prefix)?,
         )
     }
 
     /// Whether `user_id` is the bot or one of the ghosts: events they send are the bridge's own
     /// echoes and are not handed to the bridge.
     pub fn is_own_user(&self, user_id: &UserId) -> bool {
-        user_id == self.shared.bot
-            || (user_id.server_name() == self.shared.server_name
-                && user_id.localpart().starts_with(&self.shared.ghost_prefix))
+        user_id == self.shared.parts.bot
+            || (user_id.server_name() == self.shared.parts.server_name
+                && user_id
+                    .localpart()
+                    .starts_with(&self.shared.parts.ghost_prefix))
     }
 }

@@ -59,10 +59,7 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
 
 /// The `access_token` query parameter, percent-decoded.
 fn query_access_token(query: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == "access_token").then(|| crate::appservice::percent_decode(v))
-    })
+    crate::appservice::query_pairs(query).find_map(|(k, v)| (k == "access_token").then_some(v))
 }
 
 #[cfg(test)]

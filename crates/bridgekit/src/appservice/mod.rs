@@ -65,6 +65,14 @@ pub(crate) fn serve(
     .run())
 }
 
+/// The `key=value` pairs of a query string, percent-decoded.
+pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k), percent_decode(v))
+    })
+}
+
 /// Decodes `%xx` escapes; invalid escapes are kept as they are.
 pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();

@@ -10,7 +10,7 @@ use ruma::{RoomAliasId, UserId};
 
 use super::errors::{MatrixError, method_not_allowed, not_found, ok_empty, unrecognized};
 use super::transaction::{BodyError, parse_transaction};
-use super::{AppState, MAX_BODY_BYTES, auth::authorize, percent_decode};
+use super::{AppState, MAX_BODY_BYTES, auth::authorize, query_pairs};
 use crate::intake::Intaken;
 
 type State = web::Data<AppState>;
@@ -209,13 +209,7 @@ async fn post_ping(state: State, req: HttpRequest, payload: web::Payload) -> Htt
 
 /// The query parameters of a third-party lookup, without the legacy token.
 fn fields(req: &HttpRequest) -> BTreeMap<String, String> {
-    req.query_string()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+    query_pairs(req.query_string())
         .filter(|(k, _)| k != "access_token")
         .collect()
 }

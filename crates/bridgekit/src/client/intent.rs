@@ -73,7 +73,7 @@ impl Intent {
     }
 
     pub(crate) fn is_bot(&self) -> bool {
-        self.user_id == self.ctx.shared.bot
+        self.user_id == self.ctx.shared.parts.bot
     }
 
     /// Sends any request as this user (the bot sends without `?user_id=`).
@@ -371,12 +371,5 @@ impl Intent {
                 other => return other,
             }
         }
-    }
-}
-
-impl super::HomeserverClient {
-    /// The retry policy calls use unless given another.
-    pub fn retry_policy(&self) -> &RetryPolicy {
-        &self.retry
     }
 }

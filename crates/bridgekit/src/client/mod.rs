@@ -195,6 +195,11 @@ impl HomeserverClient {
         })
     }
 
+    /// The retry policy calls use unless given another.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
     /// The homeserver's base URL.
     pub fn base_url(&self) -> &str {
         &self.base_url
