@@ -331,8 +331,8 @@ async fn membership_rooms_and_error_mapping_on_synapse() {
     let room = RoomId::parse(alice.room_with_bot(&env.bot).await).unwrap();
     let dave = ctx.ghost("dave");
     ctx.store()
-        .ghosts()
-        .update(dave.user_id(), |r| r.registered = true)
+        .update_ghost(dave.user_id(), &|r| r.registered = true)
+        .await
         .unwrap();
     let sent = dave
         .send(&room, &RoomMessageEventContent::text_plain("hi from dave"))

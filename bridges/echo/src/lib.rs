@@ -38,10 +38,10 @@ impl Bridge for EchoBridge {
         };
         let remote_event = match event {
             AnyMessageLikeEvent::RoomMessage(MessageLikeEvent::Original(msg)) => {
-                matrix_message(ctx, msg)?
+                matrix_message(ctx, msg).await?
             }
             AnyMessageLikeEvent::RoomRedaction(RoomRedactionEvent::Original(redaction)) => {
-                matrix_redaction(ctx, &redaction)?
+                matrix_redaction(ctx, &redaction).await?
             }
             _ => None,
         };
@@ -56,14 +56,14 @@ impl Bridge for EchoBridge {
 }
 
 /// Matrix → remote: a new message or an edit, translated to the remote network's terms.
-fn matrix_message(
+async fn matrix_message(
     ctx: &BridgeContext,
     msg: OriginalRoomMessageEvent,
 ) -> Result<Option<(OwnedRoomId, RemoteEvent)>, BridgeError> {
     let author = remote_user_for(ctx, &msg.sender);
     if let Some(Relation::Replacement(replacement)) = &msg.content.relates_to {
         // An edit: which remote message does the edited event carry?
-        let Some(original) = ctx.store().messages().by_event(&replacement.event_id)? else {
+        let Some(original) = ctx.store().message_by_event(&replacement.event_id).await? else {
             return Ok(None);
         };
         let edit = RemoteEvent::Edit {
@@ -77,7 +77,7 @@ fn matrix_message(
     let id = network::remote_id_for(&msg.event_id);
     let mapping = MessageMapping::new(msg.room_id.clone(), id.clone(), msg.event_id.clone())
         .with_sender(msg.sender.clone());
-    ctx.store().messages().insert(&mapping)?;
+    ctx.store().insert_message(&mapping).await?;
     let message = RemoteMessage {
         id,
         author,
@@ -88,7 +88,7 @@ fn matrix_message(
 }
 
 /// Matrix → remote: a redaction becomes a deletion of the remote message.
-fn matrix_redaction(
+async fn matrix_redaction(
     ctx: &BridgeContext,
     redaction: &OriginalRoomRedactionEvent,
 ) -> Result<Option<(OwnedRoomId, RemoteEvent)>, BridgeError> {
@@ -100,7 +100,7 @@ fn matrix_redaction(
     else {
         return Ok(None);
     };
-    let Some(original) = ctx.store().messages().by_event(target)? else {
+    let Some(original) = ctx.store().message_by_event(target).await? else {
         return Ok(None);
     };
     let reason = redaction.content.reason.clone();
@@ -123,8 +123,8 @@ async fn remote_to_matrix(
         RemoteEvent::Message(message) => {
             if ctx
                 .store()
-                .messages()
-                .by_remote(room_id, &message.id)?
+                .message_by_remote(room_id, &message.id, "")
+                .await?
                 .is_some()
             {
                 return Ok(()); // already bridged (the event was handed over again after a restart)
@@ -132,8 +132,8 @@ async fn remote_to_matrix(
             let ghost = ctx.ghost(&message.author);
             if ctx
                 .store()
-                .ghosts()
-                .get(ghost.user_id())?
+                .ghost(ghost.user_id())
+                .await?
                 .displayname
                 .is_none()
             {
@@ -155,7 +155,7 @@ async fn remote_to_matrix(
             author,
             body,
         } => {
-            let Some(target) = ctx.store().messages().by_remote(room_id, &id)? else {
+            let Some(target) = ctx.store().message_by_remote(room_id, &id, "").await? else {
                 return Ok(());
             };
             let ghost = ctx.ghost(&author);
@@ -166,7 +166,7 @@ async fn remote_to_matrix(
             ghost.send_with_txn_id(room_id, &content, &txn_id).await?;
         }
         RemoteEvent::Delete { id, reason } => {
-            let Some(target) = ctx.store().messages().by_remote(room_id, &id)? else {
+            let Some(target) = ctx.store().message_by_remote(room_id, &id, "").await? else {
                 return Ok(());
             };
             // The echo's own sender redacts it; the bot if the sender is not ours.

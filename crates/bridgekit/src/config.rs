@@ -11,6 +11,8 @@ use std::time::Duration;
 use ruma::{OwnedServerName, ServerName};
 use serde_norway::{Mapping, Value};
 
+pub use crate::store::StoreLocation;
+
 /// One config key: its name and what to tell an operator about it.
 struct Key {
     name: &'static str,
@@ -65,6 +67,14 @@ const KEYS: &[Key] = &[
     Key {
         name: "store.cache_mb",
         help: "store page cache in MiB (default 16)",
+    },
+    Key {
+        name: "store.postgres_url",
+        help: "use PostgreSQL instead of store.path, e.g. postgresql://bridge@localhost/bridges",
+    },
+    Key {
+        name: "store.postgres_schema",
+        help: "the PostgreSQL schema of this bridge's tables (default: appservice.id)",
     },
     Key {
         name: "logging.level",
@@ -166,10 +176,8 @@ pub struct AppserviceConfig {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct StoreConfig {
-    /// Store directory.
-    pub path: PathBuf,
-    /// Page cache size in bytes.
-    pub cache_bytes: u64,
+    /// Which backend, and where.
+    pub location: StoreLocation,
 }
 
 /// A loaded, validated config.
@@ -424,8 +432,28 @@ impl Config {
             ));
         }
         let registration = src.path_value("appservice.registration")?;
-        let store_path = src.path_value("store.path")?;
-        let cache_mb = src.number("store.cache_mb", 16)?;
+        let location = match src.raw("store.postgres_url")? {
+            Some(url) => {
+                let schema = match src.raw("store.postgres_schema")? {
+                    Some(schema) => schema,
+                    None => id
+                        .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+                        .to_ascii_lowercase(),
+                };
+                if !is_sql_identifier(&schema) {
+                    return Err(src.invalid(
+                        "store.postgres_schema",
+                        &schema,
+                        "use lowercase letters, digits and '_', starting with a letter or '_'",
+                    ));
+                }
+                StoreLocation::Postgres { url, schema }
+            }
+            None => StoreLocation::Sled {
+                path: src.path_value("store.path")?,
+                cache_bytes: src.number("store.cache_mb", 16)? * 1024 * 1024,
+            },
+        };
         let startup = src.number("homeserver.startup_timeout_secs", 60)?;
         let request_timeout = src.number("homeserver.request_timeout_secs", 60)?.max(1);
         let log_level = src.raw("logging.level")?.unwrap_or_else(|| "info".into());
@@ -445,14 +473,18 @@ impl Config {
                 ghost_prefix,
                 registration,
             },
-            store: StoreConfig {
-                path: store_path,
-                cache_bytes: cache_mb * 1024 * 1024,
-            },
+            store: StoreConfig { location },
             log_level,
             path: path.to_owned(),
         })
     }
+}
+
+fn is_sql_identifier(s: &str) -> bool {
+    s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn is_localpart(s: &str) -> bool {
@@ -495,8 +527,37 @@ store:
         assert_eq!(c.appservice.url, "http://127.0.0.1:29333");
         assert_eq!(c.appservice.ghost_prefix, "_echo_");
         assert_eq!(c.appservice.registration, Path::new("/etc/bridge/reg.yaml"));
-        assert_eq!(c.store.path, Path::new("/etc/bridge/data/store"));
-        assert_eq!(c.store.cache_bytes, 16 * 1024 * 1024);
+        assert_eq!(
+            c.store.location,
+            StoreLocation::Sled {
+                path: "/etc/bridge/data/store".into(),
+                cache_bytes: 16 * 1024 * 1024
+            }
+        );
+    }
+
+    #[test]
+    fn a_postgres_url_selects_postgres_with_the_appservice_id_as_schema() {
+        let url = "postgresql://bridge:secret@db/bridges";
+        let c = parse(GOOD, &[("BRIDGEKIT_STORE_POSTGRES_URL", url)]).unwrap();
+        assert_eq!(
+            c.store.location,
+            StoreLocation::Postgres {
+                url: url.into(),
+                schema: "echo".into()
+            }
+        );
+        assert!(!c.store.location.to_string().contains("secret"));
+        let bad = parse(
+            GOOD,
+            &[
+                ("BRIDGEKIT_STORE_POSTGRES_URL", url),
+                ("BRIDGEKIT_STORE_POSTGRES_SCHEMA", "Robert'); DROP"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("`store.postgres_schema`"), "{bad}");
     }
 
     #[test]
@@ -510,7 +571,13 @@ store:
         )
         .unwrap();
         assert_eq!(c.homeserver.url, "https://hs.example");
-        assert_eq!(c.store.cache_bytes, 4 * 1024 * 1024);
+        assert!(matches!(
+            c.store.location,
+            StoreLocation::Sled {
+                cache_bytes: 4194304,
+                ..
+            }
+        ));
         let without_url = GOOD.replace("  url: http://127.0.0.1:8008/\n", "");
         assert_eq!(
             parse(&without_url, &[("BRIDGEKIT_HOMESERVER_URL", "http://x:1")])

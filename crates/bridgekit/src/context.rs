@@ -24,7 +24,7 @@ pub(crate) struct Shared {
 /// What the context is made of, before the outbox is attached.
 pub(crate) struct Parts {
     pub client: HomeserverClient,
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     pub bot: OwnedUserId,
     pub server_name: OwnedServerName,
     pub ghost_prefix: String,
@@ -49,8 +49,8 @@ impl BridgeContext {
     }
 
     /// The bridge's durable store (message mappings, ghosts, …).
-    pub fn store(&self) -> &Store {
-        &self.shared.parts.store
+    pub fn store(&self) -> &dyn Store {
+        &*self.shared.parts.store
     }
 
     /// The raw homeserver client, for calls the intents do not wrap.

@@ -1,5 +1,5 @@
-//! Taking transactions in: one writer thread records them in the store and flushes, then the
-//! HTTP handler may answer 200 and the items go to the dispatcher.
+//! Taking transactions in: one writer task records them in the store durably, then the HTTP
+//! handler may answer 200 and the items go to the dispatcher.
 //!
 //! The writer drains every transaction waiting at once and records them with one flush
 //! (group commit), so concurrent requests share the fsync. Running one writer also makes
@@ -9,8 +9,10 @@
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dispatch::Dispatcher;
+use std::sync::Arc;
+
 use crate::store::Store;
-use crate::store::inbox::{InboxItem, IncomingTransaction, Recorded};
+use crate::store::queues::{InboxItem, IncomingTransaction, Recorded, TRANSACTION_RECORDS_KEPT};
 
 /// Most transactions recorded under one flush.
 const MAX_GROUP: usize = 64;
@@ -38,13 +40,10 @@ pub(crate) struct Intake {
 }
 
 impl Intake {
-    /// Starts the writer thread. It ends when every `Intake` handle is dropped.
-    pub(crate) fn start(store: Store, dispatcher: Dispatcher<(u64, InboxItem)>) -> Self {
+    /// Starts the writer task. It ends when every `Intake` handle is dropped.
+    pub(crate) fn start(store: Arc<dyn Store>, dispatcher: Dispatcher<(u64, InboxItem)>) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
-        std::thread::Builder::new()
-            .name("bridgekit-intake".into())
-            .spawn(move || writer(store, dispatcher, rx))
-            .expect("can spawn the intake thread");
+        tokio::spawn(writer(store, dispatcher, rx));
         Self { jobs }
     }
 
@@ -60,20 +59,14 @@ impl Intake {
     }
 }
 
-fn writer(
-    store: Store,
+async fn writer(
+    store: Arc<dyn Store>,
     dispatcher: Dispatcher<(u64, InboxItem)>,
     mut rx: mpsc::UnboundedReceiver<Job>,
 ) {
     let mut since_prune = 0u64;
-    while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
+    let mut jobs = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut jobs, MAX_GROUP).await > 0 {
         let txns: Vec<IncomingTransaction> = jobs
             .iter_mut()
             .map(|j| {
@@ -86,9 +79,9 @@ fn writer(
                 )
             })
             .collect();
-        match store.record_transactions(&txns) {
+        match store.record_transactions(&txns).await {
             Ok(outcomes) => {
-                for ((job, txn), outcome) in jobs.into_iter().zip(txns).zip(outcomes) {
+                for ((job, txn), outcome) in jobs.drain(..).zip(txns).zip(outcomes) {
                     let answer = match outcome {
                         Recorded::New(seqs) => {
                             let n = seqs.len();
@@ -105,14 +98,17 @@ fn writer(
             }
             Err(error) => {
                 tracing::error!(%error, "cannot record transactions; the homeserver will retry them");
-                for job in jobs {
+                for job in jobs.drain(..) {
                     let _ = job.reply.send(Err(error.to_string()));
                 }
             }
         }
         if since_prune >= PRUNE_EVERY {
             since_prune = 0;
-            if let Err(error) = store.prune_transaction_records() {
+            if let Err(error) = store
+                .prune_transaction_records(TRANSACTION_RECORDS_KEPT)
+                .await
+            {
                 tracing::warn!(%error, "could not prune the transaction record");
             }
         }

@@ -65,7 +65,9 @@ pub use context::BridgeContext;
 pub use registration::Registration;
 pub use ruma;
 pub use runtime::{RunError, run, run_until};
-pub use store::{MessageMapping, Store, StoreError};
+pub use store::{
+    GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, Store, StoreError, StoreExt,
+};
 
 /// Installs ring as rustls's crypto provider once (reqwest is built without a default one).
 pub(crate) fn install_crypto_provider() {

@@ -43,13 +43,20 @@ pub(crate) fn install() -> Option<&'static PrometheusHandle> {
 }
 
 /// The exposition text, with the store gauges read now.
-pub(crate) fn render(store: &Store) -> String {
+pub(crate) async fn render(store: &dyn Store) -> String {
     let Some(handle) = install() else {
         return String::new();
     };
-    metrics::gauge!("bridgekit_inbox_depth").set(store.inbox.len() as f64);
-    metrics::gauge!("bridgekit_outbox_depth").set(store.outbox_len() as f64);
-    metrics::gauge!("bridgekit_store_bytes").set(store.size_on_disk() as f64);
+    match store.stats().await {
+        Ok(stats) => {
+            metrics::gauge!("bridgekit_inbox_depth").set(stats.inbox_depth as f64);
+            metrics::gauge!("bridgekit_outbox_depth").set(stats.outbox_depth as f64);
+            if let Some(bytes) = stats.bytes {
+                metrics::gauge!("bridgekit_store_bytes").set(bytes as f64);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot read the store's gauges"),
+    }
     handle.run_upkeep();
     handle.render()
 }

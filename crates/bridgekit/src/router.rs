@@ -10,7 +10,7 @@ use ruma::events::{AnyStateEvent, AnyTimelineEvent};
 use crate::bridge::{Bridge, ToDeviceEvent};
 use crate::context::BridgeContext;
 use crate::dispatch::ItemHandler;
-use crate::store::inbox::{InboxItem, ItemKind};
+use crate::store::queues::{InboxItem, ItemKind};
 
 pub(crate) struct Router {
     pub bridge: Arc<dyn Bridge>,
@@ -41,7 +41,7 @@ impl ItemHandler<(u64, InboxItem)> for Router {
         if !ok {
             metrics::counter!("bridgekit_handler_errors_total", "kind" => kind).increment(1);
         }
-        if let Err(error) = self.ctx.store().complete_item(seq) {
+        if let Err(error) = self.ctx.store().complete_item(seq).await {
             tracing::error!(%error, seq, "could not mark an inbox item handled; it will be handed over again after a restart");
         }
     }

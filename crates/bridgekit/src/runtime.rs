@@ -17,7 +17,6 @@ use crate::dispatch::Dispatcher;
 use crate::intake::Intake;
 use crate::registration::Registration;
 use crate::router::Router;
-use crate::store::Store;
 
 /// Why a bridge stopped or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +61,9 @@ pub async fn run_until(
     crate::metrics::install();
     let registration = Registration::load(&config.appservice.registration)?;
     registration.check_against(&config, &config.appservice.registration)?;
-    let store = Store::open(&config.store.path, config.store.cache_bytes)?;
-    let boot = store.next_boot()?;
+    let store = crate::store::open(&config.store.location).await?;
+    tracing::info!(store = %config.store.location, "store open");
+    let boot = store.next_boot().await?;
     let client = HomeserverClient::new(
         &config.homeserver.url,
         &registration.as_token,
@@ -99,7 +99,7 @@ pub async fn run_until(
     let dispatcher = Dispatcher::new(router, tokio::runtime::Handle::current());
 
     // What the last run acknowledged but did not finish goes first, in its original order.
-    let pending = store.pending_items()?;
+    let pending = store.pending_items().await?;
     if !pending.is_empty() {
         tracing::info!(
             items = pending.len(),
@@ -150,7 +150,8 @@ pub async fn run_until(
         let resumed = ctx
             .shared
             .outbox
-            .resume(&store)
+            .resume(&*store)
+            .await
             .map_err(|e| RunError::Other(e.to_string()))?;
         if resumed > 0 {
             tracing::info!(
@@ -182,7 +183,7 @@ pub async fn run_until(
     if result.is_ok() {
         bridge.stop(&ctx).await;
     }
-    store.flush_async().await?;
+    store.flush().await?;
     result
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bridgekit::ruma::events::room::message::RoomMessageEventContent;
 use bridgekit::ruma::{OwnedRoomId, RoomId};
 use bridgekit::{BridgeContext, Outgoing, PendingSend};
-use common::{Capture, Fault, Harness, wait_until};
+use common::{Capture, Fault, Harness, outbox_depth, wait_for_empty_outbox, wait_until};
 
 fn room(name: &str) -> OwnedRoomId {
     RoomId::parse(format!("!{name}:localhost")).unwrap()
@@ -59,7 +59,7 @@ async fn server_errors_are_retried_until_every_event_is_in() {
         assert!(p.event_id().await.unwrap().is_some());
     }
     assert_once_in_order(&h.hs.sent(), &rooms, 5);
-    assert_eq!(ctx.store().outbox_len(), 0, "done sends leave the outbox");
+    assert_eq!(outbox_depth(&ctx).await, 0, "done sends leave the outbox");
     running.stop().await;
 }
 
@@ -97,7 +97,7 @@ async fn an_unreachable_homeserver_only_delays_sends() {
     let pending = queue(&ctx, &rooms, 4).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(h.hs.sent().is_empty());
-    assert_eq!(ctx.store().outbox_len(), 8, "queued sends wait on disk");
+    assert_eq!(outbox_depth(&ctx).await, 8, "queued sends wait on disk");
     h.hs.up();
     for p in pending {
         p.event_id().await.unwrap();
@@ -136,7 +136,7 @@ async fn sends_queued_when_the_bridge_stops_go_out_after_restart() {
         let ctx = ctx_of(&bridge).await;
         h.hs.down().await;
         let pending = queue(&ctx, &rooms, 3).await;
-        assert_eq!(ctx.store().outbox_len(), 6);
+        assert_eq!(outbox_depth(&ctx).await, 6);
         drop(ctx);
         running.stop().await;
         for p in pending {
@@ -154,7 +154,7 @@ async fn sends_queued_when_the_bridge_stops_go_out_after_restart() {
     wait_until("the resumed sends", 20, || h.hs.sent().len() >= 6).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_once_in_order(&h.hs.sent(), &rooms, 3);
-    wait_until("an empty outbox", 5, || ctx.store().outbox_len() == 0).await;
+    wait_for_empty_outbox(&ctx, 5).await;
     drop(ctx);
     running.stop().await;
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::hash::fnv1a64;
-use crate::store::inbox::{InboxItem, IncomingTransaction, ItemKind};
+use crate::store::queues::{InboxItem, IncomingTransaction, ItemKind};
 
 /// Why a transaction body was refused as a whole.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use ruma::{
 
 use super::{ClientError, Endpoint, Outgoing, PendingSend, RetryPolicy};
 use crate::context::BridgeContext;
-use crate::store::outbox::{OutboxEntry, OutboxOp};
+use crate::store::queues::{OutboxEntry, OutboxOp};
 
 /// How often a send is retried while the homeserver still says the user is not in the room
 /// right after a join (traps.md 10).
@@ -97,7 +97,7 @@ impl Intent {
 
     /// Registers the ghost with the homeserver unless the store knows it already is.
     pub async fn ensure_registered(&self) -> Result<(), ClientError> {
-        if self.is_bot() || self.ctx.store().ghosts().get(&self.user_id)?.registered {
+        if self.is_bot() || self.ctx.store().ghost(&self.user_id).await?.registered {
             return Ok(());
         }
         self.register().await
@@ -115,8 +115,8 @@ impl Intent {
         }
         self.ctx
             .store()
-            .ghosts()
-            .update(&self.user_id, |r| r.registered = true)?;
+            .update_ghost(&self.user_id, &|r| r.registered = true)
+            .await?;
         tracing::debug!(user_id = %self.user_id, "registered ghost");
         Ok(())
     }
@@ -363,8 +363,8 @@ impl Intent {
                     attempt += 1;
                     self.ctx
                         .store()
-                        .ghosts()
-                        .set_joined(&self.user_id, room_id, false)?;
+                        .set_joined(&self.user_id, room_id, false)
+                        .await?;
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
                     self.ensure_joined(room_id).await?;
                 }

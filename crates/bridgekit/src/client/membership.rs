@@ -27,8 +27,8 @@ impl Intent {
         }
         self.ctx
             .store()
-            .ghosts()
-            .set_joined(self.user_id(), room_id, true)?;
+            .set_joined(self.user_id(), room_id, true)
+            .await?;
         Ok(())
     }
 
@@ -44,20 +44,15 @@ impl Intent {
         let room_id = self.call(request).await?.room_id;
         self.ctx
             .store()
-            .ghosts()
-            .set_joined(self.user_id(), &room_id, true)?;
+            .set_joined(self.user_id(), &room_id, true)
+            .await?;
         Ok(room_id)
     }
 
     /// Makes sure the user is in `room_id`: joins, and if that is refused, has the bot invite
     /// it and joins again.
     pub async fn ensure_joined(&self, room_id: &RoomId) -> Result<(), ClientError> {
-        if self
-            .ctx
-            .store()
-            .ghosts()
-            .is_joined(self.user_id(), room_id)?
-        {
+        if self.ctx.store().is_joined(self.user_id(), room_id).await? {
             return Ok(());
         }
         match self.join(room_id).await {
@@ -88,8 +83,8 @@ impl Intent {
         self.call(request).await?;
         self.ctx
             .store()
-            .ghosts()
-            .set_joined(self.user_id(), room_id, false)?;
+            .set_joined(self.user_id(), room_id, false)
+            .await?;
         Ok(())
     }
 
@@ -103,10 +98,7 @@ impl Intent {
         let mut request = kick_user::v3::Request::new(room_id.to_owned(), user_id.to_owned());
         request.reason = reason.map(str::to_owned);
         self.call(request).await?;
-        self.ctx
-            .store()
-            .ghosts()
-            .set_joined(user_id, room_id, false)?;
+        self.ctx.store().set_joined(user_id, room_id, false).await?;
         Ok(())
     }
 
@@ -120,10 +112,7 @@ impl Intent {
         let mut request = ban_user::v3::Request::new(room_id.to_owned(), user_id.to_owned());
         request.reason = reason.map(str::to_owned);
         self.call(request).await?;
-        self.ctx
-            .store()
-            .ghosts()
-            .set_joined(user_id, room_id, false)?;
+        self.ctx.store().set_joined(user_id, room_id, false).await?;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use tokio::sync::{oneshot, watch};
 use super::{ClientError, Intent};
 use crate::context::{BridgeContext, Shared};
 use crate::dispatch::{Dispatcher, ItemHandler};
-use crate::store::outbox::OutboxEntry;
+use crate::store::queues::OutboxEntry;
 use crate::store::{MessageMapping, Store};
 
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Option<OwnedEventId>, ClientError>>>>>;
@@ -59,7 +59,7 @@ impl Outbox {
     /// Writes `entry` durably and queues it behind the earlier sends to its room.
     pub(crate) async fn queue(
         &self,
-        store: &Store,
+        store: &dyn Store,
         entry: OutboxEntry,
     ) -> Result<PendingSend, ClientError> {
         if *self.shutdown.borrow() {
@@ -77,8 +77,8 @@ impl Outbox {
     }
 
     /// Queues what a previous run left in the outbox, oldest first.
-    pub(crate) fn resume(&self, store: &Store) -> Result<usize, ClientError> {
-        let pending = store.outbox_pending()?;
+    pub(crate) async fn resume(&self, store: &dyn Store) -> Result<usize, ClientError> {
+        let pending = store.outbox_pending().await?;
         let n = pending.len();
         for (seq, entry) in pending {
             let room = entry.room_id.to_string();
@@ -164,7 +164,7 @@ impl ItemHandler<(u64, OutboxEntry)> for Sender {
         if let Err(error) = &result {
             tracing::error!(%error, room_id = %entry.room_id, sender = %entry.sender, "the homeserver refused a send; it is dropped from the outbox");
         }
-        if let Err(error) = ctx.store().outbox_complete(seq, mapping.as_ref()) {
+        if let Err(error) = ctx.store().outbox_complete(seq, mapping.as_ref()).await {
             tracing::error!(%error, seq, "could not record a finished send");
         }
         if let Some(waiter) = self

@@ -6,7 +6,7 @@ use ruma::{EventId, OwnedRoomId, OwnedTransactionId, RoomId};
 use serde_json::value::RawValue;
 
 use super::ClientError;
-use crate::store::outbox::OutboxOp;
+use crate::store::queues::OutboxOp;
 
 /// A send, built in one expression: `Outgoing::message(&room, &content)?.remote_id("42")`.
 #[derive(Clone, Debug)]

@@ -10,8 +10,8 @@ impl Intent {
     /// Sets the user's global displayname, unless it is already the one last set.
     pub async fn set_displayname(&self, displayname: &str) -> Result<(), ClientError> {
         self.ensure_registered().await?;
-        let store = self.ctx.store().ghosts();
-        if store.get(self.user_id())?.displayname.as_deref() == Some(displayname) {
+        let store = self.ctx.store();
+        if store.ghost(self.user_id()).await?.displayname.as_deref() == Some(displayname) {
             return Ok(());
         }
         // The generic profile-field endpoint is stable only since v1.16; this one works everywhere.
@@ -21,26 +21,30 @@ impl Intent {
             Some(displayname.to_owned()),
         );
         self.call(request).await?;
-        store.update(self.user_id(), |r| {
-            r.displayname = Some(displayname.to_owned())
-        })?;
+        store
+            .update_ghost(self.user_id(), &|r| {
+                r.displayname = Some(displayname.to_owned())
+            })
+            .await?;
         Ok(())
     }
 
     /// Sets the user's global avatar, unless it is already the one last set.
     pub async fn set_avatar(&self, avatar_url: &OwnedMxcUri) -> Result<(), ClientError> {
         self.ensure_registered().await?;
-        let store = self.ctx.store().ghosts();
-        if store.get(self.user_id())?.avatar_url.as_deref() == Some(avatar_url.as_str()) {
+        let store = self.ctx.store();
+        if store.ghost(self.user_id()).await?.avatar_url.as_deref() == Some(avatar_url.as_str()) {
             return Ok(());
         }
         #[allow(deprecated)]
         let request =
             set_avatar_url::v3::Request::new(self.user_id().to_owned(), Some(avatar_url.clone()));
         self.call(request).await?;
-        store.update(self.user_id(), |r| {
-            r.avatar_url = Some(avatar_url.to_string())
-        })?;
+        store
+            .update_ghost(self.user_id(), &|r| {
+                r.avatar_url = Some(avatar_url.to_string())
+            })
+            .await?;
         Ok(())
     }
 
@@ -59,8 +63,8 @@ impl Intent {
         displayname: Option<&str>,
         avatar_url: Option<&OwnedMxcUri>,
     ) -> Result<(), ClientError> {
-        let ghosts = self.ctx.store().ghosts();
-        let last = ghosts.room_profile(self.user_id(), room_id)?;
+        let store = self.ctx.store();
+        let last = store.room_profile(self.user_id(), room_id).await?;
         let wanted = (
             displayname.map(str::to_owned),
             avatar_url.map(|a| a.to_string()),
@@ -101,7 +105,9 @@ impl Intent {
         ))
         .await?;
         let merged = (wanted.0.or(last.0), wanted.1.or(last.1));
-        ghosts.set_room_profile(self.user_id(), room_id, merged)?;
+        store
+            .set_room_profile(self.user_id(), room_id, &merged)
+            .await?;
         Ok(())
     }
 }

@@ -129,8 +129,8 @@ impl Intent {
         let room_id = self.call(request).await?.room_id;
         self.ctx
             .store()
-            .ghosts()
-            .set_joined(self.user_id(), &room_id, true)?;
+            .set_joined(self.user_id(), &room_id, true)
+            .await?;
         Ok(room_id)
     }
 

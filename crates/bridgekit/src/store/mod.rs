@@ -1,26 +1,43 @@
-//! The embedded store: everything bridgekit must remember across restarts, on sled.
+//! Everything bridgekit and a bridge must remember across restarts, behind one async trait.
 //!
-//! One sled database in one directory holds several trees, each with one job:
-//! the inbox of acknowledged-but-unhandled homeserver events ([`inbox`]), the record of
-//! processed transactions, the remote-ID ↔ event-ID mappings ([`messages`]) and the
-//! ghosts' state ([`ghosts`]). Writes that must agree with each other go through one sled
-//! transaction; writes the homeserver relies on are flushed before they are acknowledged.
+//! [`Store`] is what the framework and bridges use: portals, ghosts, message and reaction
+//! mappings, the bridge's own metadata, and the framework's queues (the inbox of
+//! acknowledged homeserver events, the transaction record, the outbox). Two backends
+//! implement it:
+//! - [`SledStore`]: embedded, one directory, nothing to install; the default.
+//! - [`PostgresStore`](postgres::PostgresStore) (feature `postgres`, on by default): for
+//!   several bridges in one database, or a bridge with a large history.
+//!
+//! Both keep the same promises, checked by one shared test suite: multi-key updates are
+//! atomic (a mapping and its reverse never disagree), writes the homeserver relies on are
+//! durable before they are acknowledged, an older schema is upgraded on open and a newer
+//! one refused, and a store another running bridge holds is refused instead of shared.
+//! [`export`] moves every record from one backend to the other.
 
-mod flusher;
-pub mod ghosts;
-pub mod inbox;
-pub mod messages;
-pub(crate) mod outbox;
+pub mod export;
+mod ext;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod queues;
+pub mod records;
+pub mod sled_store;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use sled::Tree;
+use async_trait::async_trait;
+use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use serde_json::Value;
 
-pub use ghosts::{GhostRecord, Ghosts};
-pub use messages::{MessageMapping, Messages};
+pub use export::{Record, RecordSink};
+pub use ext::StoreExt;
+pub use queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded};
+pub use records::{GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, RoomProfile};
+pub use sled_store::SledStore;
 
-/// Version of the on-disk layout written by this build. Bumped when a tree's encoding changes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Version of the record layout written by this build, shared by every backend. Bumped when
+/// an encoding changes; each backend upgrades older layouts on open.
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Default sled page cache: sled's own default (1 GiB) is sized for a database server,
 /// not for a sidecar next to a homeserver.
@@ -30,22 +47,22 @@ pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// Another process holds the store open.
+    /// Another process holds the store.
     #[error(
-        "the store at {path} is in use by another process (is another copy of this bridge running?); stop it or point store.path elsewhere"
+        "the store at {location} is in use by another process (is another copy of this bridge running?); stop it or point the store elsewhere"
     )]
     Locked {
-        /// The store directory.
-        path: PathBuf,
+        /// The store directory or database schema.
+        location: String,
     },
     /// The store was written by a newer bridgekit.
     #[error(
-        "the store at {path} has schema version {found}, newer than this build understands ({supported}); run the newer bridge version or restore a backup"
+        "the store at {location} has schema version {found}, newer than this build understands ({supported}); run the newer bridge version or restore a backup"
     )]
     TooNew {
-        /// The store directory.
-        path: PathBuf,
-        /// Version found on disk.
+        /// The store directory or database schema.
+        location: String,
+        /// Version found.
         found: u64,
         /// Highest version this build understands.
         supported: u64,
@@ -56,211 +73,263 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("corrupt store entry in {tree}: {reason}")]
     Corrupt {
-        /// The tree holding the entry.
+        /// The tree or table holding the entry.
         tree: &'static str,
         /// What was wrong.
         reason: String,
     },
+    /// A bridge's metadata could not be converted to or from its type.
+    #[error("cannot convert bridge metadata: {0}")]
+    Encode(String),
     /// Writes could not be made durable (disk full, I/O error).
     #[error("could not write the store to disk: {0}")]
     Flush(String),
-    /// The underlying database failed (I/O, disk full, …).
+    /// The store could not be reached or opened (bad URL, server down, no permission).
+    #[error("cannot open the store: {0}")]
+    Open(String),
+    /// The embedded database failed (I/O, disk full, …).
     #[error("store I/O error: {0}")]
-    Backend(#[from] sled::Error),
+    Sled(#[from] sled::Error),
+    /// The database server failed or refused a statement.
+    #[error("database error: {0}")]
+    Database(String),
+    /// [`export::migrate`] was pointed at a store that already holds records.
+    #[error("the target store is not empty; migrate into a new, empty store")]
+    TargetNotEmpty,
 }
 
-/// The bridge's durable state. Cheap to clone: all clones share one database.
-#[derive(Clone)]
-pub struct Store {
-    db: sled::Db,
-    pub(crate) inbox: Tree,
-    pub(crate) txns: Tree,
-    pub(crate) txn_order: Tree,
-    pub(crate) outbox: Tree,
-    meta: Tree,
-    flusher: flusher::Flusher,
-    messages: Messages,
-    ghosts: Ghosts,
+/// Gauges an operator watches: how much work waits and how big the store is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Homeserver events acknowledged and not yet handled.
+    pub inbox_depth: u64,
+    /// Sends queued and not yet done.
+    pub outbox_depth: u64,
+    /// Bytes on disk, where the backend can tell.
+    pub bytes: Option<u64>,
 }
 
-impl std::fmt::Debug for Store {
+/// The bridge's durable state. Every backend keeps the same promises (see the module docs).
+///
+/// Bridges reach it through [`BridgeContext::store`](crate::BridgeContext::store); typed
+/// metadata helpers are in [`StoreExt`]. Methods under "framework" are for bridgekit itself.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Which backend this is (`"sled"`, `"postgres"`), for logs.
+    fn backend(&self) -> &'static str;
+
+    // ---- messages ----
+
+    /// Stores a mapping. Storing the same mapping again is a no-op; mapping a remote part or
+    /// an event that is already mapped to something else is a [`StoreError::Conflict`].
+    async fn insert_message(&self, mapping: &MessageMapping) -> Result<(), StoreError>;
+    /// The mapping of a Matrix event, if it was bridged.
+    async fn message_by_event(
+        &self,
+        event_id: &EventId,
+    ) -> Result<Option<MessageMapping>, StoreError>;
+    /// The mapping of one part of a remote message in a room (`""` for the only part).
+    async fn message_by_remote(
+        &self,
+        room_id: &RoomId,
+        remote_id: &str,
+        part: &str,
+    ) -> Result<Option<MessageMapping>, StoreError>;
+    /// Every part of a remote message in a room, ordered by part.
+    async fn message_parts(
+        &self,
+        room_id: &RoomId,
+        remote_id: &str,
+    ) -> Result<Vec<MessageMapping>, StoreError>;
+    /// Forgets the mapping of an event (both directions); returns what was removed.
+    async fn delete_message(
+        &self,
+        event_id: &EventId,
+    ) -> Result<Option<MessageMapping>, StoreError>;
+
+    // ---- reactions ----
+
+    /// Stores a reaction. The same reaction again is a no-op; another event for the same
+    /// (room, target, sender, key), or the same event for another key, is a conflict.
+    async fn insert_reaction(&self, reaction: &ReactionMapping) -> Result<(), StoreError>;
+    /// The reaction `sender` gave to remote message `target_remote_id` with `key`.
+    async fn reaction(
+        &self,
+        room_id: &RoomId,
+        target_remote_id: &str,
+        sender: &UserId,
+        key: &str,
+    ) -> Result<Option<ReactionMapping>, StoreError>;
+    /// The reaction carried by an `m.reaction` event.
+    async fn reaction_by_event(
+        &self,
+        event_id: &EventId,
+    ) -> Result<Option<ReactionMapping>, StoreError>;
+    /// Forgets a reaction; returns what was removed.
+    async fn delete_reaction(
+        &self,
+        event_id: &EventId,
+    ) -> Result<Option<ReactionMapping>, StoreError>;
+
+    // ---- portals ----
+
+    /// Stores or updates a portal. A room already bridged to another chat is a conflict.
+    async fn put_portal(&self, portal: &Portal) -> Result<(), StoreError>;
+    /// The portal of a remote chat.
+    async fn portal_by_key(&self, key: &PortalKey) -> Result<Option<Portal>, StoreError>;
+    /// The portal bridged to a Matrix room.
+    async fn portal_by_room(&self, room_id: &RoomId) -> Result<Option<Portal>, StoreError>;
+    /// Forgets a portal; returns what was removed.
+    async fn delete_portal(&self, key: &PortalKey) -> Result<Option<Portal>, StoreError>;
+    /// Every portal, ordered by key.
+    async fn portals(&self) -> Result<Vec<Portal>, StoreError>;
+
+    // ---- ghosts ----
+
+    /// The record of `user_id`; a default (unregistered) record if none was stored.
+    async fn ghost(&self, user_id: &UserId) -> Result<GhostRecord, StoreError>;
+    /// Applies `change` to the record of `user_id` atomically and returns the result. A
+    /// remote ID already recorded for another ghost is a conflict.
+    async fn update_ghost(
+        &self,
+        user_id: &UserId,
+        change: &(dyn for<'r> Fn(&'r mut GhostRecord) + Send + Sync),
+    ) -> Result<GhostRecord, StoreError>;
+    /// The ghost recorded for a remote user.
+    async fn ghost_by_remote(
+        &self,
+        remote_id: &str,
+    ) -> Result<Option<(OwnedUserId, GhostRecord)>, StoreError>;
+    /// Records whether `user_id` is joined to `room_id`.
+    async fn set_joined(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        joined: bool,
+    ) -> Result<(), StoreError>;
+    /// Whether `user_id` is known to have joined `room_id`.
+    async fn is_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<bool, StoreError>;
+    /// The rooms `user_id` is known to have joined, ordered.
+    async fn joined_rooms(&self, user_id: &UserId) -> Result<Vec<OwnedRoomId>, StoreError>;
+    /// The per-room profile last set for `user_id` in `room_id`.
+    async fn room_profile(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+    ) -> Result<RoomProfile, StoreError>;
+    /// Records the per-room profile set for `user_id` in `room_id`.
+    async fn set_room_profile(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        profile: &RoomProfile,
+    ) -> Result<(), StoreError>;
+
+    // ---- the bridge's own values ----
+
+    /// A value the bridge stored under `namespace` and `key` (typed access: [`StoreExt`]).
+    async fn value(&self, namespace: &str, key: &str) -> Result<Option<Value>, StoreError>;
+    /// Stores a value, or removes it with `None`.
+    async fn set_value(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Option<&Value>,
+    ) -> Result<(), StoreError>;
+
+    // ---- framework ----
+
+    /// Counts this process start (durably); makes client transaction IDs unique.
+    async fn next_boot(&self) -> Result<u64, StoreError>;
+    /// Records a batch of transactions atomically and durably, skipping those recorded
+    /// before (and repeats within the batch). Returns one outcome per transaction, in order.
+    async fn record_transactions(
+        &self,
+        txns: &[IncomingTransaction],
+    ) -> Result<Vec<Recorded>, StoreError>;
+    /// Every inbox item still waiting, oldest first.
+    async fn pending_items(&self) -> Result<Vec<(u64, InboxItem)>, StoreError>;
+    /// Removes a handled inbox item. Need not be durable at once: an item whose removal is
+    /// lost is handed to the bridge again.
+    async fn complete_item(&self, seq: u64) -> Result<(), StoreError>;
+    /// Keeps the newest `keep` transaction records and drops the rest; returns how many went.
+    async fn prune_transaction_records(&self, keep: u64) -> Result<u64, StoreError>;
+    /// Appends a send durably and returns its sequence number.
+    async fn outbox_push(&self, entry: &OutboxEntry) -> Result<u64, StoreError>;
+    /// Every send not yet done, oldest first.
+    async fn outbox_pending(&self) -> Result<Vec<(u64, OutboxEntry)>, StoreError>;
+    /// Marks a send done and stores the mapping it produced, atomically.
+    async fn outbox_complete(
+        &self,
+        seq: u64,
+        mapping: Option<&MessageMapping>,
+    ) -> Result<(), StoreError>;
+    /// Queue depths and size, for metrics.
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Makes everything written so far durable.
+    async fn flush(&self) -> Result<(), StoreError>;
+
+    // ---- moving between backends ----
+
+    /// Whether the store holds no records at all (the boot counter aside).
+    async fn is_empty(&self) -> Result<bool, StoreError>;
+    /// Hands every record to `sink`, in batches, queues in their order.
+    async fn export(&self, sink: &mut dyn RecordSink) -> Result<(), StoreError>;
+    /// Writes exported records; queue items are appended in the order given.
+    async fn import(&self, records: &[Record]) -> Result<(), StoreError>;
+}
+
+/// Where the store lives, as the operator configured it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreLocation {
+    /// A sled directory and its page cache size.
+    Sled {
+        /// The directory.
+        path: PathBuf,
+        /// Page cache in bytes.
+        cache_bytes: u64,
+    },
+    /// A PostgreSQL database and the schema this bridge keeps its tables in.
+    Postgres {
+        /// A libpq-style connection string or `postgresql://` URL.
+        url: String,
+        /// The schema (created if missing).
+        schema: String,
+    },
+}
+
+impl std::fmt::Display for StoreLocation {
+    /// Never shows the connection string: it may hold a password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
-    }
-}
-
-impl Store {
-    /// Opens (or creates) the store in `path`, with a page cache of `cache_bytes`.
-    ///
-    /// Fails with [`StoreError::Locked`] instead of waiting when another process has it open,
-    /// and with [`StoreError::TooNew`] when a newer version wrote it.
-    pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(path).map_err(|e| StoreError::Backend(e.into()))?;
-        restrict_permissions(path);
-        let db = open_waiting_for_lock(path, cache_bytes)?;
-        let meta = db.open_tree("meta")?;
-        check_schema(&meta, path)?;
-        let store = Store {
-            inbox: db.open_tree("inbox")?,
-            txns: db.open_tree("txns")?,
-            txn_order: db.open_tree("txn_order")?,
-            outbox: db.open_tree("outbox")?,
-            messages: Messages::open(&db)?,
-            ghosts: Ghosts::open(&db)?,
-            meta,
-            flusher: flusher::Flusher::start(db.clone()),
-            db,
-        };
-        Ok(store)
-    }
-
-    /// Message mappings: remote message ↔ Matrix event.
-    pub fn messages(&self) -> &Messages {
-        &self.messages
-    }
-
-    /// Ghost users: registration state and last profile set.
-    pub fn ghosts(&self) -> &Ghosts {
-        &self.ghosts
-    }
-
-    /// Forces everything written so far to disk.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
-    }
-
-    /// Like [`Store::flush`], without blocking the async runtime; concurrent callers share
-    /// one flush.
-    pub async fn flush_async(&self) -> Result<(), StoreError> {
-        self.flusher.flush().await.map_err(StoreError::Flush)
-    }
-
-    /// Bytes the store takes on disk.
-    pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
-    }
-
-    /// Counts this process start; used to make client transaction IDs unique across restarts.
-    pub(crate) fn next_boot(&self) -> Result<u64, StoreError> {
-        let next = self
-            .meta
-            .update_and_fetch("boot", |old| {
-                let n = old.map(decode_u64).unwrap_or(0) + 1;
-                Some(n.to_be_bytes().to_vec())
-            })?
-            .map(|v| decode_u64(&v))
-            .unwrap_or(1);
-        self.db.flush()?;
-        Ok(next)
-    }
-
-    pub(crate) fn generate_id(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()?)
-    }
-}
-
-/// How long to wait for a lock held by a closing handle: sled lets go of its file lock only
-/// when its background flusher ends, a moment after the last handle is dropped, and a bridge
-/// restarted by a supervisor can arrive in that moment.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
-
-fn open_waiting_for_lock(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    loop {
-        let opened = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(500))
-            .open();
-        match opened {
-            Ok(db) => return Ok(db),
-            Err(sled::Error::Io(ref io)) if io.to_string().contains("could not acquire lock") => {
-                if std::time::Instant::now() >= deadline {
-                    return Err(StoreError::Locked {
-                        path: path.to_owned(),
-                    });
-                }
-                std::thread::sleep(std::time::Duration::from_millis(25));
+        match self {
+            StoreLocation::Sled { path, .. } => write!(f, "sled store {}", path.display()),
+            StoreLocation::Postgres { schema, .. } => {
+                write!(f, "PostgreSQL schema {schema:?}")
             }
-            Err(other) => return Err(StoreError::Backend(other)),
         }
     }
 }
 
-fn check_schema(meta: &Tree, path: &Path) -> Result<(), StoreError> {
-    match meta.get("schema_version")?.map(|v| decode_u64(&v)) {
-        Some(found) if found > SCHEMA_VERSION => Err(StoreError::TooNew {
-            path: path.to_owned(),
-            found,
-            supported: SCHEMA_VERSION,
-        }),
-        // Version 1 is the first layout: nothing to upgrade yet. Upgrades go here, in order.
-        Some(_) => Ok(()),
-        None => {
-            meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
-            Ok(())
+/// Opens the store at `location`.
+pub async fn open(location: &StoreLocation) -> Result<Arc<dyn Store>, StoreError> {
+    match location {
+        StoreLocation::Sled { path, cache_bytes } => {
+            let path = path.clone();
+            let cache_bytes = *cache_bytes;
+            let store = tokio::task::spawn_blocking(move || SledStore::open(&path, cache_bytes))
+                .await
+                .map_err(|e| StoreError::Open(e.to_string()))??;
+            Ok(Arc::new(store))
         }
-    }
-}
-
-/// The store holds tokens' effects and users' messages: keep it private to the bridge's user.
-fn restrict_permissions(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
-    }
-}
-
-pub(crate) fn decode_u64(bytes: &[u8]) -> u64 {
-    let mut buf = [0u8; 8];
-    let n = bytes.len().min(8);
-    buf[8 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
-    u64::from_be_bytes(buf)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn second_open_of_a_held_store_fails_with_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let _first = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
-        // sled locks with flock, which is per open file description, so a second open in the
-        // same process is refused just like one from another process.
-        let err = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap_err();
-        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
-        assert!(err.to_string().contains("in use by another process"));
-    }
-
-    #[test]
-    fn a_store_from_a_newer_version_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let db = sled::open(dir.path()).unwrap();
-            db.open_tree("meta")
-                .unwrap()
-                .insert("schema_version", &99u64.to_be_bytes())
-                .unwrap();
-            db.flush().unwrap();
+        #[cfg(feature = "postgres")]
+        StoreLocation::Postgres { url, schema } => {
+            Ok(Arc::new(postgres::PostgresStore::open(url, schema).await?))
         }
-        let err = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap_err();
-        assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
-    }
-
-    #[test]
-    fn boot_counter_increases_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Store::open(dir.path(), DEFAULT_CACHE_BYTES)
-            .unwrap()
-            .next_boot()
-            .unwrap();
-        let b = Store::open(dir.path(), DEFAULT_CACHE_BYTES)
-            .unwrap()
-            .next_boot()
-            .unwrap();
-        assert_eq!(b, a + 1);
+        #[cfg(not(feature = "postgres"))]
+        StoreLocation::Postgres { .. } => Err(StoreError::Open(
+            "this build has no PostgreSQL support (cargo feature `postgres`)".into(),
+        )),
     }
 }

@@ -6,6 +6,8 @@
 //! and the whole server can be taken down (connection refused) and brought back.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -361,6 +363,23 @@ pub async fn wait_until(what: &str, secs: u64, check: impl Fn() -> bool) {
         assert!(
             std::time::Instant::now() < deadline,
             "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends waiting in the outbox.
+pub async fn outbox_depth(ctx: &bridgekit::BridgeContext) -> u64 {
+    ctx.store().stats().await.unwrap().outbox_depth
+}
+
+/// Waits (up to `secs`) until the outbox is empty.
+pub async fn wait_for_empty_outbox(ctx: &bridgekit::BridgeContext, secs: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while outbox_depth(ctx).await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for an empty outbox"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

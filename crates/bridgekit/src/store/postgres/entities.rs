@@ -1,0 +1,165 @@
+//! Portals, ghosts (with their rooms) and the bridge's values in PostgreSQL.
+
+use ruma::{OwnedUserId, RoomId, UserId};
+use serde_json::Value;
+use tokio_postgres::{GenericClient, Row};
+
+use super::{corrupt, db};
+use crate::store::StoreError;
+use crate::store::records::{GhostRecord, Portal, PortalKey, RoomProfile};
+
+pub(super) const PORTAL_COLUMNS: &str = "remote_id, receiver, room_id, metadata";
+pub(super) const GHOST_COLUMNS: &str =
+    "user_id, remote_id, registered, displayname, avatar_url, metadata";
+
+pub(super) fn portal_from_row(row: &Row) -> Result<Portal, StoreError> {
+    let receiver: String = row.get(1);
+    let room: &str = row.get(2);
+    Ok(Portal {
+        key: PortalKey {
+            remote_id: row.get(0),
+            receiver: (!receiver.is_empty()).then_some(receiver),
+        },
+        room_id: RoomId::parse(room).map_err(|e| corrupt("portals", e))?,
+        metadata: row.get::<_, Option<Value>>(3).unwrap_or(Value::Null),
+    })
+}
+
+pub(super) fn ghost_from_row(row: &Row) -> Result<(OwnedUserId, GhostRecord), StoreError> {
+    let user: &str = row.get(0);
+    Ok((
+        UserId::parse(user).map_err(|e| corrupt("ghosts", e))?,
+        GhostRecord {
+            remote_id: row.get(1),
+            registered: row.get(2),
+            displayname: row.get(3),
+            avatar_url: row.get(4),
+            metadata: row.get::<_, Option<Value>>(5).unwrap_or(Value::Null),
+        },
+    ))
+}
+
+fn metadata(value: &Value) -> Option<&Value> {
+    (!value.is_null()).then_some(value)
+}
+
+pub(super) async fn put_portal(c: &impl GenericClient, p: &Portal) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO portals (remote_id, receiver, room_id, metadata) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (remote_id, receiver)
+         DO UPDATE SET room_id = EXCLUDED.room_id, metadata = EXCLUDED.metadata",
+        &[
+            &p.key.remote_id,
+            &p.key.receiver.as_deref().unwrap_or(""),
+            &p.room_id.as_str(),
+            &metadata(&p.metadata),
+        ],
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+pub(super) async fn load_ghost(
+    c: &impl GenericClient,
+    user_id: &UserId,
+    for_update: bool,
+) -> Result<GhostRecord, StoreError> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let row = c
+        .query_opt(
+            &format!("SELECT {GHOST_COLUMNS} FROM ghosts WHERE user_id = $1{lock}"),
+            &[&user_id.as_str()],
+        )
+        .await
+        .map_err(db)?;
+    match row {
+        None => Ok(GhostRecord::default()),
+        Some(row) => Ok(ghost_from_row(&row)?.1),
+    }
+}
+
+pub(super) async fn store_ghost(
+    c: &impl GenericClient,
+    user_id: &UserId,
+    g: &GhostRecord,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO ghosts (user_id, remote_id, registered, displayname, avatar_url, metadata)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (user_id) DO UPDATE SET remote_id = EXCLUDED.remote_id,
+             registered = EXCLUDED.registered, displayname = EXCLUDED.displayname,
+             avatar_url = EXCLUDED.avatar_url, metadata = EXCLUDED.metadata",
+        &[
+            &user_id.as_str(),
+            &g.remote_id,
+            &g.registered,
+            &g.displayname,
+            &g.avatar_url,
+            &metadata(&g.metadata),
+        ],
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+pub(super) async fn set_joined(
+    c: &impl GenericClient,
+    user_id: &UserId,
+    room_id: &RoomId,
+    joined: bool,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO ghost_rooms (user_id, room_id, joined) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id, room_id) DO UPDATE SET joined = EXCLUDED.joined",
+        &[&user_id.as_str(), &room_id.as_str(), &joined],
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+pub(super) async fn set_room_profile(
+    c: &impl GenericClient,
+    user_id: &UserId,
+    room_id: &RoomId,
+    profile: &RoomProfile,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO ghost_rooms (user_id, room_id, displayname, avatar_url) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id, room_id)
+         DO UPDATE SET displayname = EXCLUDED.displayname, avatar_url = EXCLUDED.avatar_url",
+        &[&user_id.as_str(), &room_id.as_str(), &profile.0, &profile.1],
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+pub(super) async fn set_value(
+    c: &impl GenericClient,
+    namespace: &str,
+    key: &str,
+    value: Option<&Value>,
+) -> Result<(), StoreError> {
+    match value {
+        Some(value) => {
+            c.execute(
+                "INSERT INTO kv (namespace, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value",
+                &[&namespace, &key, value],
+            )
+            .await
+        }
+        None => {
+            c.execute(
+                "DELETE FROM kv WHERE namespace = $1 AND key = $2",
+                &[&namespace, &key],
+            )
+            .await
+        }
+    }
+    .map_err(db)?;
+    Ok(())
+}

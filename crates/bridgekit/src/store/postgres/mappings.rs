@@ -1,0 +1,189 @@
+//! Message and reaction mappings in PostgreSQL. Uniqueness in both directions is the
+//! tables' own (primary key plus a unique event ID); an insert that hits either is checked
+//! against the row it hit, so repeating the same mapping is a no-op.
+
+use ruma::{EventId, RoomId, UserId};
+use tokio_postgres::{GenericClient, Row};
+
+use super::{corrupt, db};
+use crate::store::StoreError;
+use crate::store::records::{MessageMapping, ReactionMapping};
+
+const MESSAGE_COLUMNS: &str = "room_id, remote_id, part, event_id, sender, ts";
+const REACTION_COLUMNS: &str = "room_id, target_remote_id, sender, key, event_id, remote_id";
+
+fn parse<T>(
+    table: &'static str,
+    value: &str,
+    parse: impl Fn(&str) -> Result<T, ruma::IdParseError>,
+) -> Result<T, StoreError> {
+    parse(value).map_err(|e| corrupt(table, format!("{value:?}: {e}")))
+}
+
+pub(super) fn message_from_row(row: &Row) -> Result<MessageMapping, StoreError> {
+    let t = "messages";
+    Ok(MessageMapping {
+        room_id: parse(t, row.get(0), |s| RoomId::parse(s))?,
+        remote_id: row.get(1),
+        part: row.get(2),
+        event_id: parse(t, row.get(3), |s| EventId::parse(s))?,
+        sender: row
+            .get::<_, Option<&str>>(4)
+            .map(|s| parse(t, s, |s| UserId::parse(s)))
+            .transpose()?,
+        timestamp: row.get::<_, Option<i64>>(5).map(|ts| ts as u64),
+    })
+}
+
+pub(super) fn reaction_from_row(row: &Row) -> Result<ReactionMapping, StoreError> {
+    let t = "reactions";
+    Ok(ReactionMapping {
+        room_id: parse(t, row.get(0), |s| RoomId::parse(s))?,
+        target_remote_id: row.get(1),
+        sender: parse(t, row.get(2), |s| UserId::parse(s))?,
+        key: row.get(3),
+        event_id: parse(t, row.get(4), |s| EventId::parse(s))?,
+        remote_id: row.get(5),
+    })
+}
+
+pub(super) async fn insert_message(
+    c: &impl GenericClient,
+    m: &MessageMapping,
+) -> Result<(), StoreError> {
+    let ts = m.timestamp.map(|t| t as i64);
+    let sender = m.sender.as_ref().map(|s| s.as_str());
+    let inserted = c
+        .execute(
+            "INSERT INTO messages (room_id, remote_id, part, event_id, sender, ts)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[
+                &m.room_id.as_str(),
+                &m.remote_id,
+                &m.part,
+                &m.event_id.as_str(),
+                &sender,
+                &ts,
+            ],
+        )
+        .await
+        .map_err(db)?;
+    if inserted == 1 {
+        return Ok(());
+    }
+    let existing = c
+        .query(
+            &format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages
+                 WHERE (room_id = $1 AND remote_id = $2 AND part = $3) OR event_id = $4"
+            ),
+            &[
+                &m.room_id.as_str(),
+                &m.remote_id,
+                &m.part,
+                &m.event_id.as_str(),
+            ],
+        )
+        .await
+        .map_err(db)?;
+    let existing = existing
+        .iter()
+        .map(message_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    if existing.iter().all(|e| e == m) {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "remote message {} (part {:?}) in {} or event {} is already mapped to something else",
+            m.remote_id, m.part, m.room_id, m.event_id
+        )))
+    }
+}
+
+pub(super) async fn insert_reaction(
+    c: &impl GenericClient,
+    r: &ReactionMapping,
+) -> Result<(), StoreError> {
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &r.room_id.as_str(),
+        &r.target_remote_id,
+        &r.sender.as_str(),
+        &r.key,
+        &r.event_id.as_str(),
+        &r.remote_id,
+    ];
+    let inserted = c
+        .execute(
+            &format!(
+                "INSERT INTO reactions ({REACTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT DO NOTHING"
+            ),
+            &params,
+        )
+        .await
+        .map_err(db)?;
+    if inserted == 1 {
+        return Ok(());
+    }
+    let existing = c
+        .query(
+            &format!(
+                "SELECT {REACTION_COLUMNS} FROM reactions
+                 WHERE (room_id = $1 AND target_remote_id = $2 AND sender = $3 AND key = $4)
+                    OR event_id = $5"
+            ),
+            &params[..5],
+        )
+        .await
+        .map_err(db)?;
+    let existing = existing
+        .iter()
+        .map(reaction_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    if existing.iter().all(|e| e == r) {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "{} already reacted with {:?} to {} in {}, or event {} is another reaction",
+            r.sender, r.key, r.target_remote_id, r.room_id, r.event_id
+        )))
+    }
+}
+
+pub(super) async fn message_query(
+    c: &impl GenericClient,
+    filter: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<MessageMapping>, StoreError> {
+    let rows = c
+        .query(
+            &format!("SELECT {MESSAGE_COLUMNS} FROM messages {filter}"),
+            params,
+        )
+        .await
+        .map_err(db)?;
+    rows.iter().map(message_from_row).collect()
+}
+
+pub(super) async fn reaction_query(
+    c: &impl GenericClient,
+    filter: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<ReactionMapping>, StoreError> {
+    let rows = c
+        .query(
+            &format!("SELECT {REACTION_COLUMNS} FROM reactions {filter}"),
+            params,
+        )
+        .await
+        .map_err(db)?;
+    rows.iter().map(reaction_from_row).collect()
+}
+
+pub(super) fn message_columns() -> &'static str {
+    MESSAGE_COLUMNS
+}
+
+pub(super) fn reaction_columns() -> &'static str {
+    REACTION_COLUMNS
+}

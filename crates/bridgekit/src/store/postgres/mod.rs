@@ -1,0 +1,174 @@
+//! The PostgreSQL backend: for several bridges in one database (one schema each), or a
+//! bridge whose history outgrows an embedded store.
+//!
+//! Every statement runs through a small connection pool. Writes that must agree run in one
+//! transaction; a commit is durable when it returns (PostgreSQL's default
+//! `synchronous_commit`), so acknowledged transactions and queued sends survive a crash of
+//! the bridge or of the database server. One extra connection holds a session advisory
+//! lock on the schema for as long as the store is open, so a second copy of the bridge is
+//! refused instead of sharing the queues.
+
+mod entities;
+mod mappings;
+mod queues;
+mod schema;
+mod store_impl;
+mod transfer;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use super::StoreError;
+
+/// How long to wait for the schema's lock before calling it held.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Connections in the pool: enough for per-room concurrency, small enough for a shared server.
+const POOL_SIZE: usize = 8;
+
+/// The PostgreSQL backend.
+pub struct PostgresStore {
+    pool: Pool,
+    schema: String,
+    /// Holds the schema's advisory lock; dropping it releases the lock.
+    _lock: tokio_postgres::Client,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (a `postgresql://` URL or libpq key=value string), creates or
+    /// upgrades the tables in `schema`, and takes the schema's lock.
+    ///
+    /// Fails with [`StoreError::Locked`] when another running bridge uses the schema, and
+    /// with [`StoreError::TooNew`] when a newer version wrote it.
+    pub async fn open(url: &str, schema: &str) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::Open(format!(
+                "store.postgres_url is not a valid connection string: {e}"
+            ))
+        })?;
+        if config.get_application_name().is_none() {
+            config.application_name("bridgekit");
+        }
+        let location = format!("PostgreSQL schema {schema:?}");
+        let lock = connect(&config, &location).await?;
+        take_lock(&lock, schema, &location).await?;
+        schema::to_current(&lock, schema, &location).await?;
+
+        // Every pooled connection works inside the bridge's schema.
+        let options = match config.get_options() {
+            Some(existing) => format!("{existing} -c search_path={schema}"),
+            None => format!("-c search_path={schema}"),
+        };
+        config.options(&options);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| StoreError::Open(e.to_string()))?;
+        Ok(Self {
+            pool,
+            schema: schema.to_owned(),
+            _lock: lock,
+        })
+    }
+
+    /// Creates `schema` at an older layout `version` and leaves it there (for upgrade tests).
+    #[doc(hidden)]
+    pub async fn create_at_version(
+        url: &str,
+        schema: &str,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Open(format!("invalid connection string: {e}")))?;
+        let client = connect(&config, schema).await?;
+        schema::migrate(&client, schema, schema, version).await
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Database(format!("no database connection: {e}")))
+    }
+}
+
+async fn connect(
+    config: &tokio_postgres::Config,
+    location: &str,
+) -> Result<tokio_postgres::Client, StoreError> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| StoreError::Open(format!("cannot connect for {location}: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "the store's lock connection closed");
+        }
+    });
+    Ok(client)
+}
+
+async fn take_lock(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    location: &str,
+) -> Result<(), StoreError> {
+    let key = format!("bridgekit:{schema}");
+    // A bridge restarted at once may find its previous connection not yet closed.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let row = client
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
+            .await
+            .map_err(db)?;
+        if row.get::<_, bool>(0) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StoreError::Locked {
+                location: location.to_owned(),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A database error as ours: uniqueness violations are conflicts.
+fn db(error: tokio_postgres::Error) -> StoreError {
+    if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        let detail = error
+            .as_db_error()
+            .and_then(|e| e.detail().map(str::to_owned))
+            .unwrap_or_else(|| error.to_string());
+        return StoreError::Conflict(detail);
+    }
+    let detail = match error.as_db_error() {
+        Some(e) => format!("{}: {}", e.code().code(), e.message()),
+        None => error.to_string(),
+    };
+    StoreError::Database(detail)
+}
+
+fn corrupt(table: &'static str, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        tree: table,
+        reason: reason.to_string(),
+    }
+}

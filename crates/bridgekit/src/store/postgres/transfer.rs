@@ -1,0 +1,204 @@
+//! Export and import of every record (for `migrate-store`), queue gauges and the emptiness
+//! check. Export streams each table through one query; import writes each batch in one
+//! transaction, so a million mappings cost a thousand commits, not a million.
+
+use futures_util::StreamExt;
+use ruma::{RoomId, UserId};
+
+use super::entities::{self, GHOST_COLUMNS, PORTAL_COLUMNS, ghost_from_row, portal_from_row};
+use super::mappings::{self, message_from_row, reaction_from_row};
+use super::queues::{append_items, append_outbox, record_key};
+use super::{PostgresStore, corrupt, db};
+use crate::store::export::{EXPORT_BATCH, Record, RecordSink};
+use crate::store::queues::{InboxItem, ItemKind};
+use crate::store::{StoreError, StoreStats};
+
+type ToRecord = fn(&tokio_postgres::Row) -> Result<Record, StoreError>;
+
+fn joined(row: &tokio_postgres::Row) -> Result<Record, StoreError> {
+    Ok(Record::Joined {
+        user_id: UserId::parse(row.get::<_, &str>(0)).map_err(|e| corrupt("ghost_rooms", e))?,
+        room_id: RoomId::parse(row.get::<_, &str>(1)).map_err(|e| corrupt("ghost_rooms", e))?,
+    })
+}
+
+fn room_profile(row: &tokio_postgres::Row) -> Result<Record, StoreError> {
+    Ok(Record::RoomProfile {
+        user_id: UserId::parse(row.get::<_, &str>(0)).map_err(|e| corrupt("ghost_rooms", e))?,
+        room_id: RoomId::parse(row.get::<_, &str>(1)).map_err(|e| corrupt("ghost_rooms", e))?,
+        displayname: row.get(2),
+        avatar_url: row.get(3),
+    })
+}
+
+fn inbox(row: &tokio_postgres::Row) -> Result<Record, StoreError> {
+    let code: i16 = row.get(0);
+    let kind = u8::try_from(code)
+        .ok()
+        .and_then(ItemKind::from_code)
+        .ok_or_else(|| corrupt("inbox", format!("unknown item kind {code}")))?;
+    Ok(Record::Inbox(InboxItem {
+        kind,
+        queue: row.get(1),
+        json: row.get(2),
+    }))
+}
+
+fn outbox(row: &tokio_postgres::Row) -> Result<Record, StoreError> {
+    let entry: &str = row.get(0);
+    Ok(Record::Outbox(
+        serde_json::from_str(entry).map_err(|e| corrupt("outbox", e))?,
+    ))
+}
+
+impl PostgresStore {
+    pub(super) async fn export_pg(&self, sink: &mut dyn RecordSink) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let boot = client
+            .query_opt("SELECT value FROM meta WHERE key = 'boot'", &[])
+            .await
+            .map_err(db)?
+            .map(|r| r.get::<_, i64>(0) as u64)
+            .unwrap_or(0);
+        sink.accept(vec![Record::Boot(boot)]).await?;
+        let messages = format!("SELECT {} FROM messages", mappings::message_columns());
+        let reactions = format!("SELECT {} FROM reactions", mappings::reaction_columns());
+        let portals = format!("SELECT {PORTAL_COLUMNS} FROM portals");
+        let ghosts = format!("SELECT {GHOST_COLUMNS} FROM ghosts");
+        let tables: [(&str, ToRecord); 10] = [
+            (&portals, |r| Ok(Record::Portal(portal_from_row(r)?))),
+            (&ghosts, |r| {
+                let (user_id, record) = ghost_from_row(r)?;
+                Ok(Record::Ghost { user_id, record })
+            }),
+            (
+                "SELECT user_id, room_id FROM ghost_rooms WHERE joined",
+                joined,
+            ),
+            (
+                "SELECT user_id, room_id, displayname, avatar_url FROM ghost_rooms
+                 WHERE displayname IS NOT NULL OR avatar_url IS NOT NULL",
+                room_profile,
+            ),
+            (&messages, |r| Ok(Record::Message(message_from_row(r)?))),
+            (&reactions, |r| Ok(Record::Reaction(reaction_from_row(r)?))),
+            ("SELECT namespace, key, value FROM kv", |r| {
+                Ok(Record::Value {
+                    namespace: r.get(0),
+                    key: r.get(1),
+                    value: r.get(2),
+                })
+            }),
+            ("SELECT key FROM txns ORDER BY seq", |r| {
+                Ok(Record::Transaction { key: r.get(0) })
+            }),
+            ("SELECT kind, queue, json FROM inbox ORDER BY seq", inbox),
+            ("SELECT entry FROM outbox ORDER BY seq", outbox),
+        ];
+        for (sql, to_record) in tables {
+            let rows = client
+                .query_raw(sql, std::iter::empty::<i32>())
+                .await
+                .map_err(db)?;
+            let mut rows = std::pin::pin!(rows);
+            let mut batch = Vec::with_capacity(EXPORT_BATCH);
+            while let Some(row) = rows.next().await {
+                batch.push(to_record(&row.map_err(db)?)?);
+                if batch.len() == EXPORT_BATCH {
+                    sink.accept(std::mem::take(&mut batch)).await?;
+                }
+            }
+            if !batch.is_empty() {
+                sink.accept(batch).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn import_pg(&self, records: &[Record]) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let c = &*tx;
+        for record in records {
+            match record {
+                Record::Message(m) => mappings::insert_message(c, m).await?,
+                Record::Reaction(r) => mappings::insert_reaction(c, r).await?,
+                Record::Portal(p) => entities::put_portal(c, p).await?,
+                Record::Ghost { user_id, record } => {
+                    entities::store_ghost(c, user_id, record).await?
+                }
+                Record::Joined { user_id, room_id } => {
+                    entities::set_joined(c, user_id, room_id, true).await?
+                }
+                Record::RoomProfile {
+                    user_id,
+                    room_id,
+                    displayname,
+                    avatar_url,
+                } => {
+                    let profile = (displayname.clone(), avatar_url.clone());
+                    entities::set_room_profile(c, user_id, room_id, &profile).await?
+                }
+                Record::Value {
+                    namespace,
+                    key,
+                    value,
+                } => entities::set_value(c, namespace, key, Some(value)).await?,
+                Record::Transaction { key } => {
+                    record_key(c, key).await?;
+                }
+                Record::Inbox(item) => {
+                    append_items(c, std::slice::from_ref(item)).await?;
+                }
+                Record::Outbox(entry) => {
+                    append_outbox(c, entry).await?;
+                }
+                Record::Boot(n) => {
+                    c.execute(
+                        "INSERT INTO meta (key, value) VALUES ('boot', $1)
+                         ON CONFLICT (key) DO UPDATE SET value = GREATEST(meta.value, EXCLUDED.value)",
+                        &[&(*n as i64)],
+                    )
+                    .await
+                    .map_err(db)?;
+                }
+            }
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    pub(super) async fn is_empty_pg(&self) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT NOT (EXISTS (SELECT 1 FROM messages) OR EXISTS (SELECT 1 FROM reactions)
+                    OR EXISTS (SELECT 1 FROM portals) OR EXISTS (SELECT 1 FROM ghosts)
+                    OR EXISTS (SELECT 1 FROM ghost_rooms) OR EXISTS (SELECT 1 FROM kv)
+                    OR EXISTS (SELECT 1 FROM txns) OR EXISTS (SELECT 1 FROM inbox)
+                    OR EXISTS (SELECT 1 FROM outbox))",
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.get(0))
+    }
+
+    pub(super) async fn stats_pg(&self) -> Result<StoreStats, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM outbox),
+                        (SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c
+                         JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = current_schema() AND c.relkind = 'r')",
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        Ok(StoreStats {
+            inbox_depth: row.get::<_, i64>(0) as u64,
+            outbox_depth: row.get::<_, i64>(1) as u64,
+            bytes: row.get::<_, Option<i64>>(2).map(|b| b as u64),
+        })
+    }
+}

@@ -1,0 +1,246 @@
+//! The embedded backend: one sled database in one directory, one tree per kind of record.
+//!
+//! Writes that must agree go through one sled transaction; writes the homeserver relies on
+//! (the inbox, the transaction record, the outbox) are flushed before they are acknowledged,
+//! and concurrent flushes share one fsync ([`flusher`]).
+
+mod export;
+mod flusher;
+mod ghosts;
+mod inbox;
+mod keys;
+mod messages;
+mod outbox;
+mod portals;
+mod reactions;
+mod store_impl;
+mod upgrade;
+
+use std::path::Path;
+
+use sled::Tree;
+
+use super::StoreError;
+
+/// The sled backend. Cheap to clone: all clones share one database.
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    trees: Trees,
+    flusher: flusher::Flusher,
+    location: String,
+}
+
+/// Every tree, by job.
+#[derive(Clone)]
+struct Trees {
+    meta: Tree,
+    inbox: Tree,
+    txns: Tree,
+    txn_order: Tree,
+    outbox: Tree,
+    /// event ID → mapping JSON.
+    msg_by_event: Tree,
+    /// (room, remote ID, part) → event ID.
+    msg_by_remote: Tree,
+    /// (room, target, sender, key) → reaction JSON.
+    reactions: Tree,
+    /// event ID → reaction key.
+    reaction_by_event: Tree,
+    /// (remote ID, receiver) → portal JSON.
+    portals: Tree,
+    /// room ID → portal key.
+    portal_by_room: Tree,
+    /// user ID → ghost JSON.
+    ghosts: Tree,
+    /// remote ID → user ID.
+    ghost_by_remote: Tree,
+    /// (user, room) → empty.
+    ghost_joined: Tree,
+    /// (user, room) → profile JSON.
+    ghost_room_profiles: Tree,
+    /// (namespace, key) → JSON.
+    values: Tree,
+}
+
+impl Trees {
+    fn open(db: &sled::Db) -> Result<Self, StoreError> {
+        Ok(Self {
+            meta: db.open_tree("meta")?,
+            inbox: db.open_tree("inbox")?,
+            txns: db.open_tree("txns")?,
+            txn_order: db.open_tree("txn_order")?,
+            outbox: db.open_tree("outbox")?,
+            msg_by_event: db.open_tree("msg_by_event")?,
+            msg_by_remote: db.open_tree("msg_by_remote")?,
+            reactions: db.open_tree("reactions")?,
+            reaction_by_event: db.open_tree("reaction_by_event")?,
+            portals: db.open_tree("portals")?,
+            portal_by_room: db.open_tree("portal_by_room")?,
+            ghosts: db.open_tree("ghosts")?,
+            ghost_by_remote: db.open_tree("ghost_by_remote")?,
+            ghost_joined: db.open_tree("ghost_joined")?,
+            ghost_room_profiles: db.open_tree("ghost_room_profiles")?,
+            values: db.open_tree("values")?,
+        })
+    }
+
+    /// The trees holding records (all but `meta`), for emptiness checks and export.
+    fn records(&self) -> [&Tree; 15] {
+        [
+            &self.inbox,
+            &self.txns,
+            &self.txn_order,
+            &self.outbox,
+            &self.msg_by_event,
+            &self.msg_by_remote,
+            &self.reactions,
+            &self.reaction_by_event,
+            &self.portals,
+            &self.portal_by_room,
+            &self.ghosts,
+            &self.ghost_by_remote,
+            &self.ghost_joined,
+            &self.ghost_room_profiles,
+            &self.values,
+        ]
+    }
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `path`, with a page cache of `cache_bytes`.
+    ///
+    /// Fails with [`StoreError::Locked`] instead of waiting when another process has it
+    /// open, and with [`StoreError::TooNew`] when a newer version wrote it. An older layout
+    /// is upgraded in place.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(path).map_err(|e| StoreError::Sled(e.into()))?;
+        restrict_permissions(path);
+        let location = path.display().to_string();
+        let db = open_waiting_for_lock(path, cache_bytes, &location)?;
+        let trees = Trees::open(&db)?;
+        upgrade::to_current(&db, &trees, &location)?;
+        Ok(SledStore {
+            flusher: flusher::Flusher::start(db.clone()),
+            db,
+            trees,
+            location,
+        })
+    }
+
+    /// Forces everything written so far to disk, blocking.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    async fn flush_async(&self) -> Result<(), StoreError> {
+        self.flusher.flush().await.map_err(StoreError::Flush)
+    }
+}
+
+/// How long to wait for a lock held by a closing handle: sled lets go of its file lock only
+/// when its background flusher ends, a moment after the last handle is dropped, and a bridge
+/// restarted by a supervisor can arrive in that moment.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+fn open_waiting_for_lock(
+    path: &Path,
+    cache_bytes: u64,
+    location: &str,
+) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(Some(500))
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(ref io)) if io.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Locked {
+                        location: location.to_owned(),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(other) => return Err(StoreError::Sled(other)),
+        }
+    }
+}
+
+/// The store holds tokens' effects and users' messages: keep it private to the bridge's user.
+fn restrict_permissions(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+    }
+}
+
+fn corrupt(tree: &'static str, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        tree,
+        reason: reason.to_string(),
+    }
+}
+
+fn json<T: serde::de::DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(tree, e))
+}
+
+fn to_json(value: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).expect("store records serialize")
+}
+
+/// Turns a sled transaction outcome into ours; aborts carry a conflict message.
+fn tx_result<T>(
+    result: Result<T, sled::transaction::TransactionError<String>>,
+) -> Result<T, StoreError> {
+    result.map_err(|e| match e {
+        sled::transaction::TransactionError::Abort(msg) => StoreError::Conflict(msg),
+        sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DEFAULT_CACHE_BYTES;
+
+    #[test]
+    fn second_open_of_a_held_store_fails_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+        // sled locks with flock, which is per open file description, so a second open in the
+        // same process is refused just like one from another process.
+        let err = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("in use by another process"));
+    }
+
+    #[test]
+    fn the_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let _store = SledStore::open(&path, DEFAULT_CACHE_BYTES).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+    }
+}

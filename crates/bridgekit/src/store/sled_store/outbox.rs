@@ -1,0 +1,61 @@
+//! The outbox: sends the bridge asked for, written (and flushed) before they are attempted,
+//! removed once the homeserver has them. A homeserver outage only delays them; a crash
+//! resumes them at the next start with the same transaction ID.
+
+use sled::Transactional;
+
+use super::keys::decode_u64;
+use super::{SledStore, json, to_json, tx_result};
+use crate::store::StoreError;
+use crate::store::queues::OutboxEntry;
+use crate::store::records::MessageMapping;
+
+impl SledStore {
+    /// Appends `entry` (not yet flushed) and returns its sequence number.
+    pub(super) fn outbox_append(&self, entry: &OutboxEntry) -> Result<u64, StoreError> {
+        let seq = self.db.generate_id()?;
+        self.trees
+            .outbox
+            .insert(seq.to_be_bytes(), to_json(entry))?;
+        Ok(seq)
+    }
+
+    pub(super) fn outbox_pending_sync(&self) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+        self.trees
+            .outbox
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                Ok((decode_u64(&key), json("outbox", &value)?))
+            })
+            .collect()
+    }
+
+    /// Stores the mapping a send produced and removes the send, in one transaction. If a
+    /// crash loses both, the send is repeated with the same txnId, the homeserver answers
+    /// with the same event, and the mapping insert is a no-op.
+    pub(super) fn outbox_complete_sync(
+        &self,
+        seq: u64,
+        mapping: Option<&MessageMapping>,
+    ) -> Result<(), StoreError> {
+        let Some(mapping) = mapping else {
+            self.trees.outbox.remove(seq.to_be_bytes())?;
+            return Ok(());
+        };
+        let t = &self.trees;
+        let stored = tx_result((&t.msg_by_event, &t.msg_by_remote, &t.outbox).transaction(
+            |(by_event, by_remote, outbox)| {
+                super::messages::insert_in(by_event, by_remote, mapping)?;
+                outbox.remove(&seq.to_be_bytes())?;
+                Ok(())
+            },
+        ));
+        if let Err(StoreError::Conflict(msg)) = stored {
+            // The send is done whatever the mapping says; keeping it would repeat it forever.
+            self.trees.outbox.remove(seq.to_be_bytes())?;
+            return Err(StoreError::Conflict(msg));
+        }
+        stored
+    }
+}

@@ -1,0 +1,153 @@
+//! Schema versions of the sled layout, and the upgrades between them, applied on open.
+//!
+//! - 1: first layout. Composite keys joined with NUL: `room\0remote` in `msg_by_remote`,
+//!   `user\0room` in `ghost_joined` and `ghost_room_profiles`.
+//! - 2: composite keys length-prefixed ([`super::keys`]), message parts (the v1 mappings
+//!   become part `""`), reactions, portals, ghost remote IDs and bridge values (new trees).
+
+use sled::Tree;
+
+use super::keys::{decode_u64, key};
+use super::{Trees, corrupt};
+use crate::store::{SCHEMA_VERSION, StoreError};
+
+const VERSION_KEY: &str = "schema_version";
+
+/// Brings the store to [`SCHEMA_VERSION`], refusing layouts newer than this build.
+pub(super) fn to_current(db: &sled::Db, trees: &Trees, location: &str) -> Result<(), StoreError> {
+    let found = trees.meta.get(VERSION_KEY)?.map(|v| decode_u64(&v));
+    let Some(mut version) = found else {
+        trees
+            .meta
+            .insert(VERSION_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+        return Ok(());
+    };
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            location: location.to_owned(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    while version < SCHEMA_VERSION {
+        match version {
+            1 => v1_to_v2(trees)?,
+            other => return Err(corrupt("meta", format!("unknown schema version {other}"))),
+        }
+        version += 1;
+        trees.meta.insert(VERSION_KEY, &version.to_be_bytes())?;
+        db.flush()?;
+        tracing::info!(version, store = location, "store upgraded");
+    }
+    Ok(())
+}
+
+/// Rewrites every NUL-joined two-part key of `tree`, appending `extra` parts. Each key is
+/// moved in one batch with its removal, so an interrupted upgrade never loses a key; keys
+/// already in the new form are recognised by their first byte (a length, never `'!'`/`'@'`).
+fn rekey(tree: &Tree, extra: &[&str]) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    for entry in tree.iter() {
+        let (old, value) = entry?;
+        if !matches!(old.first(), Some(b'!' | b'@')) {
+            continue;
+        }
+        let text = std::str::from_utf8(&old).map_err(|e| corrupt("upgrade", e))?;
+        let (first, second) = text
+            .split_once('\0')
+            .ok_or_else(|| corrupt("upgrade", "a v1 key without a separator"))?;
+        let mut parts = vec![first, second];
+        parts.extend_from_slice(extra);
+        let new = key(&parts);
+        batch.remove(old.clone());
+        batch.insert(new, value);
+    }
+    tree.apply_batch(batch)?;
+    Ok(())
+}
+
+fn v1_to_v2(trees: &Trees) -> Result<(), StoreError> {
+    rekey(&trees.msg_by_remote, &[""])?;
+    rekey(&trees.ghost_joined, &[])?;
+    rekey(&trees.ghost_room_profiles, &[])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{owned_event_id, owned_room_id, owned_user_id};
+
+    use crate::store::{DEFAULT_CACHE_BYTES, SledStore, Store, StoreError};
+
+    fn write_v1(path: &std::path::Path) {
+        let db = sled::open(path).unwrap();
+        let tree = |name: &str| db.open_tree(name).unwrap();
+        tree("meta")
+            .insert("schema_version", &1u64.to_be_bytes())
+            .unwrap();
+        tree("msg_by_remote")
+            .insert("!r:x\0remote-1", "$ev1")
+            .unwrap();
+        tree("msg_by_event")
+            .insert(
+                "$ev1",
+                r#"{"room_id":"!r:x","remote_id":"remote-1","event_id":"$ev1","sender":"@_g:x"}"#,
+            )
+            .unwrap();
+        tree("ghosts")
+            .insert("@_g:x", r#"{"registered":true,"displayname":"G"}"#)
+            .unwrap();
+        tree("ghost_joined").insert("@_g:x\0!r:x", "").unwrap();
+        tree("ghost_room_profiles")
+            .insert("@_g:x\0!r:x", r#"["Gee",null]"#)
+            .unwrap();
+        db.flush().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_version_1_store_is_upgraded_on_open_and_keeps_every_record() {
+        let dir = tempfile::tempdir().unwrap();
+        write_v1(dir.path());
+        let store = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+        let room = owned_room_id!("!r:x");
+        let ghost = owned_user_id!("@_g:x");
+        let by_remote = store
+            .message_by_remote(&room, "remote-1", "")
+            .await
+            .unwrap();
+        assert_eq!(by_remote.unwrap().event_id, owned_event_id!("$ev1"));
+        assert_eq!(
+            store.message_parts(&room, "remote-1").await.unwrap().len(),
+            1
+        );
+        let record = store.ghost(&ghost).await.unwrap();
+        assert!(record.registered);
+        assert_eq!(record.displayname.as_deref(), Some("G"));
+        assert!(store.is_joined(&ghost, &room).await.unwrap());
+        assert_eq!(store.joined_rooms(&ghost).await.unwrap(), [room.clone()]);
+        assert_eq!(
+            store.room_profile(&ghost, &room).await.unwrap(),
+            (Some("Gee".into()), None)
+        );
+        drop(store);
+        // Opening again finds version 2 and changes nothing.
+        let store = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+        assert!(store.is_joined(&ghost, &room).await.unwrap());
+    }
+
+    #[test]
+    fn a_store_from_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("schema_version", &99u64.to_be_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let err = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap_err();
+        assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+        assert!(err.to_string().contains("newer than this build"));
+    }
+}
