@@ -1,4 +1,5 @@
-//! The command line every bridge gets: `--config PATH [run | generate-registration [--force]]`.
+//! The command line every bridge gets:
+//! `--config PATH [run | generate-registration [--force] | migrate-store --to-postgres URL | --to-sled DIR]`.
 
 use std::path::PathBuf;
 
@@ -31,6 +32,19 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Copy every record of the configured store into a new, empty store of the other kind.
+    /// Stop the bridge first; afterwards, point `store.*` in the config at the new store.
+    MigrateStore {
+        /// The PostgreSQL database to copy into (a `postgresql://` URL or key=value string).
+        #[arg(long, conflicts_with = "to_sled", required_unless_present = "to_sled")]
+        to_postgres: Option<String>,
+        /// The schema for the bridge's tables (default: as `store.postgres_schema` would be).
+        #[arg(long, requires = "to_postgres")]
+        schema: Option<String>,
+        /// The directory of a new sled store to copy into.
+        #[arg(long)]
+        to_sled: Option<PathBuf>,
+    },
 }
 
 /// Parses the command line, sets up logging, and runs the chosen command with `bridge`.
@@ -53,6 +67,26 @@ pub fn main(bridge: impl Bridge) -> std::process::ExitCode {
                 println!("next: add it to app_service_config_files in the homeserver's config, restart the homeserver, then start the bridge");
             }).map_err(|e| e.to_string())
         }
+        Command::MigrateStore {
+            to_postgres,
+            schema,
+            to_sled,
+        } => {
+            let target = match (to_postgres, to_sled) {
+                (Some(url), _) => crate::store::StoreLocation::Postgres {
+                    url,
+                    schema: schema.unwrap_or_else(|| default_schema(&config)),
+                },
+                (None, Some(path)) => crate::store::StoreLocation::Sled {
+                    path,
+                    cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
+                },
+                (None, None) => unreachable!("clap requires one target"),
+            };
+            tokio::runtime::Runtime::new()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(migrate_store(&config, &target)))
+        }
         Command::Run => tokio::runtime::Runtime::new()
             .map_err(|e| e.to_string())
             .and_then(|rt| {
@@ -67,6 +101,61 @@ pub fn main(bridge: impl Bridge) -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The schema a Postgres store of this bridge would use by default.
+fn default_schema(config: &Config) -> String {
+    match &config.store.location {
+        crate::store::StoreLocation::Postgres { schema, .. } => schema.clone(),
+        _ => config
+            .appservice
+            .id
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            .to_ascii_lowercase(),
+    }
+}
+
+async fn migrate_store(
+    config: &Config,
+    target: &crate::store::StoreLocation,
+) -> Result<(), String> {
+    let source = crate::store::open(&config.store.location)
+        .await
+        .map_err(|e| format!("source {}: {e}", config.store.location))?;
+    let destination = crate::store::open(target)
+        .await
+        .map_err(|e| format!("target {target}: {e}"))?;
+    let started = std::time::Instant::now();
+    let report = crate::store::export::migrate(&*source, &*destination)
+        .await
+        .map_err(|e| {
+            format!(
+                "migration from {} to {target} failed: {e}; the source is unchanged",
+                config.store.location
+            )
+        })?;
+    println!(
+        "copied {} messages, {} reactions, {} portals, {} ghosts and {} other records from {} to {target} in {:.1} s",
+        report.messages,
+        report.reactions,
+        report.portals,
+        report.ghosts,
+        report.other,
+        config.store.location,
+        started.elapsed().as_secs_f64()
+    );
+    match target {
+        crate::store::StoreLocation::Postgres { schema, .. } => println!(
+            "next: set store.postgres_url (and store.postgres_schema: {schema}) in {}, then start the bridge",
+            config.path.display()
+        ),
+        crate::store::StoreLocation::Sled { path, .. } => println!(
+            "next: set store.path: {} and remove store.postgres_url in {}, then start the bridge",
+            path.display(),
+            config.path.display()
+        ),
+    }
+    Ok(())
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` if set, else by `level`.

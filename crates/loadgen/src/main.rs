@@ -8,8 +8,8 @@
 //!
 //! `loadgen` (no arguments) runs echo and ingest against both bridgekit and the baseline.
 
-mod fake_hs;
-mod proc_stats;
+use loadgen::fake_hs;
+use loadgen::proc_stats;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

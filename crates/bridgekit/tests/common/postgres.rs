@@ -106,8 +106,7 @@ pub fn start(durable: bool) -> Cluster {
     assert!(status.success(), "initdb failed");
     let port = free_port();
     let fsync = if durable { "on" } else { "off" };
-    let log = std::fs::File::create(std::env::temp_dir().join(format!("bridgekit-pg-{port}.log")))
-        .unwrap();
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
     let server = as_server_user(&bin.join("postgres"))
         .arg("-D")
         .arg(&data)
@@ -128,9 +127,11 @@ pub fn start(durable: bool) -> Cluster {
     Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -INT {pg} 2>/dev/null; sleep 3; rm -rf '{dir}'",
+            "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; \
+             kill -INT $(head -1 '{data}/postmaster.pid') {pg} 2>/dev/null; sleep 3; rm -rf '{dir}'",
             me = std::process::id(),
             pg = server.id(),
+            data = data.display(),
             dir = dir.display()
         ))
         .stdin(Stdio::null())
