@@ -79,6 +79,8 @@ unsafe extern "C" {
 
 /// Starts a cluster in a new temporary directory. `durable: false` turns fsync off, which is
 /// fine for tests that kill the bridge, not the database.
+// The server and its watchdog outlive this process on purpose; the watchdog reaps both.
+#[allow(clippy::zombie_processes)]
 pub fn start(durable: bool) -> Cluster {
     let bin = bindir();
     let dir = std::env::temp_dir().join(format!(

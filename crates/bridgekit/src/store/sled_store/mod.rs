@@ -2,7 +2,7 @@
 //!
 //! Writes that must agree go through one sled transaction; writes the homeserver relies on
 //! (the inbox, the transaction record, the outbox) are flushed before they are acknowledged,
-//! and concurrent flushes share one fsync ([`flusher`]).
+//! and concurrent flushes share one fsync (see the `flusher` module).
 
 mod export;
 mod flusher;
