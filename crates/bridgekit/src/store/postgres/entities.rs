@@ -1,10 +1,11 @@
 //! Portals, ghosts (with their rooms) and the bridge's values in PostgreSQL.
 
+use deadpool_postgres::GenericClient;
 use ruma::{OwnedUserId, RoomId, UserId};
 use serde_json::Value;
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::Row;
 
-use super::{corrupt, db};
+use super::{corrupt, row_opt, run};
 use crate::store::StoreError;
 use crate::store::records::{GhostRecord, Portal, PortalKey, RoomProfile};
 
@@ -44,7 +45,8 @@ fn metadata(value: &Value) -> Option<&Value> {
 }
 
 pub(super) async fn put_portal(c: &impl GenericClient, p: &Portal) -> Result<(), StoreError> {
-    c.execute(
+    run(
+        c,
         "INSERT INTO portals (remote_id, receiver, room_id, metadata) VALUES ($1, $2, $3, $4)
          ON CONFLICT (remote_id, receiver)
          DO UPDATE SET room_id = EXCLUDED.room_id, metadata = EXCLUDED.metadata",
@@ -55,8 +57,7 @@ pub(super) async fn put_portal(c: &impl GenericClient, p: &Portal) -> Result<(),
             &metadata(&p.metadata),
         ],
     )
-    .await
-    .map_err(db)?;
+    .await?;
     Ok(())
 }
 
@@ -66,13 +67,12 @@ pub(super) async fn load_ghost(
     for_update: bool,
 ) -> Result<GhostRecord, StoreError> {
     let lock = if for_update { " FOR UPDATE" } else { "" };
-    let row = c
-        .query_opt(
-            &format!("SELECT {GHOST_COLUMNS} FROM ghosts WHERE user_id = $1{lock}"),
-            &[&user_id.as_str()],
-        )
-        .await
-        .map_err(db)?;
+    let row = row_opt(
+        c,
+        &format!("SELECT {GHOST_COLUMNS} FROM ghosts WHERE user_id = $1{lock}"),
+        &[&user_id.as_str()],
+    )
+    .await?;
     match row {
         None => Ok(GhostRecord::default()),
         Some(row) => Ok(ghost_from_row(&row)?.1),
@@ -84,7 +84,8 @@ pub(super) async fn store_ghost(
     user_id: &UserId,
     g: &GhostRecord,
 ) -> Result<(), StoreError> {
-    c.execute(
+    run(
+        c,
         "INSERT INTO ghosts (user_id, remote_id, registered, displayname, avatar_url, metadata)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (user_id) DO UPDATE SET remote_id = EXCLUDED.remote_id,
@@ -99,8 +100,7 @@ pub(super) async fn store_ghost(
             &metadata(&g.metadata),
         ],
     )
-    .await
-    .map_err(db)?;
+    .await?;
     Ok(())
 }
 
@@ -110,13 +110,13 @@ pub(super) async fn set_joined(
     room_id: &RoomId,
     joined: bool,
 ) -> Result<(), StoreError> {
-    c.execute(
+    run(
+        c,
         "INSERT INTO ghost_rooms (user_id, room_id, joined) VALUES ($1, $2, $3)
          ON CONFLICT (user_id, room_id) DO UPDATE SET joined = EXCLUDED.joined",
         &[&user_id.as_str(), &room_id.as_str(), &joined],
     )
-    .await
-    .map_err(db)?;
+    .await?;
     Ok(())
 }
 
@@ -126,14 +126,12 @@ pub(super) async fn set_room_profile(
     room_id: &RoomId,
     profile: &RoomProfile,
 ) -> Result<(), StoreError> {
-    c.execute(
+    run(c,
         "INSERT INTO ghost_rooms (user_id, room_id, displayname, avatar_url) VALUES ($1, $2, $3, $4)
          ON CONFLICT (user_id, room_id)
          DO UPDATE SET displayname = EXCLUDED.displayname, avatar_url = EXCLUDED.avatar_url",
         &[&user_id.as_str(), &room_id.as_str(), &profile.0, &profile.1],
-    )
-    .await
-    .map_err(db)?;
+    ).await?;
     Ok(())
 }
 
@@ -145,7 +143,8 @@ pub(super) async fn set_value(
 ) -> Result<(), StoreError> {
     match value {
         Some(value) => {
-            c.execute(
+            run(
+                c,
                 "INSERT INTO kv (namespace, key, value) VALUES ($1, $2, $3)
                  ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value",
                 &[&namespace, &key, value],
@@ -153,13 +152,13 @@ pub(super) async fn set_value(
             .await
         }
         None => {
-            c.execute(
+            run(
+                c,
                 "DELETE FROM kv WHERE namespace = $1 AND key = $2",
                 &[&namespace, &key],
             )
             .await
         }
-    }
-    .map_err(db)?;
+    }?;
     Ok(())
 }

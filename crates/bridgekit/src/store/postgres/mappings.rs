@@ -2,10 +2,11 @@
 //! tables' own (primary key plus a unique event ID); an insert that hits either is checked
 //! against the row it hit, so repeating the same mapping is a no-op.
 
+use deadpool_postgres::GenericClient;
 use ruma::{EventId, RoomId, UserId};
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::Row;
 
-use super::{corrupt, db};
+use super::{corrupt, rows, run};
 use crate::store::StoreError;
 use crate::store::records::{MessageMapping, ReactionMapping};
 
@@ -53,39 +54,37 @@ pub(super) async fn insert_message(
 ) -> Result<(), StoreError> {
     let ts = m.timestamp.map(|t| t as i64);
     let sender = m.sender.as_ref().map(|s| s.as_str());
-    let inserted = c
-        .execute(
-            "INSERT INTO messages (room_id, remote_id, part, event_id, sender, ts)
+    let inserted = run(
+        c,
+        "INSERT INTO messages (room_id, remote_id, part, event_id, sender, ts)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            &[
-                &m.room_id.as_str(),
-                &m.remote_id,
-                &m.part,
-                &m.event_id.as_str(),
-                &sender,
-                &ts,
-            ],
-        )
-        .await
-        .map_err(db)?;
+        &[
+            &m.room_id.as_str(),
+            &m.remote_id,
+            &m.part,
+            &m.event_id.as_str(),
+            &sender,
+            &ts,
+        ],
+    )
+    .await?;
     if inserted == 1 {
         return Ok(());
     }
-    let existing = c
-        .query(
-            &format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages
+    let existing = rows(
+        c,
+        &format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages
                  WHERE (room_id = $1 AND remote_id = $2 AND part = $3) OR event_id = $4"
-            ),
-            &[
-                &m.room_id.as_str(),
-                &m.remote_id,
-                &m.part,
-                &m.event_id.as_str(),
-            ],
-        )
-        .await
-        .map_err(db)?;
+        ),
+        &[
+            &m.room_id.as_str(),
+            &m.remote_id,
+            &m.part,
+            &m.event_id.as_str(),
+        ],
+    )
+    .await?;
     let existing = existing
         .iter()
         .map(message_from_row)
@@ -112,30 +111,28 @@ pub(super) async fn insert_reaction(
         &r.event_id.as_str(),
         &r.remote_id,
     ];
-    let inserted = c
-        .execute(
-            &format!(
-                "INSERT INTO reactions ({REACTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
+    let inserted = run(
+        c,
+        &format!(
+            "INSERT INTO reactions ({REACTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT DO NOTHING"
-            ),
-            &params,
-        )
-        .await
-        .map_err(db)?;
+        ),
+        &params,
+    )
+    .await?;
     if inserted == 1 {
         return Ok(());
     }
-    let existing = c
-        .query(
-            &format!(
-                "SELECT {REACTION_COLUMNS} FROM reactions
+    let existing = rows(
+        c,
+        &format!(
+            "SELECT {REACTION_COLUMNS} FROM reactions
                  WHERE (room_id = $1 AND target_remote_id = $2 AND sender = $3 AND key = $4)
                     OR event_id = $5"
-            ),
-            &params[..5],
-        )
-        .await
-        .map_err(db)?;
+        ),
+        &params[..5],
+    )
+    .await?;
     let existing = existing
         .iter()
         .map(reaction_from_row)
@@ -155,13 +152,12 @@ pub(super) async fn message_query(
     filter: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Vec<MessageMapping>, StoreError> {
-    let rows = c
-        .query(
-            &format!("SELECT {MESSAGE_COLUMNS} FROM messages {filter}"),
-            params,
-        )
-        .await
-        .map_err(db)?;
+    let rows = rows(
+        c,
+        &format!("SELECT {MESSAGE_COLUMNS} FROM messages {filter}"),
+        params,
+    )
+    .await?;
     rows.iter().map(message_from_row).collect()
 }
 
@@ -170,13 +166,12 @@ pub(super) async fn reaction_query(
     filter: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Vec<ReactionMapping>, StoreError> {
-    let rows = c
-        .query(
-            &format!("SELECT {REACTION_COLUMNS} FROM reactions {filter}"),
-            params,
-        )
-        .await
-        .map_err(db)?;
+    let rows = rows(
+        c,
+        &format!("SELECT {REACTION_COLUMNS} FROM reactions {filter}"),
+        params,
+    )
+    .await?;
     rows.iter().map(reaction_from_row).collect()
 }
 

@@ -172,3 +172,45 @@ fn corrupt(table: &'static str, reason: impl ToString) -> StoreError {
         reason: reason.to_string(),
     }
 }
+
+type Params<'a> = &'a [&'a (dyn tokio_postgres::types::ToSql + Sync)];
+
+/// Runs `sql` as a statement prepared once per connection (one round trip, not two).
+async fn run(
+    c: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<u64, StoreError> {
+    let statement = c.prepare_cached(sql).await.map_err(db)?;
+    c.execute(&statement, params).await.map_err(db)
+}
+
+/// [`run`] returning every row.
+async fn rows(
+    c: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    let statement = c.prepare_cached(sql).await.map_err(db)?;
+    c.query(&statement, params).await.map_err(db)
+}
+
+/// [`run`] returning at most one row.
+async fn row_opt(
+    c: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Option<tokio_postgres::Row>, StoreError> {
+    let statement = c.prepare_cached(sql).await.map_err(db)?;
+    c.query_opt(&statement, params).await.map_err(db)
+}
+
+/// [`run`] returning exactly one row.
+async fn row(
+    c: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<tokio_postgres::Row, StoreError> {
+    let statement = c.prepare_cached(sql).await.map_err(db)?;
+    c.query_one(&statement, params).await.map_err(db)
+}

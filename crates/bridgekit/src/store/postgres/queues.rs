@@ -1,9 +1,9 @@
 //! The framework's queues in PostgreSQL: the transaction record and inbox (written in one
 //! transaction per batch), and the outbox.
 
-use tokio_postgres::GenericClient;
+use deadpool_postgres::GenericClient;
 
-use super::{PostgresStore, corrupt, db};
+use super::{PostgresStore, corrupt, db, row, rows, run};
 use crate::store::StoreError;
 use crate::store::queues::{InboxItem, IncomingTransaction, ItemKind, OutboxEntry, Recorded};
 use crate::store::records::MessageMapping;
@@ -35,15 +35,12 @@ pub(super) async fn append_items(
     let kinds: Vec<i16> = items.iter().map(|i| i.kind as i16).collect();
     let queues: Vec<&str> = items.iter().map(|i| i.queue.as_str()).collect();
     let jsons: Vec<&str> = items.iter().map(|i| i.json.as_str()).collect();
-    let rows = c
-        .query(
+    let rows = rows(c,
             "INSERT INTO inbox (kind, queue, json)
              SELECT k, q, j FROM unnest($1::smallint[], $2::text[], $3::text[]) WITH ORDINALITY AS t(k, q, j, n)
              ORDER BY n RETURNING seq",
             &[&kinds, &queues, &jsons],
-        )
-        .await
-        .map_err(db)?;
+        ).await?;
     let mut seqs: Vec<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
     // Sequence values are taken in insertion order, which follows `n`.
     seqs.sort_unstable();
@@ -55,24 +52,22 @@ pub(super) async fn append_outbox(
     entry: &OutboxEntry,
 ) -> Result<u64, StoreError> {
     let text = serde_json::to_string(entry).map_err(|e| corrupt("outbox", e))?;
-    let row = c
-        .query_one(
-            "INSERT INTO outbox (entry) VALUES ($1) RETURNING seq",
-            &[&text],
-        )
-        .await
-        .map_err(db)?;
+    let row = row(
+        c,
+        "INSERT INTO outbox (entry) VALUES ($1) RETURNING seq",
+        &[&text],
+    )
+    .await?;
     Ok(row.get::<_, i64>(0) as u64)
 }
 
 pub(super) async fn record_key(c: &impl GenericClient, key: &[u8]) -> Result<bool, StoreError> {
-    let inserted = c
-        .execute(
-            "INSERT INTO txns (key) VALUES ($1) ON CONFLICT (key) DO NOTHING",
-            &[&key],
-        )
-        .await
-        .map_err(db)?;
+    let inserted = run(
+        c,
+        "INSERT INTO txns (key) VALUES ($1) ON CONFLICT (key) DO NOTHING",
+        &[&key],
+    )
+    .await?;
     Ok(inserted == 1)
 }
 
@@ -85,11 +80,11 @@ impl PostgresStore {
         let tx = client.transaction().await.map_err(db)?;
         let mut outcomes = Vec::with_capacity(txns.len());
         for txn in txns {
-            if !record_key(&*tx, &txn.key).await? {
+            if !record_key(&tx, &txn.key).await? {
                 outcomes.push(Recorded::Duplicate);
                 continue;
             }
-            outcomes.push(Recorded::New(append_items(&*tx, &txn.items).await?));
+            outcomes.push(Recorded::New(append_items(&tx, &txn.items).await?));
         }
         tx.commit().await.map_err(db)?;
         Ok(outcomes)
@@ -97,39 +92,39 @@ impl PostgresStore {
 
     pub(super) async fn pending_items_pg(&self) -> Result<Vec<(u64, InboxItem)>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query("SELECT seq, kind, queue, json FROM inbox ORDER BY seq", &[])
-            .await
-            .map_err(db)?;
+        let rows = rows(
+            &client,
+            "SELECT seq, kind, queue, json FROM inbox ORDER BY seq",
+            &[],
+        )
+        .await?;
         rows.iter().map(item_from_row).collect()
     }
 
     pub(super) async fn complete_item_pg(&self, seq: u64) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client
-            .execute("DELETE FROM inbox WHERE seq = $1", &[&(seq as i64)])
-            .await
-            .map_err(db)?;
+        run(
+            &client,
+            "DELETE FROM inbox WHERE seq = $1",
+            &[&(seq as i64)],
+        )
+        .await?;
         Ok(())
     }
 
     pub(super) async fn prune_pg(&self, keep: u64) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        client
-            .execute(
-                "DELETE FROM txns WHERE seq <= (SELECT max(seq) FROM txns) - $1",
-                &[&(keep as i64)],
-            )
-            .await
-            .map_err(db)
+        run(
+            &client,
+            "DELETE FROM txns WHERE seq <= (SELECT max(seq) FROM txns) - $1",
+            &[&(keep as i64)],
+        )
+        .await
     }
 
     pub(super) async fn outbox_pending_pg(&self) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query("SELECT seq, entry FROM outbox ORDER BY seq", &[])
-            .await
-            .map_err(db)?;
+        let rows = rows(&client, "SELECT seq, entry FROM outbox ORDER BY seq", &[]).await?;
         rows.iter()
             .map(|row| {
                 let entry: String = row.get(1);
@@ -147,12 +142,10 @@ impl PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
         let stored = match mapping {
-            Some(mapping) => super::mappings::insert_message(&*tx, mapping).await,
+            Some(mapping) => super::mappings::insert_message(&tx, mapping).await,
             None => Ok(()),
         };
-        tx.execute("DELETE FROM outbox WHERE seq = $1", &[&(seq as i64)])
-            .await
-            .map_err(db)?;
+        run(&tx, "DELETE FROM outbox WHERE seq = $1", &[&(seq as i64)]).await?;
         match stored {
             // The send is done whatever the mapping says; keeping it would repeat it forever.
             Ok(()) | Err(StoreError::Conflict(_)) => {

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::entities::{self, GHOST_COLUMNS, PORTAL_COLUMNS, ghost_from_row, portal_from_row};
 use super::mappings::{self, message_query, reaction_query};
-use super::{PostgresStore, corrupt, db};
+use super::{PostgresStore, corrupt, db, row, row_opt, rows, run};
 use crate::store::export::{Record, RecordSink};
 use crate::store::queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded};
 use crate::store::records::{
@@ -25,14 +25,14 @@ impl Store for PostgresStore {
     }
 
     async fn insert_message(&self, mapping: &MessageMapping) -> Result<(), StoreError> {
-        mappings::insert_message(&**self.client().await?, mapping).await
+        mappings::insert_message(&self.client().await?, mapping).await
     }
     async fn message_by_event(
         &self,
         event_id: &EventId,
     ) -> Result<Option<MessageMapping>, StoreError> {
         let c = self.client().await?;
-        let rows = message_query(&**c, "WHERE event_id = $1", &[&event_id.as_str()]).await?;
+        let rows = message_query(&c, "WHERE event_id = $1", &[&event_id.as_str()]).await?;
         Ok(first(rows))
     }
     async fn message_by_remote(
@@ -43,7 +43,7 @@ impl Store for PostgresStore {
     ) -> Result<Option<MessageMapping>, StoreError> {
         let c = self.client().await?;
         let filter = "WHERE room_id = $1 AND remote_id = $2 AND part = $3";
-        let rows = message_query(&**c, filter, &[&room_id.as_str(), &remote_id, &part]).await?;
+        let rows = message_query(&c, filter, &[&room_id.as_str(), &remote_id, &part]).await?;
         Ok(first(rows))
     }
     async fn message_parts(
@@ -53,7 +53,7 @@ impl Store for PostgresStore {
     ) -> Result<Vec<MessageMapping>, StoreError> {
         let c = self.client().await?;
         let filter = "WHERE room_id = $1 AND remote_id = $2 ORDER BY part COLLATE \"C\"";
-        message_query(&**c, filter, &[&room_id.as_str(), &remote_id]).await
+        message_query(&c, filter, &[&room_id.as_str(), &remote_id]).await
     }
     async fn delete_message(
         &self,
@@ -64,12 +64,12 @@ impl Store for PostgresStore {
             "DELETE FROM messages WHERE event_id = $1 RETURNING {}",
             mappings::message_columns()
         );
-        let row = c.query_opt(&sql, &[&event_id.as_str()]).await.map_err(db)?;
+        let row = row_opt(&c, &sql, &[&event_id.as_str()]).await?;
         row.as_ref().map(mappings::message_from_row).transpose()
     }
 
     async fn insert_reaction(&self, reaction: &ReactionMapping) -> Result<(), StoreError> {
-        mappings::insert_reaction(&**self.client().await?, reaction).await
+        mappings::insert_reaction(&self.client().await?, reaction).await
     }
     async fn reaction(
         &self,
@@ -82,14 +82,14 @@ impl Store for PostgresStore {
         let filter = "WHERE room_id = $1 AND target_remote_id = $2 AND sender = $3 AND key = $4";
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
             [&room_id.as_str(), &target_remote_id, &sender.as_str(), &key];
-        Ok(first(reaction_query(&**c, filter, &params).await?))
+        Ok(first(reaction_query(&c, filter, &params).await?))
     }
     async fn reaction_by_event(
         &self,
         event_id: &EventId,
     ) -> Result<Option<ReactionMapping>, StoreError> {
         let c = self.client().await?;
-        let rows = reaction_query(&**c, "WHERE event_id = $1", &[&event_id.as_str()]).await?;
+        let rows = reaction_query(&c, "WHERE event_id = $1", &[&event_id.as_str()]).await?;
         Ok(first(rows))
     }
     async fn delete_reaction(
@@ -101,67 +101,59 @@ impl Store for PostgresStore {
             "DELETE FROM reactions WHERE event_id = $1 RETURNING {}",
             mappings::reaction_columns()
         );
-        let row = c.query_opt(&sql, &[&event_id.as_str()]).await.map_err(db)?;
+        let row = row_opt(&c, &sql, &[&event_id.as_str()]).await?;
         row.as_ref().map(mappings::reaction_from_row).transpose()
     }
 
     async fn put_portal(&self, portal: &Portal) -> Result<(), StoreError> {
-        entities::put_portal(&**self.client().await?, portal).await
+        entities::put_portal(&self.client().await?, portal).await
     }
     async fn portal_by_key(&self, key: &PortalKey) -> Result<Option<Portal>, StoreError> {
         let c = self.client().await?;
-        let row = c
-            .query_opt(
-                &format!(
-                    "SELECT {PORTAL_COLUMNS} FROM portals WHERE remote_id = $1 AND receiver = $2"
-                ),
-                &[&key.remote_id, &key.receiver.as_deref().unwrap_or("")],
-            )
-            .await
-            .map_err(db)?;
+        let row = row_opt(
+            &c,
+            &format!("SELECT {PORTAL_COLUMNS} FROM portals WHERE remote_id = $1 AND receiver = $2"),
+            &[&key.remote_id, &key.receiver.as_deref().unwrap_or("")],
+        )
+        .await?;
         row.as_ref().map(portal_from_row).transpose()
     }
     async fn portal_by_room(&self, room_id: &RoomId) -> Result<Option<Portal>, StoreError> {
         let c = self.client().await?;
-        let row = c
-            .query_opt(
-                &format!("SELECT {PORTAL_COLUMNS} FROM portals WHERE room_id = $1"),
-                &[&room_id.as_str()],
-            )
-            .await
-            .map_err(db)?;
+        let row = row_opt(
+            &c,
+            &format!("SELECT {PORTAL_COLUMNS} FROM portals WHERE room_id = $1"),
+            &[&room_id.as_str()],
+        )
+        .await?;
         row.as_ref().map(portal_from_row).transpose()
     }
     async fn delete_portal(&self, key: &PortalKey) -> Result<Option<Portal>, StoreError> {
         let c = self.client().await?;
-        let row = c
-            .query_opt(
+        let row = row_opt(&c,
                 &format!(
                     "DELETE FROM portals WHERE remote_id = $1 AND receiver = $2 RETURNING {PORTAL_COLUMNS}"
                 ),
                 &[&key.remote_id, &key.receiver.as_deref().unwrap_or("")],
-            )
-            .await
-            .map_err(db)?;
+            ).await?;
         row.as_ref().map(portal_from_row).transpose()
     }
     async fn portals(&self) -> Result<Vec<Portal>, StoreError> {
         let c = self.client().await?;
-        let rows = c
-            .query(
-                &format!(
-                    "SELECT {PORTAL_COLUMNS} FROM portals
+        let rows = rows(
+            &c,
+            &format!(
+                "SELECT {PORTAL_COLUMNS} FROM portals
                      ORDER BY remote_id COLLATE \"C\", receiver COLLATE \"C\""
-                ),
-                &[],
-            )
-            .await
-            .map_err(db)?;
+            ),
+            &[],
+        )
+        .await?;
         rows.iter().map(portal_from_row).collect()
     }
 
     async fn ghost(&self, user_id: &UserId) -> Result<GhostRecord, StoreError> {
-        entities::load_ghost(&**self.client().await?, user_id, false).await
+        entities::load_ghost(&self.client().await?, user_id, false).await
     }
     async fn update_ghost(
         &self,
@@ -171,15 +163,15 @@ impl Store for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
         // The row exists before it is locked, so two first updates cannot both insert.
-        tx.execute(
+        run(
+            &tx,
             "INSERT INTO ghosts (user_id) VALUES ($1) ON CONFLICT DO NOTHING",
             &[&user_id.as_str()],
         )
-        .await
-        .map_err(db)?;
-        let mut record = entities::load_ghost(&*tx, user_id, true).await?;
+        .await?;
+        let mut record = entities::load_ghost(&tx, user_id, true).await?;
         change(&mut record);
-        entities::store_ghost(&*tx, user_id, &record).await?;
+        entities::store_ghost(&tx, user_id, &record).await?;
         tx.commit().await.map_err(db)?;
         Ok(record)
     }
@@ -188,13 +180,12 @@ impl Store for PostgresStore {
         remote_id: &str,
     ) -> Result<Option<(OwnedUserId, GhostRecord)>, StoreError> {
         let c = self.client().await?;
-        let row = c
-            .query_opt(
-                &format!("SELECT {GHOST_COLUMNS} FROM ghosts WHERE remote_id = $1"),
-                &[&remote_id],
-            )
-            .await
-            .map_err(db)?;
+        let row = row_opt(
+            &c,
+            &format!("SELECT {GHOST_COLUMNS} FROM ghosts WHERE remote_id = $1"),
+            &[&remote_id],
+        )
+        .await?;
         row.as_ref().map(ghost_from_row).transpose()
     }
     async fn set_joined(
@@ -203,29 +194,27 @@ impl Store for PostgresStore {
         room_id: &RoomId,
         joined: bool,
     ) -> Result<(), StoreError> {
-        entities::set_joined(&**self.client().await?, user_id, room_id, joined).await
+        entities::set_joined(&self.client().await?, user_id, room_id, joined).await
     }
     async fn is_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<bool, StoreError> {
         let c = self.client().await?;
-        let row = c
-            .query_opt(
-                "SELECT joined FROM ghost_rooms WHERE user_id = $1 AND room_id = $2",
-                &[&user_id.as_str(), &room_id.as_str()],
-            )
-            .await
-            .map_err(db)?;
+        let row = row_opt(
+            &c,
+            "SELECT joined FROM ghost_rooms WHERE user_id = $1 AND room_id = $2",
+            &[&user_id.as_str(), &room_id.as_str()],
+        )
+        .await?;
         Ok(row.is_some_and(|r| r.get(0)))
     }
     async fn joined_rooms(&self, user_id: &UserId) -> Result<Vec<OwnedRoomId>, StoreError> {
         let c = self.client().await?;
-        let rows = c
-            .query(
-                "SELECT room_id FROM ghost_rooms WHERE user_id = $1 AND joined
+        let rows = rows(
+            &c,
+            "SELECT room_id FROM ghost_rooms WHERE user_id = $1 AND joined
                  ORDER BY room_id COLLATE \"C\"",
-                &[&user_id.as_str()],
-            )
-            .await
-            .map_err(db)?;
+            &[&user_id.as_str()],
+        )
+        .await?;
         rows.iter()
             .map(|r| RoomId::parse(r.get::<_, &str>(0)).map_err(|e| corrupt("ghost_rooms", e)))
             .collect()
@@ -236,13 +225,12 @@ impl Store for PostgresStore {
         room_id: &RoomId,
     ) -> Result<RoomProfile, StoreError> {
         let c = self.client().await?;
-        let row = c
-            .query_opt(
-                "SELECT displayname, avatar_url FROM ghost_rooms WHERE user_id = $1 AND room_id = $2",
-                &[&user_id.as_str(), &room_id.as_str()],
-            )
-            .await
-            .map_err(db)?;
+        let row = row_opt(
+            &c,
+            "SELECT displayname, avatar_url FROM ghost_rooms WHERE user_id = $1 AND room_id = $2",
+            &[&user_id.as_str(), &room_id.as_str()],
+        )
+        .await?;
         Ok(row.map(|r| (r.get(0), r.get(1))).unwrap_or((None, None)))
     }
     async fn set_room_profile(
@@ -251,18 +239,17 @@ impl Store for PostgresStore {
         room_id: &RoomId,
         profile: &RoomProfile,
     ) -> Result<(), StoreError> {
-        entities::set_room_profile(&**self.client().await?, user_id, room_id, profile).await
+        entities::set_room_profile(&self.client().await?, user_id, room_id, profile).await
     }
 
     async fn value(&self, namespace: &str, key: &str) -> Result<Option<Value>, StoreError> {
         let c = self.client().await?;
-        let row = c
-            .query_opt(
-                "SELECT value FROM kv WHERE namespace = $1 AND key = $2",
-                &[&namespace, &key],
-            )
-            .await
-            .map_err(db)?;
+        let row = row_opt(
+            &c,
+            "SELECT value FROM kv WHERE namespace = $1 AND key = $2",
+            &[&namespace, &key],
+        )
+        .await?;
         Ok(row.map(|r| r.get(0)))
     }
     async fn set_value(
@@ -271,19 +258,18 @@ impl Store for PostgresStore {
         key: &str,
         value: Option<&Value>,
     ) -> Result<(), StoreError> {
-        entities::set_value(&**self.client().await?, namespace, key, value).await
+        entities::set_value(&self.client().await?, namespace, key, value).await
     }
 
     async fn next_boot(&self) -> Result<u64, StoreError> {
         let c = self.client().await?;
-        let row = c
-            .query_one(
-                "INSERT INTO meta (key, value) VALUES ('boot', 1)
+        let row = row(
+            &c,
+            "INSERT INTO meta (key, value) VALUES ('boot', 1)
                  ON CONFLICT (key) DO UPDATE SET value = meta.value + 1 RETURNING value",
-                &[],
-            )
-            .await
-            .map_err(db)?;
+            &[],
+        )
+        .await?;
         Ok(row.get::<_, i64>(0) as u64)
     }
     async fn record_transactions(
@@ -302,7 +288,7 @@ impl Store for PostgresStore {
         self.prune_pg(keep).await
     }
     async fn outbox_push(&self, entry: &OutboxEntry) -> Result<u64, StoreError> {
-        super::queues::append_outbox(&**self.client().await?, entry).await
+        super::queues::append_outbox(&self.client().await?, entry).await
     }
     async fn outbox_pending(&self) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
         self.outbox_pending_pg().await

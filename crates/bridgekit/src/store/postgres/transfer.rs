@@ -8,7 +8,7 @@ use ruma::{RoomId, UserId};
 use super::entities::{self, GHOST_COLUMNS, PORTAL_COLUMNS, ghost_from_row, portal_from_row};
 use super::mappings::{self, message_from_row, reaction_from_row};
 use super::queues::{append_items, append_outbox, record_key};
-use super::{PostgresStore, corrupt, db};
+use super::{PostgresStore, corrupt, db, row, row_opt, run};
 use crate::store::export::{EXPORT_BATCH, Record, RecordSink};
 use crate::store::queues::{InboxItem, ItemKind};
 use crate::store::{StoreError, StoreStats};
@@ -54,10 +54,8 @@ fn outbox(row: &tokio_postgres::Row) -> Result<Record, StoreError> {
 impl PostgresStore {
     pub(super) async fn export_pg(&self, sink: &mut dyn RecordSink) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let boot = client
-            .query_opt("SELECT value FROM meta WHERE key = 'boot'", &[])
-            .await
-            .map_err(db)?
+        let boot = row_opt(&client, "SELECT value FROM meta WHERE key = 'boot'", &[])
+            .await?
             .map(|r| r.get::<_, i64>(0) as u64)
             .unwrap_or(0);
         sink.accept(vec![Record::Boot(boot)]).await?;
@@ -118,7 +116,7 @@ impl PostgresStore {
     pub(super) async fn import_pg(&self, records: &[Record]) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
-        let c = &*tx;
+        let c = &tx;
         for record in records {
             match record {
                 Record::Message(m) => mappings::insert_message(c, m).await?,
@@ -154,13 +152,11 @@ impl PostgresStore {
                     append_outbox(c, entry).await?;
                 }
                 Record::Boot(n) => {
-                    c.execute(
+                    run(c,
                         "INSERT INTO meta (key, value) VALUES ('boot', $1)
                          ON CONFLICT (key) DO UPDATE SET value = GREATEST(meta.value, EXCLUDED.value)",
                         &[&(*n as i64)],
-                    )
-                    .await
-                    .map_err(db)?;
+                    ).await?;
                 }
             }
         }
@@ -169,32 +165,30 @@ impl PostgresStore {
 
     pub(super) async fn is_empty_pg(&self) -> Result<bool, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_one(
-                "SELECT NOT (EXISTS (SELECT 1 FROM messages) OR EXISTS (SELECT 1 FROM reactions)
+        let row = row(
+            &client,
+            "SELECT NOT (EXISTS (SELECT 1 FROM messages) OR EXISTS (SELECT 1 FROM reactions)
                     OR EXISTS (SELECT 1 FROM portals) OR EXISTS (SELECT 1 FROM ghosts)
                     OR EXISTS (SELECT 1 FROM ghost_rooms) OR EXISTS (SELECT 1 FROM kv)
                     OR EXISTS (SELECT 1 FROM txns) OR EXISTS (SELECT 1 FROM inbox)
                     OR EXISTS (SELECT 1 FROM outbox))",
-                &[],
-            )
-            .await
-            .map_err(db)?;
+            &[],
+        )
+        .await?;
         Ok(row.get(0))
     }
 
     pub(super) async fn stats_pg(&self) -> Result<StoreStats, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_one(
-                "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM outbox),
+        let row = row(
+            &client,
+            "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM outbox),
                         (SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c
                          JOIN pg_namespace n ON n.oid = c.relnamespace
                          WHERE n.nspname = current_schema() AND c.relkind = 'r')",
-                &[],
-            )
-            .await
-            .map_err(db)?;
+            &[],
+        )
+        .await?;
         Ok(StoreStats {
             inbox_depth: row.get::<_, i64>(0) as u64,
             outbox_depth: row.get::<_, i64>(1) as u64,

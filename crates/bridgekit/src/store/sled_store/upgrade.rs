@@ -124,7 +124,10 @@ mod tests {
         assert!(record.registered);
         assert_eq!(record.displayname.as_deref(), Some("G"));
         assert!(store.is_joined(&ghost, &room).await.unwrap());
-        assert_eq!(store.joined_rooms(&ghost).await.unwrap(), std::slice::from_ref(&room));
+        assert_eq!(
+            store.joined_rooms(&ghost).await.unwrap(),
+            std::slice::from_ref(&room)
+        );
         assert_eq!(
             store.room_profile(&ghost, &room).await.unwrap(),
             (Some("Gee".into()), None)
