@@ -70,7 +70,14 @@ fn bench_backend(
     store: Arc<dyn Store>,
     rt: &tokio::runtime::Runtime,
 ) {
+    let empty = rt.block_on(store.stats()).unwrap().bytes.unwrap_or(0);
     rt.block_on(prefill(&*store));
+    let full = rt.block_on(store.stats()).unwrap().bytes.unwrap_or(0);
+    eprintln!(
+        "{name}: {PREFILLED} mappings take {} bytes on disk, {} bytes per mapping",
+        full.saturating_sub(empty),
+        full.saturating_sub(empty) / PREFILLED
+    );
     let mut group = c.benchmark_group(format!("store/{name}"));
     group
         .sample_size(20)
