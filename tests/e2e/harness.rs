@@ -71,10 +71,10 @@ impl bridgekit::Bridge for HandOver {
         let _ = self.0.set(ctx.clone());
         Ok(())
     }
-    async fn handle_event(
+    async fn handle_message(
         &self,
         _: &bridgekit::BridgeContext,
-        _: bridgekit::ruma::events::AnyTimelineEvent,
+        _: bridgekit::MatrixMessage,
     ) -> Result<(), bridgekit::BridgeError> {
         Ok(())
     }

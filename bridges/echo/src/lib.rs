@@ -10,14 +10,11 @@
 
 pub mod network;
 
-use bridgekit::ruma::events::room::message::{
-    OriginalRoomMessageEvent, Relation, ReplacementMetadata, RoomMessageEventContent,
-};
-use bridgekit::ruma::events::room::redaction::{OriginalRoomRedactionEvent, RoomRedactionEvent};
-use bridgekit::ruma::events::{AnyMessageLikeEvent, AnyTimelineEvent, MessageLikeEvent};
-use bridgekit::ruma::{OwnedRoomId, RoomId, UserId};
+use bridgekit::ruma::events::room::message::MessageType;
+use bridgekit::ruma::{RoomId, UserId};
 use bridgekit::{
-    Bridge, BridgeContext, BridgeError, MessageMapping, Outgoing, TxnIds, async_trait,
+    Bridge, BridgeContext, BridgeError, MatrixEdit, MatrixMessage, MatrixRedaction, MessageMapping,
+    Portal, PortalKey, RedactedTarget, RemoteContent, RemoteUser, async_trait,
 };
 
 use network::{RemoteEvent, RemoteMessage};
@@ -28,160 +25,142 @@ pub struct EchoBridge;
 
 #[async_trait]
 impl Bridge for EchoBridge {
-    async fn handle_event(
+    /// Matrix → remote: a new message. The framework has already dropped the bridge's own
+    /// echoes and turned commands (`!help`) in rooms that are not portals into answers.
+    async fn handle_message(
         &self,
         ctx: &BridgeContext,
-        event: AnyTimelineEvent,
+        msg: MatrixMessage,
     ) -> Result<(), BridgeError> {
-        let AnyTimelineEvent::MessageLike(event) = event else {
-            return Ok(());
-        };
-        let remote_event = match event {
-            AnyMessageLikeEvent::RoomMessage(MessageLikeEvent::Original(msg)) => {
-                matrix_message(ctx, msg).await?
-            }
-            AnyMessageLikeEvent::RoomRedaction(RoomRedactionEvent::Original(redaction)) => {
-                matrix_redaction(ctx, &redaction).await?
-            }
-            _ => None,
-        };
-        // The remote network answers; its answer comes back into Matrix.
-        if let Some((room_id, remote_event)) = remote_event {
-            for answer in network::deliver(remote_event) {
-                remote_to_matrix(ctx, &room_id, answer).await?;
-            }
+        let origin = &msg.origin;
+        // Every room the bot is in is a chat of the echo network, keyed by its room ID.
+        let key = PortalKey::new(origin.room_id.as_str());
+        if origin.portal.is_none() {
+            let portal = Portal::new(key.clone(), origin.room_id.clone());
+            ctx.store().put_portal(&portal).await?;
         }
-        Ok(())
+        let id = network::remote_id_for(&origin.event_id);
+        let mapping =
+            MessageMapping::new(origin.room_id.clone(), id.clone(), origin.event_id.clone())
+                .with_sender(origin.sender.clone());
+        ctx.store().insert_message(&mapping).await?;
+        let body = match &msg.content.msgtype {
+            MessageType::Text(text) => text.body.clone(),
+            other => other.body().to_owned(),
+        };
+        let message = RemoteMessage {
+            id,
+            author: remote_user_for(ctx, &origin.sender),
+            body,
+            displayname_hint: origin.sender.to_string(),
+        };
+        deliver(ctx, &key, RemoteEvent::Message(message)).await
+    }
+
+    /// Matrix → remote: an edit of a bridged message.
+    async fn handle_edit(&self, ctx: &BridgeContext, edit: MatrixEdit) -> Result<(), BridgeError> {
+        let event = RemoteEvent::Edit {
+            id: edit.target.remote_id,
+            edit_id: network::remote_id_for(&edit.origin.event_id),
+            author: remote_user_for(ctx, &edit.origin.sender),
+            body: edit.new_content.msgtype.body().to_owned(),
+        };
+        deliver(ctx, &PortalKey::new(edit.origin.room_id.as_str()), event).await
+    }
+
+    /// Matrix → remote: a redaction becomes a deletion of the remote message.
+    async fn handle_redaction(
+        &self,
+        ctx: &BridgeContext,
+        redaction: MatrixRedaction,
+    ) -> Result<(), BridgeError> {
+        let RedactedTarget::Message(target) = redaction.target else {
+            return Ok(()); // the echo network has no reactions
+        };
+        let event = RemoteEvent::Delete {
+            id: target.remote_id,
+            reason: redaction.reason,
+        };
+        deliver(
+            ctx,
+            &PortalKey::new(redaction.origin.room_id.as_str()),
+            event,
+        )
+        .await
+    }
+
+    fn version(&self) -> String {
+        format!("echo-bridge {}", env!("CARGO_PKG_VERSION"))
     }
 }
 
-/// Matrix → remote: a new message or an edit, translated to the remote network's terms.
-async fn matrix_message(
+/// Hands `event` to the network and bridges what the network says back.
+async fn deliver(
     ctx: &BridgeContext,
-    msg: OriginalRoomMessageEvent,
-) -> Result<Option<(OwnedRoomId, RemoteEvent)>, BridgeError> {
-    let author = remote_user_for(ctx, &msg.sender);
-    if let Some(Relation::Replacement(replacement)) = &msg.content.relates_to {
-        // An edit: which remote message does the edited event carry?
-        let Some(original) = ctx.store().message_by_event(&replacement.event_id).await? else {
-            return Ok(None);
-        };
-        let edit = RemoteEvent::Edit {
-            id: original.remote_id,
-            edit_id: network::remote_id_for(&msg.event_id),
-            author,
-            body: replacement.new_content.msgtype.body().to_owned(),
-        };
-        return Ok(Some((msg.room_id, edit)));
+    key: &PortalKey,
+    event: RemoteEvent,
+) -> Result<(), BridgeError> {
+    for answer in network::deliver(event) {
+        let room_id = RoomId::parse(&key.remote_id)?;
+        let event = remote_to_matrix(ctx, &room_id, answer).await?;
+        // Applied now, in order: the handler returns once the echo is in the room.
+        ctx.apply_remote_event(key, event).await?;
     }
-    let id = network::remote_id_for(&msg.event_id);
-    let mapping = MessageMapping::new(msg.room_id.clone(), id.clone(), msg.event_id.clone())
-        .with_sender(msg.sender.clone());
-    ctx.store().insert_message(&mapping).await?;
-    let message = RemoteMessage {
-        id,
-        author,
-        body: msg.content.body().to_owned(),
-        displayname_hint: msg.sender.to_string(),
-    };
-    Ok(Some((msg.room_id, RemoteEvent::Message(message))))
+    Ok(())
 }
 
-/// Matrix → remote: a redaction becomes a deletion of the remote message.
-async fn matrix_redaction(
-    ctx: &BridgeContext,
-    redaction: &OriginalRoomRedactionEvent,
-) -> Result<Option<(OwnedRoomId, RemoteEvent)>, BridgeError> {
-    let Some(target) = redaction
-        .content
-        .redacts
-        .as_ref()
-        .or(redaction.redacts.as_ref())
-    else {
-        return Ok(None);
-    };
-    let Some(original) = ctx.store().message_by_event(target).await? else {
-        return Ok(None);
-    };
-    let reason = redaction.content.reason.clone();
-    Ok(Some((
-        redaction.room_id.clone(),
-        RemoteEvent::Delete {
-            id: original.remote_id,
-            reason,
-        },
-    )))
-}
-
-/// Remote → Matrix: post what the remote network said, as the ghost of its author.
+/// Remote → Matrix: the network's event in the framework's terms.
 async fn remote_to_matrix(
     ctx: &BridgeContext,
     room_id: &RoomId,
     event: RemoteEvent,
-) -> Result<(), BridgeError> {
-    match event {
+) -> Result<bridgekit::RemoteEvent, BridgeError> {
+    Ok(match event {
         RemoteEvent::Message(message) => {
+            let mut author = RemoteUser::new(&message.author);
+            // The ghost's name, asked of the homeserver once: later it is in the store.
+            let ghost = ctx.ghost_user_id(&message.author);
             if ctx
                 .store()
-                .message_by_remote(room_id, &message.id, "")
-                .await?
-                .is_some()
-            {
-                return Ok(()); // already bridged (the event was handed over again after a restart)
-            }
-            let ghost = ctx.ghost(&message.author);
-            if ctx
-                .store()
-                .ghost(ghost.user_id())
-                .await?
-                .displayname
-                .is_none()
+                .ghost(&ghost)
+                .await
+                .map(|g| g.displayname.is_none())
+                .unwrap_or(true)
             {
                 let name = sender_displayname(ctx, &message.displayname_hint).await;
-                ghost.set_displayname(&format!("{name} (echo)")).await?;
+                author = author.with_displayname(format!("{name} (echo)"));
             }
-            let content = RoomMessageEventContent::text_plain(message.body);
-            // A send ID derived from the remote message: a repeat after a crash is the same send.
-            let txn_id = TxnIds::derived(&[room_id.as_str(), &message.id]);
-            // Durable before it is attempted; the framework stores remote ID → event ID on arrival.
-            let outgoing = Outgoing::message(room_id, &content)?
-                .txn_id(txn_id)
-                .remote_id(message.id);
-            ghost.submit(outgoing).await?;
+            let content = RemoteContent::text(message.body);
+            bridgekit::RemoteEvent::Message(bridgekit::RemoteMessage::new(
+                message.id, author, content,
+            ))
         }
         RemoteEvent::Edit {
             id,
             edit_id,
             author,
             body,
-        } => {
-            let Some(target) = ctx.store().message_by_remote(room_id, &id, "").await? else {
-                return Ok(());
-            };
-            let ghost = ctx.ghost(&author);
-            // `make_replacement` puts the text in `m.new_content` and adds the "* " fallback body.
-            let content = RoomMessageEventContent::text_plain(body)
-                .make_replacement(ReplacementMetadata::new(target.event_id, None));
-            let txn_id = TxnIds::derived(&[room_id.as_str(), &edit_id]);
-            ghost.send_with_txn_id(room_id, &content, &txn_id).await?;
-        }
+        } => bridgekit::RemoteEvent::Edit {
+            target_id: id,
+            edit_id,
+            sender: RemoteUser::new(author),
+            content: RemoteContent::text(body),
+        },
         RemoteEvent::Delete { id, reason } => {
-            let Some(target) = ctx.store().message_by_remote(room_id, &id, "").await? else {
-                return Ok(());
-            };
-            // The echo's own sender redacts it; the bot if the sender is not ours.
-            let intent = target
-                .sender
-                .as_deref()
-                .and_then(|s| ctx.intent_for(s))
-                .unwrap_or_else(|| ctx.bot());
-            let txn_id = TxnIds::derived(&[room_id.as_str(), &id, "delete"]);
-            intent
-                .redact_with_txn_id(room_id, &target.event_id, reason.as_deref(), &txn_id)
-                .await?;
+            // The echo's author deletes it (a ghost may redact its own events; the bot may
+            // lack the power to redact anyone else's).
+            let parts = ctx.store().message_parts(room_id, &id).await?;
+            let author = parts
+                .first()
+                .and_then(|part| part.sender.as_deref())
+                .and_then(|ghost| ctx.remote_user_of(ghost));
+            bridgekit::RemoteEvent::Delete {
+                target_id: id,
+                sender: author.map(RemoteUser::new),
+                reason,
+            }
         }
-    }
-    Ok(())
+    })
 }
 
 /// The Matrix sender's displayname, or its localpart when it has none. Asked once per ghost:

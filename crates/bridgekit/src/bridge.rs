@@ -15,6 +15,10 @@ use ruma::thirdparty::{Location, Protocol, User};
 use ruma::{OwnedUserId, RoomAliasId, UserId};
 
 use crate::context::BridgeContext;
+use crate::incoming::{
+    CommandCall, CommandHelp, MatrixEdit, MatrixMembership, MatrixMessage, MatrixReaction,
+    MatrixRedaction, MatrixRoomChange, Unsupported,
+};
 
 /// The error type handlers return: anything that can be displayed and logged.
 pub type BridgeError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,14 +47,104 @@ pub trait Bridge: Send + Sync + 'static {
     /// Called on shutdown, after the last event was handed over.
     async fn stop(&self, _ctx: &BridgeContext) {}
 
-    /// A timeline event (message, state, redaction, …) in a room the bridge sees. Events sent
-    /// by the bridge's own users (the bot and the ghosts) are not handed over; invites of the
-    /// bot are accepted by the framework before this is called.
+    /// Every timeline event in a room the bridge sees, before it is sorted into the
+    /// capabilities below. Events sent by the bridge's own users (the bot and the ghosts) are
+    /// not handed over; invites of the bot are accepted by the framework first.
+    ///
+    /// The default looks up the portal and the bridged targets, then calls
+    /// [`handle_message`](Bridge::handle_message), [`handle_edit`](Bridge::handle_edit), … .
+    /// Override it only to see raw events.
     async fn handle_event(
         &self,
         ctx: &BridgeContext,
         event: AnyTimelineEvent,
+    ) -> Result<(), BridgeError> {
+        crate::incoming::route::dispatch(self, ctx, event).await
+    }
+
+    /// Required: a new message (text, notice, emote, media; maybe a reply or in a thread).
+    async fn handle_message(
+        &self,
+        ctx: &BridgeContext,
+        message: MatrixMessage,
     ) -> Result<(), BridgeError>;
+
+    /// An edit of a bridged message. Unsupported unless overridden.
+    async fn handle_edit(
+        &self,
+        _ctx: &BridgeContext,
+        _edit: MatrixEdit,
+    ) -> Result<(), BridgeError> {
+        Err(Unsupported("edits").into())
+    }
+
+    /// A reaction to a bridged message. Unsupported unless overridden.
+    async fn handle_reaction(
+        &self,
+        _ctx: &BridgeContext,
+        _reaction: MatrixReaction,
+    ) -> Result<(), BridgeError> {
+        Err(Unsupported("reactions").into())
+    }
+
+    /// A redaction of a bridged message or reaction. Unsupported unless overridden.
+    async fn handle_redaction(
+        &self,
+        _ctx: &BridgeContext,
+        _redaction: MatrixRedaction,
+    ) -> Result<(), BridgeError> {
+        Err(Unsupported("deletions").into())
+    }
+
+    /// A membership change of a real user or a ghost. Ignored unless overridden.
+    async fn handle_membership(
+        &self,
+        _ctx: &BridgeContext,
+        _membership: MatrixMembership,
+    ) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
+    /// A change of a room's name, topic or avatar. Ignored unless overridden.
+    async fn handle_room_change(
+        &self,
+        _ctx: &BridgeContext,
+        _change: MatrixRoomChange,
+    ) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
+    /// Any other timeline event (other state, unknown types). Ignored unless overridden.
+    async fn handle_other_event(
+        &self,
+        _ctx: &BridgeContext,
+        _event: AnyTimelineEvent,
+    ) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
+    /// The bridge's own management commands, listed by `help`.
+    fn commands(&self) -> Vec<CommandHelp> {
+        Vec::new()
+    }
+
+    /// Runs one of [`commands`](Bridge::commands) and returns the answer for the room.
+    async fn handle_command(
+        &self,
+        ctx: &BridgeContext,
+        _call: CommandCall,
+    ) -> Result<String, BridgeError> {
+        Err(format!(
+            "unknown command; {}help lists them",
+            ctx.options().command_prefix
+        )
+        .into())
+    }
+
+    /// The bridge's name and version, for `version`.
+    fn version(&self) -> String {
+        "a bridgekit bridge".into()
+    }
 
     /// Typing, receipts and presence (when the registration asks for ephemeral events).
     async fn handle_ephemeral(

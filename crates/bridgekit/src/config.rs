@@ -77,6 +77,22 @@ const KEYS: &[Key] = &[
         help: "the PostgreSQL schema of this bridge's tables (default: appservice.id)",
     },
     Key {
+        name: "bridge.error_notices",
+        help: "tell the room with a notice when a message could not be bridged (default true)",
+    },
+    Key {
+        name: "bridge.message_status",
+        help: "send com.beeper.message_send_status events for every bridged message (default false)",
+    },
+    Key {
+        name: "bridge.command_prefix",
+        help: "prefix of bot commands in rooms that are not portals (default !)",
+    },
+    Key {
+        name: "network",
+        help: "the bridge's own settings for its network, read by the bridge",
+    },
+    Key {
         name: "logging.level",
         help: "log filter, e.g. info or bridgekit=debug (default info; RUST_LOG wins)",
     },
@@ -180,6 +196,28 @@ pub struct StoreConfig {
     pub location: StoreLocation,
 }
 
+/// How the framework reports on and talks to users (`bridge.*`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BridgeOptions {
+    /// Send a notice to the room when a Matrix event could not be bridged.
+    pub error_notices: bool,
+    /// Send `com.beeper.message_send_status` events for bridged messages.
+    pub message_status: bool,
+    /// Prefix of bot commands in management rooms.
+    pub command_prefix: String,
+}
+
+impl Default for BridgeOptions {
+    fn default() -> Self {
+        Self {
+            error_notices: true,
+            message_status: false,
+            command_prefix: "!".into(),
+        }
+    }
+}
+
 /// A loaded, validated config.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -190,6 +228,10 @@ pub struct Config {
     pub appservice: AppserviceConfig,
     /// `store.*`
     pub store: StoreConfig,
+    /// `bridge.*`
+    pub bridge: BridgeOptions,
+    /// `network`: the bridge's own section, as JSON (see [`Config::network_as`]).
+    pub network: serde_json::Value,
     /// `logging.level`
     pub log_level: String,
     /// The file it was read from.
@@ -271,6 +313,15 @@ impl Source<'_> {
         }
     }
 
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.raw(name)?.as_deref().map(str::trim) {
+            None => Ok(default),
+            Some("true" | "yes" | "on" | "1") => Ok(true),
+            Some("false" | "no" | "off" | "0") => Ok(false),
+            Some(other) => Err(self.invalid(name, other, "expected true or false")),
+        }
+    }
+
     fn path_value(&self, name: &'static str) -> Result<PathBuf, ConfigError> {
         let value = PathBuf::from(self.required(name)?);
         let base = self.path.parent().unwrap_or(Path::new("."));
@@ -323,6 +374,17 @@ impl Source<'_> {
 }
 
 impl Config {
+    /// The bridge's `network` section as `T` (`T::default()`-like errors name the section).
+    pub fn network_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        T::deserialize(&self.network).map_err(|e| ConfigError::Invalid {
+            path: self.path.clone(),
+            key: "network",
+            value: "…".into(),
+            reason: e.to_string(),
+            help: "the bridge's own settings for its network, read by the bridge",
+        })
+    }
+
     /// Reads and validates the config at `path`, applying `BRIDGEKIT_*` overrides.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Self::load_with_env(path, &|name| std::env::var(name).ok())
@@ -474,6 +536,18 @@ impl Config {
                 registration,
             },
             store: StoreConfig { location },
+            bridge: BridgeOptions {
+                error_notices: src.flag("bridge.error_notices", true)?,
+                message_status: src.flag("bridge.message_status", false)?,
+                command_prefix: src
+                    .raw("bridge.command_prefix")?
+                    .unwrap_or_else(|| "!".into()),
+            },
+            network: match src.root.get("network") {
+                None => serde_json::Value::Null,
+                Some(value) => serde_json::to_value(value)
+                    .map_err(|e| src.invalid("network", "…", &e.to_string()))?,
+            },
             log_level,
             path: path.to_owned(),
         })

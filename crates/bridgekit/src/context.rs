@@ -19,6 +19,7 @@ pub struct BridgeContext {
 pub(crate) struct Shared {
     pub parts: Parts,
     pub outbox: Outbox,
+    pub remote: crate::remote::RemoteQueue,
 }
 
 /// What the context is made of, before the outbox is attached.
@@ -29,6 +30,9 @@ pub(crate) struct Parts {
     pub server_name: OwnedServerName,
     pub ghost_prefix: String,
     pub txn_ids: TxnIds,
+    pub appservice_id: String,
+    pub options: crate::config::BridgeOptions,
+    pub network: serde_json::Value,
 }
 
 impl std::fmt::Debug for BridgeContext {
@@ -43,7 +47,8 @@ impl BridgeContext {
     pub(crate) fn new(parts: Parts, runtime: tokio::runtime::Handle) -> Self {
         let shared = Arc::new_cyclic(|weak| Shared {
             parts,
-            outbox: Outbox::new(weak.clone(), runtime),
+            outbox: Outbox::new(weak.clone(), runtime.clone()),
+            remote: crate::remote::RemoteQueue::new(weak.clone(), runtime),
         });
         Self { shared }
     }
@@ -51,6 +56,45 @@ impl BridgeContext {
     /// The bridge's durable store (message mappings, ghosts, …).
     pub fn store(&self) -> &dyn Store {
         &*self.shared.parts.store
+    }
+
+    /// The appservice ID (the registration's `id`).
+    pub fn appservice_id(&self) -> &str {
+        &self.shared.parts.appservice_id
+    }
+
+    /// How the framework reports outcomes and takes commands (`bridge.*` in the config).
+    pub fn options(&self) -> &crate::config::BridgeOptions {
+        &self.shared.parts.options
+    }
+
+    /// The bridge's own `network` section of the config, as `T`.
+    pub fn network_config<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::BridgeError> {
+        Ok(T::deserialize(&self.shared.parts.network)
+            .map_err(|e| format!("config section `network`: {e}"))?)
+    }
+
+    /// The ghost standing for `remote_user`: the one recorded for it in the store (it may
+    /// have been renamed, see [`crate::RemoteEvent::GhostRenamed`]), else the one its ID
+    /// names, which is then recorded.
+    pub async fn ghost_for_remote(&self, remote_user: &str) -> Result<Intent, crate::StoreError> {
+        if let Some((user_id, _)) = self.store().ghost_by_remote(remote_user).await? {
+            return Ok(Intent::new(self.clone(), user_id));
+        }
+        let user_id = self.ghost_user_id(remote_user);
+        let remote = remote_user.to_owned();
+        let recorded = self
+            .store()
+            .update_ghost(&user_id, &move |g| {
+                if g.remote_id.is_none() {
+                    g.remote_id = Some(remote.clone());
+                }
+            })
+            .await;
+        match recorded {
+            Ok(_) | Err(crate::StoreError::Conflict(_)) => Ok(Intent::new(self.clone(), user_id)),
+            Err(other) => Err(other),
+        }
     }
 
     /// The raw homeserver client, for calls the intents do not wrap.

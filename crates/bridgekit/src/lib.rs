@@ -7,20 +7,19 @@
 //! A complete bridge that answers every message with a ghost's echo:
 //!
 //! ```no_run
-//! use bridgekit::{Bridge, BridgeContext, BridgeError, async_trait};
-//! use bridgekit::ruma::events::{AnyMessageLikeEvent, AnyTimelineEvent, MessageLikeEvent};
+//! use bridgekit::{Bridge, BridgeContext, BridgeError, MatrixMessage, async_trait};
 //! use bridgekit::ruma::events::room::message::RoomMessageEventContent;
 //!
 //! struct Parrot;
 //!
 //! #[async_trait]
 //! impl Bridge for Parrot {
-//!     async fn handle_event(&self, ctx: &BridgeContext, event: AnyTimelineEvent) -> Result<(), BridgeError> {
-//!         if let AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(MessageLikeEvent::Original(msg))) = event {
-//!             let ghost = ctx.ghost(msg.sender.localpart());
-//!             ghost.set_displayname(&format!("{} (parrot)", msg.sender.localpart())).await?;
-//!             ghost.send(&msg.room_id, &RoomMessageEventContent::text_plain(msg.content.body())).await?;
-//!         }
+//!     async fn handle_message(&self, ctx: &BridgeContext, msg: MatrixMessage) -> Result<(), BridgeError> {
+//!         let who = msg.origin.sender.localpart();
+//!         let ghost = ctx.ghost(who);
+//!         ghost.set_displayname(&format!("{who} (parrot)")).await?;
+//!         let echo = RoomMessageEventContent::text_plain(msg.content.body());
+//!         ghost.send(&msg.origin.room_id, &echo).await?;
 //!         Ok(())
 //!     }
 //! }
@@ -30,6 +29,13 @@
 //!     bridgekit::cli::main(Parrot)
 //! }
 //! ```
+//!
+//! Everything else is a capability: override [`Bridge::handle_edit`],
+//! [`Bridge::handle_reaction`], [`Bridge::handle_redaction`], [`Bridge::handle_membership`],
+//! [`Bridge::handle_room_change`] and [`Bridge::handle_command`] as your network supports them
+//! ([`incoming`] has what each receives, already resolved through the store). The other way,
+//! [`BridgeContext::remote_event`] takes a [`RemoteEvent`] (a message, an edit, a reaction, a
+//! new chat, …) and applies it as the right ghost, in order per portal ([`remote`]).
 //!
 //! The pieces, in the order data flows: [`appservice`] (HTTP edge) →
 //! intake (durable record) → per-room dispatch → your [`Bridge`] → [`Intent`] (acting as a
@@ -46,9 +52,11 @@ mod context;
 mod dispatch;
 mod hash;
 pub mod ids;
+pub mod incoming;
 mod intake;
 mod metrics;
 pub mod registration;
+pub mod remote;
 mod router;
 mod runtime;
 pub mod startup_check;
@@ -62,7 +70,12 @@ pub use client::{
 };
 pub use config::{Config, ConfigError};
 pub use context::BridgeContext;
+pub use incoming::{
+    CommandCall, CommandHelp, MatrixEdit, MatrixMembership, MatrixMessage, MatrixOrigin,
+    MatrixReaction, MatrixRedaction, MatrixRoomChange, RedactedTarget, RoomChange, Unsupported,
+};
 pub use registration::Registration;
+pub use remote::{ChatInfo, RemoteContent, RemoteEvent, RemoteMessage, RemoteUser};
 pub use ruma;
 pub use runtime::{RunError, run, run_until};
 pub use store::{

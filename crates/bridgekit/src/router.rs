@@ -74,13 +74,16 @@ impl Router {
         if self.ctx.is_own_user(event.sender()) {
             return true;
         }
-        match self.bridge.handle_event(&self.ctx, event).await {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::warn!(%error, %event_id, "bridge failed to handle an event");
-                false
-            }
+        let reportable = crate::incoming::route::is_reportable(&event);
+        let room_id = event.room_id().to_owned();
+        let outcome = self.bridge.handle_event(&self.ctx, event).await;
+        if let Err(error) = &outcome {
+            tracing::warn!(%error, %event_id, "bridge failed to handle an event");
         }
+        if reportable {
+            crate::incoming::outcome_report(&self.ctx, &room_id, &event_id, &outcome).await;
+        }
+        outcome.is_ok()
     }
 
     async fn ephemeral(&self, json: &str) -> bool {

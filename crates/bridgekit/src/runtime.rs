@@ -86,6 +86,9 @@ pub async fn run_until(
             server_name: config.homeserver.server_name.clone(),
             ghost_prefix: config.appservice.ghost_prefix.clone(),
             txn_ids: TxnIds::new(boot),
+            appservice_id: config.appservice.id.clone(),
+            options: config.bridge.clone(),
+            network: config.network.clone(),
         },
         tokio::runtime::Handle::current(),
     );
@@ -174,7 +177,10 @@ pub async fn run_until(
     // Give in-flight handlers and sends a moment; whatever is unfinished stays in the inbox
     // and the outbox for next time.
     for _ in 0..50 {
-        if dispatcher.active_queues() == 0 && ctx.shared.outbox.active_rooms() == 0 {
+        if dispatcher.active_queues() == 0
+            && ctx.shared.remote.active() == 0
+            && ctx.shared.outbox.active_rooms() == 0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -92,7 +92,11 @@ async fn metrics_count_transactions_events_handlers_and_sends() {
         value(&text, r#"bridgekit_handler_seconds_count{kind="timeline"}"#),
         2.0
     );
-    assert_eq!(value(&text, "bridgekit_outbox_sent_total"), 1.0);
+    assert_eq!(
+        value(&text, "bridgekit_outbox_sent_total"),
+        2.0,
+        "the test's send and the bot's notice about the failed event"
+    );
     assert_eq!(value(&text, "bridgekit_outbox_depth"), 0.0);
     assert!(value(&text, "bridgekit_homeserver_request_seconds_count") >= 1.0);
     assert!(value(&text, "bridgekit_store_bytes") > 0.0);

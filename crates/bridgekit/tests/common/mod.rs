@@ -246,6 +246,15 @@ impl Bridge for Capture {
         }
         Ok(())
     }
+
+    /// Never called: `handle_event` above takes every event raw.
+    async fn handle_message(
+        &self,
+        _ctx: &BridgeContext,
+        _message: bridgekit::MatrixMessage,
+    ) -> Result<(), BridgeError> {
+        Ok(())
+    }
 }
 
 /// A config, a registration and a fake homeserver in a temporary directory.

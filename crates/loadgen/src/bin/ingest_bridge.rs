@@ -1,17 +1,16 @@
 //! A bridgekit bridge that sends nothing: for measuring ingest (durable acknowledgement,
 //! dispatch and parsing) without the send path.
 
-use bridgekit::ruma::events::AnyTimelineEvent;
-use bridgekit::{Bridge, BridgeContext, BridgeError, async_trait};
+use bridgekit::{Bridge, BridgeContext, BridgeError, MatrixMessage, async_trait};
 
 struct Ingest;
 
 #[async_trait]
 impl Bridge for Ingest {
-    async fn handle_event(
+    async fn handle_message(
         &self,
         _ctx: &BridgeContext,
-        _event: AnyTimelineEvent,
+        _message: MatrixMessage,
     ) -> Result<(), BridgeError> {
         Ok(())
     }

@@ -1,0 +1,145 @@
+//! Matrix → remote: the events a bridge is told about, already resolved by the framework.
+//!
+//! Before a handler runs, the framework has looked up what it needs: the portal of the room,
+//! the remote message an edit, reaction, reply, thread or redaction points at, and whether
+//! the sender is one of the bridge's own users (those events never arrive). Each capability
+//! is a default method on [`Bridge`](crate::Bridge); a bridge overrides the ones its network
+//! supports, and the framework reports the rest to the user as unsupported.
+
+mod commands;
+mod outcome;
+pub(crate) mod route;
+
+use ruma::events::room::member::MembershipState;
+use ruma::events::room::message::{
+    RoomMessageEventContent, RoomMessageEventContentWithoutRelation,
+};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedMxcUri, OwnedRoomId, OwnedUserId};
+
+use crate::store::{MessageMapping, Portal, ReactionMapping};
+
+pub use commands::{CommandCall, CommandHelp};
+pub(crate) use outcome::report as outcome_report;
+
+/// Where and from whom a Matrix event came.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MatrixOrigin {
+    /// The room.
+    pub room_id: OwnedRoomId,
+    /// The event.
+    pub event_id: OwnedEventId,
+    /// The (real, non-bridged) Matrix user who sent it.
+    pub sender: OwnedUserId,
+    /// The portal bridged to the room, if the room is one.
+    pub portal: Option<Portal>,
+    /// When the homeserver received it.
+    pub timestamp: MilliSecondsSinceUnixEpoch,
+}
+
+/// A new message: text, notice, emote, media, possibly a reply or in a thread.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MatrixMessage {
+    /// Where it came from.
+    pub origin: MatrixOrigin,
+    /// What it says (`content.msgtype` tells text, notice, emote, image, file, …).
+    pub content: RoomMessageEventContent,
+    /// The bridged message it replies to, if any (and if it was bridged).
+    pub reply_to: Option<MessageMapping>,
+    /// The bridged root of the thread it is in, if any.
+    pub thread_root: Option<MessageMapping>,
+}
+
+/// An edit (`m.replace`) of a bridged message.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MatrixEdit {
+    /// Where it came from.
+    pub origin: MatrixOrigin,
+    /// The bridged message it edits.
+    pub target: MessageMapping,
+    /// The new content.
+    pub new_content: RoomMessageEventContentWithoutRelation,
+}
+
+/// A reaction (`m.annotation`) to a bridged message.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MatrixReaction {
+    /// Where it came from.
+    pub origin: MatrixOrigin,
+    /// The bridged message reacted to.
+    pub target: MessageMapping,
+    /// The key, usually an emoji.
+    pub key: String,
+}
+
+/// What a redaction removes.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum RedactedTarget {
+    /// A bridged message.
+    Message(MessageMapping),
+    /// A bridged reaction.
+    Reaction(ReactionMapping),
+}
+
+/// A redaction of a bridged message or reaction.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MatrixRedaction {
+    /// Where it came from.
+    pub origin: MatrixOrigin,
+    /// What it removes.
+    pub target: RedactedTarget,
+    /// Why, if the sender said.
+    pub reason: Option<String>,
+}
+
+/// A membership change of a real user or of a ghost (invite, join, leave, kick, ban).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MatrixMembership {
+    /// Where it came from (`sender` is who made the change).
+    pub origin: MatrixOrigin,
+    /// Whose membership changed.
+    pub user_id: OwnedUserId,
+    /// The new membership.
+    pub membership: MembershipState,
+    /// The ghost's remote user, when `user_id` is a ghost (a Matrix user inviting or kicking
+    /// someone from the remote network).
+    pub remote_user: Option<String>,
+    /// The member's displayname in the room.
+    pub displayname: Option<String>,
+    /// The reason given, for kicks, bans and leaves.
+    pub reason: Option<String>,
+}
+
+/// A change of the room's name, topic or avatar.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum RoomChange {
+    /// `m.room.name`.
+    Name(String),
+    /// `m.room.topic`.
+    Topic(String),
+    /// `m.room.avatar`; `None` removes it.
+    Avatar(Option<OwnedMxcUri>),
+}
+
+/// A room metadata change.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MatrixRoomChange {
+    /// Where it came from.
+    pub origin: MatrixOrigin,
+    /// What changed.
+    pub change: RoomChange,
+}
+
+/// Returned by capabilities a bridge does not implement; the framework tells the user
+/// instead of logging an error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} are not supported by this bridge")]
+pub struct Unsupported(pub &'static str);

@@ -1,0 +1,70 @@
+//! Telling users what happened to their event: a notice in the room when it could not be
+//! bridged (`bridge.error_notices`), and `com.beeper.message_send_status` events for every
+//! outcome (`bridge.message_status`), as the peers' clients understand them.
+
+use ruma::events::relation::{InReplyTo, Reply};
+use ruma::events::room::message::{Relation, RoomMessageEventContent};
+use ruma::{EventId, RoomId};
+use serde_json::json;
+
+use super::Unsupported;
+use crate::bridge::BridgeError;
+use crate::client::Outgoing;
+use crate::context::BridgeContext;
+
+/// Reports the outcome of handling `event_id`; failures to report are only logged.
+pub(crate) async fn report(
+    ctx: &BridgeContext,
+    room_id: &RoomId,
+    event_id: &EventId,
+    outcome: &Result<(), BridgeError>,
+) {
+    let options = ctx.options();
+    let unsupported = outcome
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<Unsupported>());
+    if let Err(error) = outcome
+        && options.error_notices
+        && unsupported.is_none()
+    {
+        let mut notice = RoomMessageEventContent::notice_plain(format!("⚠️ Not bridged: {error}"));
+        notice.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(
+            event_id.to_owned(),
+        ))));
+        if let Err(e) = ctx.bot().send(room_id, &notice).await {
+            tracing::warn!(error = %e, %room_id, "could not send an error notice");
+        }
+    }
+    if options.message_status {
+        let (status, reason, message) = match outcome {
+            Ok(()) => ("SUCCESS", None, None),
+            Err(_) if unsupported.is_some() => (
+                "FAIL_PERMANENT",
+                Some("m.event_not_handled"),
+                unsupported.map(ToString::to_string),
+            ),
+            Err(error) => (
+                "FAIL_RETRIABLE",
+                Some("m.foreign_network_error"),
+                Some(error.to_string()),
+            ),
+        };
+        let mut content = json!({
+            "network": ctx.appservice_id(),
+            "relates_to": {"rel_type": "m.reference", "event_id": event_id},
+            "status": status,
+        });
+        if let Some(reason) = reason {
+            content["reason"] = reason.into();
+        }
+        if let Some(message) = message {
+            content["message"] = message.into();
+        }
+        let raw = serde_json::value::to_raw_value(&content).expect("JSON value serializes");
+        let outgoing = Outgoing::raw_message(room_id, "com.beeper.message_send_status", raw);
+        if let Err(e) = ctx.bot().queue(outgoing).await {
+            tracing::warn!(error = %e, %room_id, "could not queue a message status event");
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Applying one remote event: resolve remote IDs through the store, act as the right ghost.
+
+use ruma::RoomId;
+use ruma::events::relation::{InReplyTo, Reply};
+use ruma::events::room::message::{
+    FileMessageEventContent, ImageMessageEventContent, MessageType, Relation, ReplacementMetadata,
+    RoomMessageEventContent,
+};
+use ruma::events::room::name::RoomNameEventContent;
+use ruma::events::room::topic::RoomTopicEventContent;
+
+use super::{RemoteContent, RemoteEvent, RemoteMessage, RemoteUser, chat};
+use crate::bridge::BridgeError;
+use crate::client::{Intent, Outgoing, TxnIds};
+use crate::context::BridgeContext;
+use crate::store::{PortalKey, ReactionMapping};
+
+/// How long a remote "typing" lasts unless renewed.
+const TYPING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+pub(super) async fn apply(
+    ctx: &BridgeContext,
+    key: &PortalKey,
+    event: RemoteEvent,
+) -> Result<(), BridgeError> {
+    match event {
+        RemoteEvent::NewChat(info) => return chat::new_chat(ctx, key, info).await,
+        RemoteEvent::GhostProfile(user) => return ghost(ctx, &user).await.map(drop),
+        RemoteEvent::GhostRenamed { old_id, user } => {
+            return chat::rename(ctx, &old_id, &user).await;
+        }
+        _ => {}
+    }
+    let portal = ctx
+        .store()
+        .portal_by_key(key)
+        .await?
+        .ok_or_else(|| format!("no portal for remote chat {:?}", key.remote_id))?;
+    let room = portal.room_id.as_ref();
+    match event {
+        RemoteEvent::Message(msg) => message(ctx, room, msg).await,
+        RemoteEvent::Backfill(messages) => {
+            for msg in messages {
+                message(ctx, room, msg).await?;
+            }
+            Ok(())
+        }
+        RemoteEvent::Edit {
+            target_id,
+            edit_id,
+            sender,
+            content,
+        } => {
+            let Some(target) = ctx.store().message_by_remote(room, &target_id, "").await? else {
+                return Ok(());
+            };
+            let intent = ghost(ctx, &sender).await?;
+            let content = message_content(&intent, content)
+                .await?
+                .make_replacement(ReplacementMetadata::new(target.event_id, None));
+            let txn = TxnIds::derived(&[room.as_str(), &target_id, "edit", &edit_id]);
+            intent.send_with_txn_id(room, &content, &txn).await?;
+            Ok(())
+        }
+        RemoteEvent::Reaction {
+            target_id,
+            sender,
+            key: reaction_key,
+        } => {
+            let Some(target) = ctx.store().message_by_remote(room, &target_id, "").await? else {
+                return Ok(());
+            };
+            let intent = ghost(ctx, &sender).await?;
+            let known = ctx
+                .store()
+                .reaction(room, &target_id, intent.user_id(), &reaction_key)
+                .await?;
+            if known.is_some() {
+                return Ok(());
+            }
+            if let Some(event_id) = intent.react(room, &target.event_id, &reaction_key).await? {
+                let mapping = ReactionMapping::new(
+                    room.to_owned(),
+                    target_id,
+                    intent.user_id().to_owned(),
+                    reaction_key,
+                    event_id,
+                );
+                ctx.store().insert_reaction(&mapping).await?;
+            }
+            Ok(())
+        }
+        RemoteEvent::ReactionRemoved {
+            target_id,
+            sender,
+            key: reaction_key,
+        } => {
+            let intent = ctx.ghost_for_remote(&sender.id).await?;
+            let Some(reaction) = ctx
+                .store()
+                .reaction(room, &target_id, intent.user_id(), &reaction_key)
+                .await?
+            else {
+                return Ok(());
+            };
+            let txn = TxnIds::derived(&[room.as_str(), reaction.event_id.as_str(), "unreact"]);
+            intent
+                .redact_with_txn_id(room, &reaction.event_id, None, &txn)
+                .await?;
+            ctx.store().delete_reaction(&reaction.event_id).await?;
+            Ok(())
+        }
+        RemoteEvent::Delete {
+            target_id,
+            sender,
+            reason,
+        } => {
+            let deleter = match &sender {
+                Some(user) => Some(ctx.ghost_for_remote(&user.id).await?),
+                None => None,
+            };
+            for part in ctx.store().message_parts(room, &target_id).await? {
+                // Its author redacts it; anyone else's deletion is carried out by the bot.
+                let intent = deleter
+                    .clone()
+                    .filter(|d| part.sender.as_deref() == Some(d.user_id()))
+                    .unwrap_or_else(|| ctx.bot());
+                let txn = TxnIds::derived(&[room.as_str(), part.event_id.as_str(), "delete"]);
+                intent
+                    .redact_with_txn_id(room, &part.event_id, reason.as_deref(), &txn)
+                    .await?;
+                ctx.store().delete_message(&part.event_id).await?;
+            }
+            Ok(())
+        }
+        RemoteEvent::Typing { sender, typing } => {
+            let intent = ghost(ctx, &sender).await?;
+            intent.ensure_joined(room).await?;
+            intent
+                .typing(room, typing.then_some(TYPING_TIMEOUT))
+                .await?;
+            Ok(())
+        }
+        RemoteEvent::ReadMarker { sender, up_to } => {
+            let Some(target) = ctx.store().message_by_remote(room, &up_to, "").await? else {
+                return Ok(());
+            };
+            let intent = ghost(ctx, &sender).await?;
+            intent.ensure_joined(room).await?;
+            intent.read_receipt(room, &target.event_id).await?;
+            Ok(())
+        }
+        RemoteEvent::MemberJoined(user) => {
+            ghost(ctx, &user).await?.ensure_joined(room).await?;
+            Ok(())
+        }
+        RemoteEvent::MemberLeft {
+            user,
+            reason,
+            kicked_by,
+        } => {
+            let intent = ctx.ghost_for_remote(&user.id).await?;
+            if !ctx.store().is_joined(intent.user_id(), room).await? {
+                return Ok(());
+            }
+            match kicked_by {
+                // The bot carries out kicks: it has the power; the reason names the kicker.
+                Some(kicker) => {
+                    let who = kicker.displayname.unwrap_or(kicker.id);
+                    let reason = match reason {
+                        Some(r) => format!("kicked by {who}: {r}"),
+                        None => format!("kicked by {who}"),
+                    };
+                    ctx.bot()
+                        .kick(room, intent.user_id(), Some(&reason))
+                        .await?;
+                }
+                None => intent.leave(room, reason.as_deref()).await?,
+            }
+            Ok(())
+        }
+        RemoteEvent::ChatInfoChanged {
+            name,
+            topic,
+            sender,
+        } => {
+            let intent = match &sender {
+                Some(user) => ghost(ctx, user).await?,
+                None => ctx.bot(),
+            };
+            if let Some(name) = name {
+                intent
+                    .send_state(room, "", &RoomNameEventContent::new(name))
+                    .await?;
+            }
+            if let Some(topic) = topic {
+                intent
+                    .send_state(room, "", &RoomTopicEventContent::new(topic))
+                    .await?;
+            }
+            Ok(())
+        }
+        RemoteEvent::NewChat(_)
+        | RemoteEvent::GhostProfile(_)
+        | RemoteEvent::GhostRenamed { .. } => {
+            unreachable!("handled above")
+        }
+    }
+}
+
+/// The ghost of `user`, registered, with its profile brought up to date (only changes are
+/// sent).
+pub(super) async fn ghost(ctx: &BridgeContext, user: &RemoteUser) -> Result<Intent, BridgeError> {
+    let intent = ctx.ghost_for_remote(&user.id).await?;
+    if let Some(name) = &user.displayname {
+        intent.set_displayname(name).await?;
+    }
+    if let Some(avatar) = &user.avatar {
+        intent.set_avatar(avatar).await?;
+    }
+    Ok(intent)
+}
+
+/// Sends a remote message as its author, unless it is already bridged.
+pub(super) async fn message(
+    ctx: &BridgeContext,
+    room: &RoomId,
+    msg: RemoteMessage,
+) -> Result<(), BridgeError> {
+    if ctx
+        .store()
+        .message_by_remote(room, &msg.id, "")
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let intent = ghost(ctx, &msg.sender).await?;
+    let mut content = message_content(&intent, msg.content).await?;
+    if let Some(reply) = &msg.reply_to
+        && let Some(target) = ctx.store().message_by_remote(room, reply, "").await?
+    {
+        content.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(target.event_id))));
+    }
+    let mut outgoing = Outgoing::message(room, &content)?
+        .txn_id(TxnIds::derived(&[room.as_str(), &msg.id]))
+        .remote_id(msg.id);
+    if let Some(ts) = msg.timestamp {
+        outgoing = outgoing.timestamp(ts);
+    }
+    intent.submit(outgoing).await?;
+    Ok(())
+}
+
+async fn message_content(
+    intent: &Intent,
+    content: RemoteContent,
+) -> Result<RoomMessageEventContent, BridgeError> {
+    Ok(match content {
+        RemoteContent::Text {
+            body,
+            html: Some(html),
+        } => RoomMessageEventContent::text_html(body, html),
+        RemoteContent::Text { body, html: None } => RoomMessageEventContent::text_plain(body),
+        RemoteContent::Notice { body } => RoomMessageEventContent::notice_plain(body),
+        RemoteContent::Emote { body } => RoomMessageEventContent::emote_plain(body),
+        RemoteContent::Media {
+            body,
+            data,
+            mimetype,
+        } => {
+            let uri = intent.upload(data, &mimetype, Some(&body)).await?;
+            let msgtype = if mimetype.starts_with("image/") {
+                MessageType::Image(ImageMessageEventContent::plain(body, uri))
+            } else {
+                MessageType::File(FileMessageEventContent::plain(body, uri))
+            };
+            RoomMessageEventContent::new(msgtype)
+        }
+    })
+}
