@@ -1,6 +1,8 @@
 //! Runs a throwaway Synapse (installed from PyPI by `tests/synapse/start.sh` into a cache
-//! directory) and the real `echo-bridge` binary, and acts as a Matrix user and as the
-//! homeserver towards the bridge. Everything is torn down on drop, even after a failed assert.
+//! directory) and a real bridge binary, and acts as a Matrix user and as the homeserver
+//! towards the bridge. Everything is torn down on drop, even after a failed assert.
+//!
+//! The including test crate says which bridge with a `fn bridge_spec() -> harness::Spec`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,7 +12,16 @@ use serde_json::{Value, json};
 
 const SYNAPSE_START: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/synapse/start.sh");
 const SYNAPSE_STOP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/synapse/stop.sh");
-const BRIDGE: &str = env!("CARGO_BIN_EXE_echo-bridge");
+
+/// Which bridge a test crate runs.
+pub struct Spec {
+    /// The binary (`env!("CARGO_BIN_EXE_…")`).
+    pub binary: &'static str,
+    /// The appservice ID, which also names the bot (`<id>bot`).
+    pub id: &'static str,
+    /// More config (YAML lines appended to the generated config).
+    pub extra_config: String,
+}
 
 /// Tests share two cores and a Synapse each: run them one at a time.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -43,6 +54,7 @@ pub struct Env {
     pub hs_token: String,
     pub bot: String,
     config: PathBuf,
+    binary: &'static str,
     hs_port: u16,
     bridge: Option<Child>,
     pub http: reqwest::Client,
@@ -117,6 +129,8 @@ impl Env {
     }
 
     async fn start_inner(with_bridge_process: bool) -> Env {
+        let spec = crate::bridge_spec();
+        let id = spec.id;
         let dir = tempfile::tempdir().unwrap();
         let (hs_port, as_port) = (free_port(), free_port());
         let config = dir.path().join("config.yaml");
@@ -124,12 +138,13 @@ impl Env {
             &config,
             format!(
                 "homeserver: {{url: 'http://127.0.0.1:{hs_port}', server_name: localhost}}\n\
-                 appservice: {{id: echo, listen: '127.0.0.1:{as_port}', bot: echobot, registration: registration.yaml}}\n\
-                 store: {{path: store}}\n"
+                 appservice: {{id: {id}, listen: '127.0.0.1:{as_port}', bot: {id}bot, registration: registration.yaml}}\n\
+                 store: {{path: store}}\n{}",
+                spec.extra_config
             ),
         )
         .unwrap();
-        let out = Command::new(BRIDGE)
+        let out = Command::new(spec.binary)
             .arg("--config")
             .arg(&config)
             .arg("generate-registration")
@@ -160,8 +175,9 @@ impl Env {
             hs_url: format!("http://127.0.0.1:{hs_port}"),
             as_url: format!("http://127.0.0.1:{as_port}"),
             hs_token: reg["hs_token"].as_str().unwrap().to_owned(),
-            bot: "@echobot:localhost".into(),
+            bot: format!("@{id}bot:localhost"),
             config,
+            binary: spec.binary,
             hs_port,
             bridge: None,
             http: reqwest::Client::new(),
@@ -184,7 +200,7 @@ impl Env {
             .append(true)
             .open(self.bridge_log())
             .unwrap();
-        let child = Command::new(BRIDGE)
+        let child = Command::new(self.binary)
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "info,bridgekit=debug")

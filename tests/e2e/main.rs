@@ -12,6 +12,15 @@ use serde_json::{Value, json};
 
 const GHOST: &str = "@_echo_alice:localhost";
 
+/// The harness runs the echo bridge.
+pub(crate) fn bridge_spec() -> harness::Spec {
+    harness::Spec {
+        binary: env!("CARGO_BIN_EXE_echo-bridge"),
+        id: "echo",
+        extra_config: String::new(),
+    }
+}
+
 pub(crate) fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -30,6 +30,9 @@ pub(super) async fn new_chat(
             if info.is_direct {
                 room = room.direct();
             }
+            for (user, level) in &info.power {
+                room = room.power(user.clone(), *level);
+            }
             let room_id = ctx.bot().create_room(room).await?;
             ctx.store()
                 .put_portal(&Portal::new(key.clone(), room_id.clone()))

@@ -51,7 +51,7 @@ impl RemoteUser {
 }
 
 /// What a remote message says.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum RemoteContent {
     /// Plain or formatted text (`html` is the formatted body).
@@ -93,7 +93,7 @@ impl RemoteContent {
 }
 
 /// A message on the remote network.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct RemoteMessage {
     /// Its ID on the network, unique within the chat.
@@ -135,7 +135,7 @@ impl RemoteMessage {
 }
 
 /// A remote chat, for creating its portal.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, PartialEq, Default)]
 #[non_exhaustive]
 pub struct ChatInfo {
     /// The room name.
@@ -146,6 +146,8 @@ pub struct ChatInfo {
     pub members: Vec<RemoteUser>,
     /// Matrix users to invite (after the history is in, so nobody is notified of it).
     pub invite: Vec<OwnedUserId>,
+    /// Power levels to grant in the new room (the bot keeps its own).
+    pub power: Vec<(OwnedUserId, i64)>,
     /// A direct chat (`is_direct` on the invites).
     pub is_direct: bool,
     /// Earlier messages to bridge first, oldest first, with their original times.
@@ -153,7 +155,7 @@ pub struct ChatInfo {
 }
 
 /// Something that happened on the remote network, in one portal.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum RemoteEvent {
     /// A new message.

@@ -1,0 +1,247 @@
+//! An IRC bridge built on bridgekit's public API only: IRC channels ↔ portal rooms, IRC
+//! users ↔ ghosts, and Matrix users speaking on IRC through one relay connection.
+//!
+//! | IRC | Matrix |
+//! |---|---|
+//! | PRIVMSG, NOTICE, ACTION | text, notice, emote from the nick's ghost |
+//! | JOIN, PART, QUIT, KICK | the ghost joins, leaves, is kicked |
+//! | TOPIC | room topic (both ways) |
+//! | NICK | the same ghost, renamed (its displayname follows) |
+//!
+//! Matrix users appear on IRC as `<name> text` from the relay nick. A relay needs one
+//! connection however many Matrix users there are, so no IRC server limit on connections
+//! per host is hit, and nothing has to be set up per user; the cost is that Matrix users are
+//! not separate IRC users (no per-user JOIN, no private messages to them). A puppet
+//! connection per user would fix that and needs a login/provisioning API (see the notes).
+
+pub mod connection;
+pub mod settings;
+pub mod translate;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use bridgekit::ruma::events::room::message::MessageType;
+use bridgekit::ruma::{OwnedUserId, UserId};
+use bridgekit::{
+    Bridge, BridgeContext, BridgeError, ChatInfo, CommandCall, CommandHelp, MatrixEdit,
+    MatrixMessage, MatrixRoomChange, MessageMapping, PortalKey, RemoteEvent, RoomChange,
+    async_trait,
+};
+use irc_proto::{Command, Message};
+use tokio::sync::mpsc;
+
+use connection::IrcHandle;
+use settings::Settings;
+use translate::{Incoming, Kind};
+
+/// The IRC bridge.
+#[derive(Default)]
+pub struct IrcBridge {
+    irc: OnceLock<IrcHandle>,
+    /// Matrix displaynames, asked once per user.
+    names: Mutex<HashMap<OwnedUserId, String>>,
+}
+
+impl IrcBridge {
+    fn irc(&self) -> Result<&IrcHandle, BridgeError> {
+        self.irc
+            .get()
+            .ok_or_else(|| "not connected to IRC yet".into())
+    }
+
+    /// The channel a portal room stands for.
+    fn channel(portal: Option<&bridgekit::Portal>) -> Option<String> {
+        portal.map(|p| p.key.remote_id.clone())
+    }
+
+    async fn name_of(&self, ctx: &BridgeContext, user_id: &UserId) -> String {
+        if let Some(name) = self
+            .names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user_id)
+        {
+            return name.clone();
+        }
+        let name = match ctx.bot().displayname_of(user_id).await {
+            Ok(Some(name)) => name,
+            _ => user_id.localpart().to_owned(),
+        };
+        self.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user_id.to_owned(), name.clone());
+        name
+    }
+
+    /// Bridges `channel`: joins it on IRC and makes sure its portal exists, inviting `invite`.
+    /// Those who asked for the bridge moderate its room (they may set its topic, say).
+    async fn bridge_channel(
+        &self,
+        ctx: &BridgeContext,
+        channel: &str,
+        invite: Vec<OwnedUserId>,
+    ) -> Result<(), BridgeError> {
+        self.irc()?.join(channel);
+        let mut info = ChatInfo::default();
+        info.name = Some(channel.to_owned());
+        info.power = invite.iter().map(|user| (user.clone(), 50)).collect();
+        info.invite = invite;
+        ctx.apply_remote_event(&translate::portal_key(channel), RemoteEvent::NewChat(info))
+            .await
+    }
+}
+
+#[async_trait]
+impl Bridge for IrcBridge {
+    async fn start(&self, ctx: &BridgeContext) -> Result<(), BridgeError> {
+        let settings: Settings = ctx.network_config()?;
+        let (lines, mut received) = mpsc::unbounded_channel();
+        let irc = connection::start(settings.server.clone(), settings.nick.clone(), lines);
+        let _ = self.irc.set(irc.clone());
+        // Channels bridged in an earlier run, then the configured ones.
+        for portal in ctx.store().portals().await? {
+            irc.join(&portal.key.remote_id);
+        }
+        for channel in &settings.channels {
+            self.bridge_channel(ctx, channel, settings.invite.clone())
+                .await?;
+        }
+        // IRC → Matrix, one line after another: a rename is applied before the renamed
+        // user's next message.
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            while let Some(line) = received.recv().await {
+                if let Err(error) = from_irc(&ctx, &irc, &line).await {
+                    tracing::warn!(%error, line = %line.to_string().trim_end(), "could not bridge an IRC line");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn handle_message(
+        &self,
+        ctx: &BridgeContext,
+        msg: MatrixMessage,
+    ) -> Result<(), BridgeError> {
+        let Some(channel) = Self::channel(msg.origin.portal.as_ref()) else {
+            return Ok(()); // not a portal: only commands are read there
+        };
+        // IRC gives messages no IDs; the mapping still lets edits find what they edit.
+        let origin = &msg.origin;
+        let mapping = MessageMapping::new(
+            origin.room_id.clone(),
+            format!("matrix:{}", origin.event_id),
+            origin.event_id.clone(),
+        )
+        .with_sender(origin.sender.clone());
+        ctx.store().insert_message(&mapping).await?;
+        let name = self.name_of(ctx, &msg.origin.sender).await;
+        let (kind, body) = match &msg.content.msgtype {
+            MessageType::Emote(e) => (Kind::Emote, e.body.clone()),
+            MessageType::Notice(n) => (Kind::Notice, n.body.clone()),
+            MessageType::Text(t) => (Kind::Text, t.body.clone()),
+            other => (Kind::Text, format!("sent a file: {}", other.body())),
+        };
+        for line in translate::outgoing(&channel, &name, kind, &body) {
+            self.irc()?.send(line);
+        }
+        Ok(())
+    }
+
+    /// IRC has no edits: the new text goes out as a correction.
+    async fn handle_edit(&self, ctx: &BridgeContext, edit: MatrixEdit) -> Result<(), BridgeError> {
+        let Some(channel) = Self::channel(edit.origin.portal.as_ref()) else {
+            return Ok(());
+        };
+        let name = self.name_of(ctx, &edit.origin.sender).await;
+        let body = format!("* {}", edit.new_content.msgtype.body());
+        for line in translate::outgoing(&channel, &name, Kind::Text, &body) {
+            self.irc()?.send(line);
+        }
+        Ok(())
+    }
+
+    async fn handle_room_change(
+        &self,
+        _ctx: &BridgeContext,
+        change: MatrixRoomChange,
+    ) -> Result<(), BridgeError> {
+        if let (Some(channel), RoomChange::Topic(topic)) =
+            (Self::channel(change.origin.portal.as_ref()), &change.change)
+        {
+            self.irc()?
+                .send(Command::TOPIC(channel, Some(topic.replace(['\r', '\n'], " "))).into());
+        }
+        Ok(())
+    }
+
+    fn commands(&self) -> Vec<CommandHelp> {
+        vec![CommandHelp::new(
+            "join",
+            "<#channel>",
+            "bridge an IRC channel and invite you to its room",
+        )]
+    }
+
+    async fn handle_command(
+        &self,
+        ctx: &BridgeContext,
+        call: CommandCall,
+    ) -> Result<String, BridgeError> {
+        match (call.name.as_str(), call.args.first()) {
+            ("join", Some(channel)) if channel.starts_with('#') => {
+                let invite = vec![call.origin.sender.clone()];
+                self.bridge_channel(ctx, channel, invite).await?;
+                Ok(format!("{channel} is bridged; you are invited to its room"))
+            }
+            ("join", _) => Err("usage: join <#channel>".into()),
+            _ => Err(format!(
+                "unknown command; {}help lists them",
+                ctx.options().command_prefix
+            )
+            .into()),
+        }
+    }
+
+    fn version(&self) -> String {
+        format!("irc-bridge {}", env!("CARGO_PKG_VERSION"))
+    }
+}
+
+/// Bridges one IRC line into Matrix.
+async fn from_irc(ctx: &BridgeContext, irc: &IrcHandle, line: &Message) -> Result<(), BridgeError> {
+    match translate::incoming(line, &irc.nick()) {
+        Incoming::Channel(key, event) => {
+            if ctx.store().portal_by_key(&key).await?.is_some() {
+                ctx.apply_remote_event(&key, event).await?;
+            }
+        }
+        Incoming::Quit { nick, reason } => {
+            let ghost = ctx.ghost_for_remote(&nick).await?;
+            for room in ctx.store().joined_rooms(ghost.user_id()).await? {
+                if let Some(portal) = ctx.store().portal_by_room(&room).await? {
+                    let event = RemoteEvent::MemberLeft {
+                        user: bridgekit::RemoteUser::new(&nick),
+                        reason: reason.clone(),
+                        kicked_by: None,
+                    };
+                    ctx.apply_remote_event(&portal.key, event).await?;
+                }
+            }
+        }
+        Incoming::Renamed { old, new } => {
+            let user = bridgekit::RemoteUser::new(new.to_lowercase()).with_displayname(&new);
+            let event = RemoteEvent::GhostRenamed {
+                old_id: old.to_lowercase(),
+                user,
+            };
+            ctx.apply_remote_event(&PortalKey::new(""), event).await?;
+        }
+        Incoming::RelayKicked(channel) => irc.send(Command::JOIN(channel, None, None).into()),
+        Incoming::Nothing => {}
+    }
+    Ok(())
+}
