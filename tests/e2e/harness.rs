@@ -63,6 +63,8 @@ pub struct Env {
 /// A bridge run in this process, with its context handed to the test.
 pub struct InProcess {
     pub ctx: bridgekit::BridgeContext,
+    /// What the bridge was handed, one line per call (see [`HandOver`]).
+    pub seen: Seen,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), bridgekit::RunError>>,
 }
@@ -74,20 +76,100 @@ impl InProcess {
     }
 }
 
+pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Hands its context to the test and records each capability call as a line, with the
+/// remote IDs the framework resolved. Messages are mapped (`mx:<event>`), so later edits,
+/// reactions and redactions of them resolve.
 #[derive(Clone, Default)]
-struct HandOver(std::sync::Arc<std::sync::OnceLock<bridgekit::BridgeContext>>);
+struct HandOver(
+    std::sync::Arc<std::sync::OnceLock<bridgekit::BridgeContext>>,
+    Seen,
+);
+
+impl HandOver {
+    fn record(&self, line: String) {
+        self.1.lock().unwrap().push(line);
+    }
+}
+
+type Result0 = Result<(), bridgekit::BridgeError>;
 
 #[bridgekit::async_trait]
 impl bridgekit::Bridge for HandOver {
-    async fn start(&self, ctx: &bridgekit::BridgeContext) -> Result<(), bridgekit::BridgeError> {
+    async fn start(&self, ctx: &bridgekit::BridgeContext) -> Result0 {
         let _ = self.0.set(ctx.clone());
         Ok(())
     }
     async fn handle_message(
         &self,
+        ctx: &bridgekit::BridgeContext,
+        m: bridgekit::MatrixMessage,
+    ) -> Result0 {
+        let o = &m.origin;
+        let mapping = bridgekit::MessageMapping::new(
+            o.room_id.clone(),
+            format!("mx:{}", o.event_id),
+            o.event_id.clone(),
+        );
+        ctx.store().insert_message(&mapping).await?;
+        self.record(format!(
+            "message {:?} reply_to={:?} thread={:?} portal={:?}",
+            m.content.body(),
+            m.reply_to.map(|r| r.remote_id),
+            m.thread_root.map(|r| r.remote_id),
+            o.portal.as_ref().map(|p| p.key.remote_id.clone()),
+        ));
+        Ok(())
+    }
+    async fn handle_edit(&self, _: &bridgekit::BridgeContext, e: bridgekit::MatrixEdit) -> Result0 {
+        self.record(format!(
+            "edit {} {:?}",
+            e.target.remote_id,
+            e.new_content.msgtype.body()
+        ));
+        Ok(())
+    }
+    async fn handle_reaction(
+        &self,
         _: &bridgekit::BridgeContext,
-        _: bridgekit::MatrixMessage,
-    ) -> Result<(), bridgekit::BridgeError> {
+        r: bridgekit::MatrixReaction,
+    ) -> Result0 {
+        self.record(format!("reaction {} {}", r.target.remote_id, r.key));
+        Ok(())
+    }
+    async fn handle_redaction(
+        &self,
+        _: &bridgekit::BridgeContext,
+        r: bridgekit::MatrixRedaction,
+    ) -> Result0 {
+        let target = match r.target {
+            bridgekit::RedactedTarget::Message(m) => format!("message {}", m.remote_id),
+            bridgekit::RedactedTarget::Reaction(m) => format!("reaction {}", m.key),
+            _ => "other".into(),
+        };
+        self.record(format!("redaction {target} reason={:?}", r.reason));
+        Ok(())
+    }
+    async fn handle_membership(
+        &self,
+        _: &bridgekit::BridgeContext,
+        m: bridgekit::MatrixMembership,
+    ) -> Result0 {
+        self.record(format!(
+            "membership {} {} remote={:?}",
+            m.user_id,
+            m.membership.as_str(),
+            m.remote_user
+        ));
+        Ok(())
+    }
+    async fn handle_room_change(
+        &self,
+        _: &bridgekit::BridgeContext,
+        c: bridgekit::MatrixRoomChange,
+    ) -> Result0 {
+        self.record(format!("room {:?}", c.change));
         Ok(())
     }
 }
@@ -119,6 +201,7 @@ impl Env {
         }
         InProcess {
             ctx: bridge.0.get().unwrap().clone(),
+            seen: bridge.1.clone(),
             stop: Some(stop),
             task,
         }

@@ -3,6 +3,7 @@
 //! Synapse is installed from PyPI into a cache directory on first use (~20 s) by
 //! `tests/synapse/start.sh`; every test gets its own homeserver, bridge and store.
 
+mod capabilities;
 mod client;
 mod harness;
 
