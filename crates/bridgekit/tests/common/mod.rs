@@ -40,6 +40,8 @@ pub struct FakeState {
     pub by_path: Mutex<HashMap<String, String>>,
     /// (room, sender, body) of each distinct send, in arrival order.
     pub sent: Mutex<Vec<(String, String, String)>>,
+    /// (event type, content) of each distinct send, in arrival order.
+    pub events: Mutex<Vec<(String, Value)>>,
     pub attempts: Mutex<Vec<std::time::Instant>>,
     pub joins: Mutex<Vec<String>>,
     /// Rooms whose sends answer 503 until removed.
@@ -124,7 +126,7 @@ async fn send(
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         None => {}
     }
-    let (room, _, _) = path.into_inner();
+    let (room, event_type, _) = path.into_inner();
     if hs.blocked_rooms.lock().unwrap().contains(&room) {
         return HttpResponse::ServiceUnavailable()
             .json(json!({"errcode": "M_UNKNOWN", "error": "room blocked"}));
@@ -138,6 +140,7 @@ async fn send(
             .lock()
             .unwrap()
             .push((room.clone(), user_of(&req), body_text));
+        hs.events.lock().unwrap().push((event_type, body.0.clone()));
         format!("$ev{n}")
     });
     HttpResponse::Ok().json(json!({"event_id": event_id}))
@@ -280,6 +283,15 @@ impl RunningBridge {
 
 impl Harness {
     pub async fn new(extra_homeserver_keys: &str, ping_answer: Option<(u16, Value)>) -> Self {
+        Self::with_config(extra_homeserver_keys, "", ping_answer).await
+    }
+
+    /// Like [`Harness::new`], with more top-level config (YAML lines).
+    pub async fn with_config(
+        extra_homeserver_keys: &str,
+        extra_config: &str,
+        ping_answer: Option<(u16, Value)>,
+    ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let (as_port, hs_port) = (free_port(), free_port());
@@ -287,7 +299,7 @@ impl Harness {
         let text = format!(
             "homeserver: {{url: 'http://127.0.0.1:{hs_port}', server_name: localhost, startup_timeout_secs: 2{extra_homeserver_keys}}}\n\
              appservice: {{id: t, listen: '127.0.0.1:{as_port}', bot: tbot, registration: reg.yaml}}\n\
-             store: {{path: store}}\n"
+             store: {{path: store}}\n{extra_config}"
         );
         let config = Config::parse(&text, &dir.path().join("config.yaml"), &|_| None).unwrap();
         let registration = Registration::generate(&config, vec![]);
