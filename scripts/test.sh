@@ -3,11 +3,13 @@
 # end-to-end tests against a real Synapse (installed from PyPI into ~/.cache/bridgekit
 # on first use by tests/synapse/start.sh), and the store suite against a throwaway
 # PostgreSQL cluster (Debian's postgresql package, installed by tests/postgres/ensure.sh
-# when missing).
+# when missing), and the IRC bridge against ngircd (Debian's package, installed by
+# tests/irc/ensure-ngircd.sh when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 tests/postgres/ensure.sh >/dev/null
+tests/irc/ensure-ngircd.sh >/dev/null
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
