@@ -14,8 +14,18 @@ if ! path=$(find_ngircd); then
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq >&2 || true
-  # policy-rc.d keeps the package from starting a system-wide server on port 6667.
-  $sudo apt-get install -y -qq --no-install-recommends ngircd >&2
+  # Keep the package from starting a system-wide server (no init system in CI, and the
+  # tests start their own): policy-rc.d answering 101 tells invoke-rc.d to leave it off.
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  status=0
+  $sudo apt-get install -y -qq --no-install-recommends ngircd >&2 || status=$?
+  [ -n "$made_policy" ] && $sudo rm -f /usr/sbin/policy-rc.d
+  [ "$status" -eq 0 ] || exit "$status"
   path=$(find_ngircd)
 fi
 echo "$path"

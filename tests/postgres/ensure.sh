@@ -28,7 +28,18 @@ if ! bindir=$(find_bindir); then
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq >&2 || true
-  $sudo apt-get install -y -qq --no-install-recommends postgresql >&2
+  # Keep the package from starting a system-wide server (no init system in CI, and the
+  # tests start their own): policy-rc.d answering 101 tells invoke-rc.d to leave it off.
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  status=0
+  $sudo apt-get install -y -qq --no-install-recommends postgresql >&2 || status=$?
+  [ -n "$made_policy" ] && $sudo rm -f /usr/sbin/policy-rc.d
+  [ "$status" -eq 0 ] || exit "$status"
   bindir=$(find_bindir)
 fi
 echo "$bindir"
