@@ -33,7 +33,7 @@ async fn accept_invite(alice: &User) -> String {
     room
 }
 
-fn find<'a>(timeline: &'a [Value], what: impl Fn(&Value) -> bool) -> Option<&'a Value> {
+fn find(timeline: &[Value], what: impl Fn(&Value) -> bool) -> Option<&Value> {
     timeline.iter().find(|e| what(e))
 }
 
