@@ -4,6 +4,7 @@
 //! inbox) and outbound sends (the outbox).
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -29,6 +30,8 @@ impl<T> Clone for Dispatcher<T> {
 
 struct Inner<T> {
     queues: Mutex<HashMap<String, UnboundedSender<T>>>,
+    /// Items queued and not yet handled, across all keys.
+    pending: std::sync::atomic::AtomicUsize,
     handler: Arc<dyn ItemHandler<T>>,
     runtime: tokio::runtime::Handle,
 }
@@ -38,6 +41,7 @@ impl<T: Send + 'static> Dispatcher<T> {
         Self {
             inner: Arc::new(Inner {
                 queues: Mutex::default(),
+                pending: Default::default(),
                 handler,
                 runtime,
             }),
@@ -46,6 +50,7 @@ impl<T: Send + 'static> Dispatcher<T> {
 
     /// Queues an item behind the earlier items with the same key. Never blocks.
     pub(crate) fn dispatch(&self, key: &str, item: T) {
+        self.inner.pending.fetch_add(1, Ordering::Relaxed);
         let mut queues = self.inner.queues.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = queues.get(key) {
             // The worker removes its sender under this lock before it ends, so a sender found
@@ -59,6 +64,11 @@ impl<T: Send + 'static> Dispatcher<T> {
         queues.insert(key.clone(), tx);
         let inner = self.inner.clone();
         self.inner.runtime.spawn(worker(inner, key, rx));
+    }
+
+    /// Items queued and not yet handled.
+    pub(crate) fn pending(&self) -> usize {
+        self.inner.pending.load(Ordering::Relaxed)
     }
 
     /// Number of queues that currently have work.
@@ -79,6 +89,7 @@ async fn worker<T: Send + 'static>(
     loop {
         while let Ok(item) = rx.try_recv() {
             inner.handler.handle(item).await;
+            inner.pending.fetch_sub(1, Ordering::Relaxed);
         }
         // Looks empty: re-check under the lock so no item is queued to a worker that is ending.
         let mut queues = inner.queues.lock().unwrap_or_else(|e| e.into_inner());
@@ -86,6 +97,7 @@ async fn worker<T: Send + 'static>(
             Ok(item) => {
                 drop(queues);
                 inner.handler.handle(item).await;
+                inner.pending.fetch_sub(1, Ordering::Relaxed);
             }
             Err(_) => {
                 queues.remove(&key);

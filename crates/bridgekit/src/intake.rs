@@ -16,6 +16,10 @@ use crate::store::queues::{InboxItem, IncomingTransaction, Recorded, TRANSACTION
 
 /// Most transactions recorded under one flush.
 const MAX_GROUP: usize = 64;
+/// Events acknowledged but not yet handled, beyond which new transactions are refused with
+/// 503 until the bridge catches up: the homeserver keeps them and retries, so a bridge stuck
+/// behind a homeserver outage (or a slow network) holds at most this many in memory.
+pub const MAX_PENDING_EVENTS: usize = 10_000;
 /// Prune the transaction record after this many transactions.
 const PRUNE_EVERY: u64 = 1024;
 
@@ -37,14 +41,20 @@ struct Job {
 #[derive(Clone)]
 pub(crate) struct Intake {
     jobs: mpsc::UnboundedSender<Job>,
+    dispatcher: Dispatcher<(u64, InboxItem)>,
 }
 
 impl Intake {
     /// Starts the writer task. It ends when every `Intake` handle is dropped.
     pub(crate) fn start(store: Arc<dyn Store>, dispatcher: Dispatcher<(u64, InboxItem)>) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(store, dispatcher, rx));
-        Self { jobs }
+        tokio::spawn(writer(store, dispatcher.clone(), rx));
+        Self { jobs, dispatcher }
+    }
+
+    /// Events handed over and not yet handled.
+    pub(crate) fn pending(&self) -> usize {
+        self.dispatcher.pending()
     }
 
     /// Records `txn` durably; resolves once it is flushed (or was already recorded).

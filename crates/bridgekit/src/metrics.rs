@@ -6,7 +6,7 @@
 //!
 //! | metric | labels |
 //! |---|---|
-//! | `bridgekit_transactions_total` | `outcome`: new, duplicate, unauthorized, bad_body, store_failed |
+//! | `bridgekit_transactions_total` | `outcome`: new, duplicate, unauthorized, bad_body, backlog, store_failed |
 //! | `bridgekit_events_received_total` | `kind`: timeline, ephemeral, to_device |
 //! | `bridgekit_events_skipped_total` | malformed events skipped |
 //! | `bridgekit_handler_seconds` (histogram), `bridgekit_handler_errors_total` | `kind` |

@@ -27,6 +27,8 @@ pub struct FakeState {
     pub last_echo_ns: AtomicU64,
     pub duplicated: AtomicU64,
     pub swallowed: AtomicU64,
+    /// While set, every Client-Server call answers 503 (a homeserver outage).
+    pub outage: std::sync::atomic::AtomicBool,
     by_path: Mutex<HashMap<String, u64>>,
 }
 
@@ -43,6 +45,7 @@ impl FakeState {
             last_echo_ns: AtomicU64::new(0),
             duplicated: AtomicU64::new(0),
             swallowed: AtomicU64::new(0),
+            outage: Default::default(),
             by_path: Mutex::default(),
         }
     }
@@ -88,7 +91,15 @@ async fn displayname(user: web::Path<String>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"displayname": user.trim_start_matches('@').split(':').next()}))
 }
 
+fn unavailable() -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .json(json!({"errcode": "M_UNKNOWN", "error": "homeserver outage (simulated)"}))
+}
+
 async fn send(hs: State, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    if hs.outage.load(Relaxed) {
+        return unavailable();
+    }
     #[derive(serde::Deserialize)]
     struct Content<'a> {
         #[serde(borrow)]

@@ -43,6 +43,16 @@ struct Args {
     /// Offered events per second; 0 pushes as fast as acknowledged.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Print a progress line (RSS, store size, latency of the last window) this often, in
+    /// seconds; 0 for none. For soak runs.
+    #[arg(long, default_value_t = 0)]
+    report_every: u64,
+    /// Start a homeserver outage (every send answers 503) this many seconds into the run.
+    #[arg(long)]
+    outage_at: Option<u64>,
+    /// How long the outage lasts, in seconds.
+    #[arg(long, default_value_t = 600)]
+    outage_secs: u64,
     /// Directory with the target binaries (default: this binary's directory).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -119,6 +129,77 @@ fn spawn(target: &str, mode: &str, dir: &Path, bins: &Path, hs_url: &str) -> (Ta
     (Target { child, as_url }, registration.hs_token)
 }
 
+/// Progress lines for long runs, and the simulated outage.
+fn spawn_reporter_and_outage(
+    args: &Args,
+    state: actix_web::web::Data<fake_hs::FakeState>,
+    pid: u32,
+    store: PathBuf,
+) -> tokio::task::JoinHandle<()> {
+    let (every, outage_at, outage_secs) = (args.report_every, args.outage_at, args.outage_secs);
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut window_start_ns = state.now_ns();
+        let mut outage_done = false;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let secs = started.elapsed().as_secs();
+            if let Some(at) = outage_at
+                && !outage_done
+            {
+                let down = secs >= at && secs < at + outage_secs;
+                if state.outage.swap(down, Relaxed) != down {
+                    eprintln!("{{\"t\": {secs}, \"outage\": {down}}}");
+                    outage_done = !down;
+                }
+            }
+            if every == 0 || secs % every != 0 {
+                continue;
+            }
+            let now_ns = state.now_ns();
+            let mut window: Vec<u64> = state
+                .pushed_at
+                .iter()
+                .zip(&state.latency)
+                .zip(&state.echoes)
+                .filter(|((p, _), e)| {
+                    let p = p.load(Relaxed);
+                    p >= window_start_ns && p < now_ns && e.load(Relaxed) > 0
+                })
+                .map(|((_, l), _)| l.load(Relaxed))
+                .collect();
+            window.sort_unstable();
+            window_start_ns = now_ns;
+            println!(
+                "{}",
+                json!({
+                    "t": secs, "echoed": state.echoed.load(Relaxed),
+                    "rss_mib": (proc_stats::rss_kib(pid) as f64 / 1024.0 * 10.0).round() / 10.0,
+                    "store_mib": (dir_size(&store) as f64 / 1048576.0 * 10.0).round() / 10.0,
+                    "window_echoes": window.len(),
+                    "latency_ms": {"p50": percentile(&window, 0.5), "p99": percentile(&window, 0.99)},
+                    "outage": state.outage.load(Relaxed),
+                })
+            );
+        }
+    })
+}
+
+fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -167,6 +248,7 @@ async fn run(args: &Args, target: &str, mode: &str) -> serde_json::Value {
     }
     let ready_ms = start_wait.elapsed().as_secs_f64() * 1000.0;
     let pid = t.child.id();
+    let background = spawn_reporter_and_outage(args, state.clone(), pid, dir.path().join("store"));
 
     let cpu_before = proc_stats::cpu_ms(pid);
     let started = Instant::now();
@@ -255,6 +337,7 @@ async fn run(args: &Args, target: &str, mode: &str) -> serde_json::Value {
     } else {
         0
     };
+    background.abort();
     server_handle.stop(false).await;
     drop(t);
     json!({

@@ -104,6 +104,17 @@ async fn put_transaction(
             return MatrixError::new(400, errcode, e.to_string()).response();
         }
     };
+    let pending = state.intake.pending();
+    if pending >= crate::intake::MAX_PENDING_EVENTS {
+        outcome("backlog");
+        tracing::warn!(txn_id = %txn_id, pending, "the bridge is behind; asking the homeserver to retry later");
+        return MatrixError::new(
+            503,
+            "M_UNKNOWN",
+            format!("the bridge has {pending} events still to handle; retry later"),
+        )
+        .response();
+    }
     let skipped = parsed.skipped;
     let mut by_kind = [0u64; 3];
     for item in &parsed.incoming.items {
