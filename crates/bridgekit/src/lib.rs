@@ -50,6 +50,9 @@ pub mod client;
 pub mod config;
 mod context;
 mod dispatch;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hash;
 pub mod ids;
 pub mod incoming;
@@ -77,7 +80,7 @@ pub use incoming::{
 pub use registration::Registration;
 pub use remote::{ChatInfo, RemoteContent, RemoteEvent, RemoteMessage, RemoteUser};
 pub use ruma;
-pub use runtime::{RunError, run, run_until};
+pub use runtime::{RunError, run, run_until, run_with_store};
 pub use store::{
     GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, Store, StoreError, StoreExt,
 };

@@ -217,8 +217,13 @@ impl Registration {
             path: path.to_owned(),
             reason: format!("{e}; create it with the generate-registration command"),
         })?;
+        Self::from_yaml(&text, path)
+    }
+
+    /// Parses a registration's YAML; `path` only names it in errors.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Self, RegistrationError> {
         let reg: Registration =
-            serde_norway::from_str(&text).map_err(|e| RegistrationError::Invalid {
+            serde_norway::from_str(text).map_err(|e| RegistrationError::Invalid {
                 path: path.to_owned(),
                 reason: e.to_string(),
             })?;

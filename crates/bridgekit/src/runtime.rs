@@ -58,11 +58,22 @@ pub async fn run_until(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
+    let store = crate::store::open(&config.store.location).await?;
+    tracing::info!(store = %config.store.location, "store open");
+    run_with_store(bridge, config, store, shutdown).await
+}
+
+/// Like [`run_until`], on a store the caller opened: a third-party [`Store`](crate::Store)
+/// backend, or a wrapper that injects faults in tests. `config.store` is not used.
+pub async fn run_with_store(
+    bridge: impl Bridge,
+    config: Config,
+    store: Arc<dyn crate::Store>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), RunError> {
     crate::metrics::install();
     let registration = Registration::load(&config.appservice.registration)?;
     registration.check_against(&config, &config.appservice.registration)?;
-    let store = crate::store::open(&config.store.location).await?;
-    tracing::info!(store = %config.store.location, "store open");
     let boot = store.next_boot().await?;
     let client = HomeserverClient::new(
         &config.homeserver.url,

@@ -4,7 +4,7 @@
 //! after the intake has made them durable; what the bridge does with them
 //! happens afterwards and can never turn into an error the homeserver sees.
 
-mod auth;
+pub(crate) mod auth;
 mod errors;
 mod routes;
 pub(crate) mod transaction;

@@ -328,6 +328,32 @@ impl Harness {
         let task = tokio::spawn(bridgekit::run_until(bridge, self.config.clone(), async {
             let _ = stopped.await;
         }));
+        self.wait_ready(stop, task).await
+    }
+
+    /// Runs `bridge` on `store` instead of the configured one.
+    pub async fn run_with_store(
+        &self,
+        bridge: impl Bridge,
+        store: Arc<dyn bridgekit::Store>,
+    ) -> RunningBridge {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(bridgekit::run_with_store(
+            bridge,
+            self.config.clone(),
+            store,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        self.wait_ready(stop, task).await
+    }
+
+    async fn wait_ready(
+        &self,
+        stop: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<Result<(), bridgekit::RunError>>,
+    ) -> RunningBridge {
         let http = reqwest::Client::new();
         for _ in 0..300 {
             if task.is_finished() {
