@@ -100,6 +100,11 @@ async fn metrics_count_transactions_events_handlers_and_sends() {
     assert_eq!(value(&text, "bridgekit_outbox_depth"), 0.0);
     assert!(value(&text, "bridgekit_homeserver_request_seconds_count") >= 1.0);
     assert!(value(&text, "bridgekit_store_bytes") > 0.0);
+    let registration = bridgekit::Registration::load(&h.config.appservice.registration).unwrap();
+    assert!(
+        !text.contains(&registration.hs_token) && !text.contains(&registration.as_token),
+        "no token in the metrics"
+    );
     drop(ctx);
     running.stop().await;
 }

@@ -72,6 +72,9 @@ async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, MatrixErr
     Ok(body)
 }
 
+/// Whether transactions are being refused for a backlog (to log the change, not each retry).
+static BEHIND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 async fn put_transaction(
     state: State,
     req: HttpRequest,
@@ -107,13 +110,19 @@ async fn put_transaction(
     let pending = state.intake.pending();
     if pending >= crate::intake::MAX_PENDING_EVENTS {
         outcome("backlog");
-        tracing::warn!(txn_id = %txn_id, pending, "the bridge is behind; asking the homeserver to retry later");
+        // Once when it starts: the homeserver retries often, and each retry is expected.
+        if !BEHIND.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(txn_id = %txn_id, pending, "the bridge is behind; asking the homeserver to retry later");
+        }
         return MatrixError::new(
             503,
             "M_UNKNOWN",
             format!("the bridge has {pending} events still to handle; retry later"),
         )
         .response();
+    }
+    if BEHIND.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!(pending, "the bridge caught up; taking transactions again");
     }
     let skipped = parsed.skipped;
     let mut by_kind = [0u64; 3];
