@@ -4,7 +4,8 @@
 # on first use by tests/synapse/start.sh), and the store suite against a throwaway
 # PostgreSQL cluster (Debian's postgresql package, installed by tests/postgres/ensure.sh
 # when missing), and the IRC bridge against ngircd (Debian's package, installed by
-# tests/irc/ensure-ngircd.sh when missing).
+# tests/irc/ensure-ngircd.sh when missing), then a short run of every fuzz target
+# (cargo-fuzz is installed from crates.io when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -14,3 +15,5 @@ cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 cargo test --locked --workspace
+# Every fuzz target for 10 s from its corpus (longer runs: scripts/fuzz.sh --runs N).
+scripts/fuzz.sh --seconds 10
