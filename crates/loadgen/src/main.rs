@@ -153,7 +153,7 @@ fn spawn_reporter_and_outage(
                     outage_done = !down;
                 }
             }
-            if every == 0 || secs % every != 0 {
+            if every == 0 || !secs.is_multiple_of(every) {
                 continue;
             }
             let now_ns = state.now_ns();
