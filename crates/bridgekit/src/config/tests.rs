@@ -1,0 +1,149 @@
+//! Config parsing: defaults, overrides, and errors that name the key and the fix.
+use super::*;
+
+const GOOD: &str = "
+homeserver:
+  url: http://127.0.0.1:8008/
+  server_name: example.org
+appservice:
+  id: echo
+  listen: 127.0.0.1:29333
+  bot: echobot
+  registration: reg.yaml
+store:
+  path: data/store
+";
+
+fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::parse(text, Path::new("/etc/bridge/config.yaml"), &move |k| {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })
+}
+
+#[test]
+fn a_complete_config_gets_defaults_and_resolved_paths() {
+    let c = parse(GOOD, &[]).unwrap();
+    assert_eq!(c.homeserver.url, "http://127.0.0.1:8008");
+    assert_eq!(c.appservice.url, "http://127.0.0.1:29333");
+    assert_eq!(c.appservice.ghost_prefix, "_echo_");
+    assert_eq!(c.appservice.registration, Path::new("/etc/bridge/reg.yaml"));
+    assert_eq!(
+        c.store.location,
+        StoreLocation::Sled {
+            path: "/etc/bridge/data/store".into(),
+            cache_bytes: 16 * 1024 * 1024
+        }
+    );
+}
+
+#[test]
+fn a_postgres_url_selects_postgres_with_the_appservice_id_as_schema() {
+    let url = "postgresql://bridge:secret@db/bridges";
+    let c = parse(GOOD, &[("BRIDGEKIT_STORE_POSTGRES_URL", url)]).unwrap();
+    assert_eq!(
+        c.store.location,
+        StoreLocation::Postgres {
+            url: url.into(),
+            schema: "echo".into()
+        }
+    );
+    assert!(!c.store.location.to_string().contains("secret"));
+    let bad = parse(
+        GOOD,
+        &[
+            ("BRIDGEKIT_STORE_POSTGRES_URL", url),
+            ("BRIDGEKIT_STORE_POSTGRES_SCHEMA", "Robert'); DROP"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("`store.postgres_schema`"), "{bad}");
+}
+
+#[test]
+fn environment_overrides_every_key_even_when_absent_from_the_file() {
+    let c = parse(
+        GOOD,
+        &[
+            ("BRIDGEKIT_HOMESERVER_URL", "https://hs.example"),
+            ("BRIDGEKIT_STORE_CACHE_MB", "4"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.homeserver.url, "https://hs.example");
+    assert!(matches!(
+        c.store.location,
+        StoreLocation::Sled {
+            cache_bytes: 4194304,
+            ..
+        }
+    ));
+    let without_url = GOOD.replace("  url: http://127.0.0.1:8008/\n", "");
+    assert_eq!(
+        parse(&without_url, &[("BRIDGEKIT_HOMESERVER_URL", "http://x:1")])
+            .unwrap()
+            .homeserver
+            .url,
+        "http://x:1"
+    );
+}
+
+#[test]
+fn a_missing_key_is_named_with_its_fix() {
+    let text = GOOD.replace("  server_name: example.org\n", "");
+    let msg = parse(&text, &[]).unwrap_err().to_string();
+    assert!(
+        msg.contains("missing key `homeserver.server_name`"),
+        "{msg}"
+    );
+    assert!(msg.contains("BRIDGEKIT_HOMESERVER_SERVER_NAME"), "{msg}");
+}
+
+#[test]
+fn invalid_and_unknown_keys_are_named() {
+    let msg = parse(&GOOD.replace("127.0.0.1:29333", "localhost"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("`appservice.listen`") && msg.contains("host:port"),
+        "{msg}"
+    );
+    let msg = parse(&GOOD.replace("  bot: echobot", "  bot: EchoBot"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("`appservice.bot`"), "{msg}");
+    let msg = parse(
+        &GOOD.replace("  bot: echobot", "  bot: echobot\n  lisen: 1"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("unknown key `appservice.lisen`"), "{msg}");
+    let msg = parse(
+        &GOOD.replace(
+            "store:\n  path: data/store",
+            "store: {path: s, cache_mb: lots}",
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("`store.cache_mb`") && msg.contains("whole number"),
+        "{msg}"
+    );
+    let msg = parse("homeserver: [1", &[]).unwrap_err().to_string();
+    assert!(msg.contains("not valid YAML"), "{msg}");
+}
+
+#[test]
+fn listening_everywhere_requires_an_explicit_url() {
+    let msg = parse(&GOOD.replace("127.0.0.1:29333", "0.0.0.0:29333"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("set appservice.url"), "{msg}");
+}
