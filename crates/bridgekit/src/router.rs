@@ -77,8 +77,12 @@ impl Router {
         let reportable = crate::incoming::route::is_reportable(&event);
         let room_id = event.room_id().to_owned();
         let outcome = self.bridge.handle_event(&self.ctx, event).await;
-        if let Err(error) = &outcome {
-            tracing::warn!(%error, %event_id, "bridge failed to handle an event");
+        match &outcome {
+            Err(error) if error.downcast_ref::<crate::incoming::Unsupported>().is_some() => {
+                tracing::debug!(%error, %event_id, "the bridge does not support this event");
+            }
+            Err(error) => tracing::warn!(%error, %event_id, "bridge failed to handle an event"),
+            Ok(()) => {}
         }
         if reportable {
             crate::incoming::outcome_report(&self.ctx, &room_id, &event_id, &outcome).await;
