@@ -78,7 +78,11 @@ impl Router {
         let room_id = event.room_id().to_owned();
         let outcome = self.bridge.handle_event(&self.ctx, event).await;
         match &outcome {
-            Err(error) if error.downcast_ref::<crate::incoming::Unsupported>().is_some() => {
+            Err(error)
+                if error
+                    .downcast_ref::<crate::incoming::Unsupported>()
+                    .is_some() =>
+            {
                 tracing::debug!(%error, %event_id, "the bridge does not support this event");
             }
             Err(error) => tracing::warn!(%error, %event_id, "bridge failed to handle an event"),
