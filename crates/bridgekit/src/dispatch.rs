@@ -71,6 +71,15 @@ impl<T: Send + 'static> Dispatcher<T> {
         self.inner.pending.load(Ordering::Relaxed)
     }
 
+    /// Whether `key` has items queued or in hand.
+    pub(crate) fn has_queue(&self, key: &str) -> bool {
+        self.inner
+            .queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(key)
+    }
+
     /// Number of queues that currently have work.
     pub(crate) fn active_queues(&self) -> usize {
         self.inner

@@ -31,15 +31,22 @@ impl ItemHandler<(u64, InboxItem)> for Router {
             ItemKind::Ephemeral => "ephemeral",
             ItemKind::ToDevice => "to_device",
         };
-        let ok = match item.kind {
-            ItemKind::Timeline => self.timeline(&item.json).await,
-            ItemKind::Ephemeral => self.ephemeral(&item.json).await,
-            ItemKind::ToDevice => self.to_device(&item.json).await,
-        };
+        let ok = crate::client::with_durable_origin(async {
+            match item.kind {
+                ItemKind::Timeline => self.timeline(&item.json).await,
+                ItemKind::Ephemeral => self.ephemeral(&item.json).await,
+                ItemKind::ToDevice => self.to_device(&item.json).await,
+            }
+        })
+        .await;
         metrics::histogram!("bridgekit_handler_seconds", "kind" => kind)
             .record(started.elapsed().as_secs_f64());
         if !ok {
             metrics::counter!("bridgekit_handler_errors_total", "kind" => kind).increment(1);
+        }
+        if !ok && self.ctx.shared.outbox.is_stopping() {
+            // Cut short by the shutdown: handed over again at the next start.
+            return;
         }
         if let Err(error) = self.ctx.store().complete_item(seq).await {
             tracing::error!(%error, seq, "could not mark an inbox item handled; it will be handed over again after a restart");

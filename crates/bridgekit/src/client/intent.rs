@@ -125,20 +125,36 @@ impl Intent {
 
     /// Queues a send durably and returns once it is in the outbox.
     pub async fn queue(&self, outgoing: Outgoing) -> Result<PendingSend, ClientError> {
-        let entry = OutboxEntry {
+        let entry = self.entry_for(outgoing);
+        self.ctx.shared.outbox.queue(self.ctx.store(), entry).await
+    }
+
+    /// Queues a send and waits for its event ID (`None` only for a duplicate reaction).
+    ///
+    /// While the bridge handles a homeserver event, a send with a chosen transaction ID skips
+    /// the outbox and goes out at once: the event stays in the inbox until its handler
+    /// returns, so a crash repeats the send with the same transaction ID instead of losing it.
+    pub async fn submit(&self, outgoing: Outgoing) -> Result<Option<OwnedEventId>, ClientError> {
+        let outbox = &self.ctx.shared.outbox;
+        if outbox.is_stopping() {
+            return Err(ClientError::Stopped);
+        }
+        if outbox.may_send_inline(&outgoing) {
+            let entry = self.entry_for(outgoing);
+            return outbox.send_inline(&self.ctx, entry).await;
+        }
+        self.queue(outgoing).await?.event_id().await
+    }
+
+    fn entry_for(&self, outgoing: Outgoing) -> OutboxEntry {
+        OutboxEntry {
             room_id: outgoing.room_id,
             sender: self.user_id.clone(),
             txn_id: outgoing.txn_id.unwrap_or_else(|| self.ctx.txn_ids().next()),
             op: outgoing.op,
             timestamp: outgoing.timestamp,
             remote_id: outgoing.remote_id,
-        };
-        self.ctx.shared.outbox.queue(self.ctx.store(), entry).await
-    }
-
-    /// Queues a send and waits for its event ID (`None` only for a duplicate reaction).
-    pub async fn submit(&self, outgoing: Outgoing) -> Result<Option<OwnedEventId>, ClientError> {
-        self.queue(outgoing).await?.event_id().await
+        }
     }
 
     async fn submit_expecting_event(

@@ -34,8 +34,8 @@ use ruma::api::{
 
 pub use error::ClientError;
 pub use intent::Intent;
-pub(crate) use outbox::Outbox;
 pub use outbox::PendingSend;
+pub(crate) use outbox::{Outbox, with_durable_origin};
 pub use outgoing::Outgoing;
 pub use rooms::{CreateRoom, MessagesPage};
 pub use txn_id::TxnIds;

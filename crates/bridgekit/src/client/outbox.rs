@@ -101,6 +101,47 @@ impl Outbox {
     pub(crate) fn active_rooms(&self) -> usize {
         self.dispatcher.active_queues()
     }
+
+    /// True once [`stop`](Self::stop) was called.
+    pub(crate) fn is_stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Whether `entry` may skip the outbox: it is sent while handling an inbox item (which
+    /// stays in the inbox until its handler returns, so a crash hands it over again), its
+    /// transaction ID is derived from what it carries (so the repeat is deduplicated by the
+    /// homeserver), and no earlier send to its room is still queued (so order holds).
+    pub(crate) fn may_send_inline(&self, outgoing: &super::Outgoing) -> bool {
+        outgoing.txn_id.is_some()
+            && DURABLE_ORIGIN.try_with(|_| ()).is_ok()
+            && !self.dispatcher.has_queue(outgoing.room_id.as_str())
+    }
+
+    /// Sends `entry` now, in the caller's task, retrying like the outbox worker; records the
+    /// remote message's mapping when it is taken.
+    pub(crate) async fn send_inline(
+        &self,
+        ctx: &BridgeContext,
+        entry: OutboxEntry,
+    ) -> Result<Option<OwnedEventId>, ClientError> {
+        let result = deliver(ctx, &entry, self.shutdown.subscribe())
+            .await
+            .unwrap_or(Err(ClientError::Stopped))?;
+        if let Some(mapping) = mapping_for(&entry, &Ok(result.clone())) {
+            ctx.store().insert_message(&mapping).await?;
+        }
+        Ok(result)
+    }
+}
+
+tokio::task_local! {
+    /// Set while the router handles an inbox item: sends made then are covered by that item.
+    static DURABLE_ORIGIN: ();
+}
+
+/// Runs `handler` as the handling of an inbox item (see [`Outbox::may_send_inline`]).
+pub(crate) async fn with_durable_origin<F: std::future::Future>(handler: F) -> F::Output {
+    DURABLE_ORIGIN.scope((), handler).await
 }
 
 struct Sender {
@@ -122,48 +163,10 @@ impl ItemHandler<(u64, OutboxEntry)> for Sender {
             return;
         };
         let ctx = BridgeContext { shared };
-        // Short in-call retries: longer outages are this loop's job, with a warning each time.
-        let retry = super::RetryPolicy {
-            max_elapsed: ATTEMPT_BUDGET,
-            ..ctx.client().retry_policy().clone()
+        let Some(result) = deliver(&ctx, &entry, self.stopping.clone()).await else {
+            return; // stopping: the entry stays in the outbox
         };
-        let intent = Intent::new(ctx.clone(), entry.sender.clone()).with_retry(retry);
-        let mut stopping = self.stopping.clone();
-        let mut backoff = Duration::from_millis(500);
-        let result = loop {
-            if *stopping.borrow() {
-                return; // stays in the outbox
-            }
-            let attempt = tokio::select! {
-                result = intent.perform(&entry) => result,
-                _ = stopping.wait_for(|s| *s) => return,
-            };
-            match attempt {
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(error = %e, room_id = %entry.room_id, retry_in_ms = backoff.as_millis() as u64, "send delayed; will retry");
-                    tokio::select! {
-                        _ = tokio::time::sleep(super::jitter(backoff)) => {}
-                        _ = stopping.wait_for(|s| *s) => return,
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-                other => break other,
-            }
-        };
-        let mapping = match (&result, &entry.remote_id) {
-            (Ok(Some(event_id)), Some(remote_id)) => Some(
-                MessageMapping::new(entry.room_id.clone(), remote_id.clone(), event_id.clone())
-                    .with_sender(entry.sender.clone()),
-            ),
-            _ => None,
-        };
-        match &result {
-            Ok(_) => metrics::counter!("bridgekit_outbox_sent_total").increment(1),
-            Err(_) => metrics::counter!("bridgekit_outbox_failed_total").increment(1),
-        }
-        if let Err(error) = &result {
-            tracing::error!(%error, room_id = %entry.room_id, sender = %entry.sender, "the homeserver refused a send; it is dropped from the outbox");
-        }
+        let mapping = mapping_for(&entry, &result);
         if let Err(error) = ctx.store().outbox_complete(seq, mapping.as_ref()).await {
             tracing::error!(%error, seq, "could not record a finished send");
         }
@@ -175,5 +178,63 @@ impl ItemHandler<(u64, OutboxEntry)> for Sender {
         {
             let _ = waiter.send(result);
         }
+    }
+}
+
+/// Attempts `entry` until the homeserver takes or refuses it; `None` once the bridge stops.
+/// Logs and counts the outcome.
+async fn deliver(
+    ctx: &BridgeContext,
+    entry: &OutboxEntry,
+    mut stopping: watch::Receiver<bool>,
+) -> Option<Result<Option<OwnedEventId>, ClientError>> {
+    // Short in-call retries: longer outages are this loop's job, with a warning each time.
+    let retry = super::RetryPolicy {
+        max_elapsed: ATTEMPT_BUDGET,
+        ..ctx.client().retry_policy().clone()
+    };
+    let intent = Intent::new(ctx.clone(), entry.sender.clone()).with_retry(retry);
+    let mut backoff = Duration::from_millis(500);
+    let result = loop {
+        if *stopping.borrow() {
+            return None;
+        }
+        let attempt = tokio::select! {
+            result = intent.perform(entry) => result,
+            _ = stopping.wait_for(|s| *s) => return None,
+        };
+        match attempt {
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, room_id = %entry.room_id, retry_in_ms = backoff.as_millis() as u64, "send delayed; will retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(super::jitter(backoff)) => {}
+                    _ = stopping.wait_for(|s| *s) => return None,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            other => break other,
+        }
+    };
+    match &result {
+        Ok(_) => metrics::counter!("bridgekit_outbox_sent_total").increment(1),
+        Err(error) => {
+            metrics::counter!("bridgekit_outbox_failed_total").increment(1);
+            tracing::error!(%error, room_id = %entry.room_id, sender = %entry.sender, "the homeserver refused a send; it is dropped");
+        }
+    }
+    Some(result)
+}
+
+/// The mapping a finished send of a remote message records.
+fn mapping_for(
+    entry: &OutboxEntry,
+    result: &Result<Option<OwnedEventId>, ClientError>,
+) -> Option<MessageMapping> {
+    match (result, &entry.remote_id) {
+        (Ok(Some(event_id)), Some(remote_id)) => Some(
+            MessageMapping::new(entry.room_id.clone(), remote_id.clone(), event_id.clone())
+                .with_sender(entry.sender.clone()),
+        ),
+        _ => None,
     }
 }

@@ -112,6 +112,16 @@ impl SledStore {
                 sink.accept(batch).await?;
             }
         }
+        // Inbox items kept per transaction (bounded by the intake's backpressure).
+        let batched: Vec<Record> = self
+            .pending_items_sync()?
+            .into_iter()
+            .filter(|(seq, _)| seq & super::inbox::BATCHED != 0)
+            .map(|(_, item)| Record::Inbox(item))
+            .collect();
+        for chunk in batched.chunks(EXPORT_BATCH) {
+            sink.accept(chunk.to_vec()).await?;
+        }
         Ok(())
     }
 

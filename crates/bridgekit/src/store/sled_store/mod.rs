@@ -28,6 +28,7 @@ pub struct SledStore {
     db: sled::Db,
     trees: Trees,
     flusher: flusher::Flusher,
+    progress: inbox::SharedProgress,
     location: String,
 }
 
@@ -35,7 +36,12 @@ pub struct SledStore {
 #[derive(Clone)]
 struct Trees {
     meta: Tree,
+    /// sequence → one inbox item (stores from before batches, and imports).
     inbox: Tree,
+    /// batch number → a transaction's items.
+    inbox_batches: Tree,
+    /// batch number → bitmap of its handled items.
+    inbox_done: Tree,
     txns: Tree,
     txn_order: Tree,
     outbox: Tree,
@@ -68,6 +74,8 @@ impl Trees {
         Ok(Self {
             meta: db.open_tree("meta")?,
             inbox: db.open_tree("inbox")?,
+            inbox_batches: db.open_tree("inbox_batches")?,
+            inbox_done: db.open_tree("inbox_done")?,
             txns: db.open_tree("txns")?,
             txn_order: db.open_tree("txn_order")?,
             outbox: db.open_tree("outbox")?,
@@ -86,9 +94,11 @@ impl Trees {
     }
 
     /// The trees holding records (all but `meta`), for emptiness checks and export.
-    fn records(&self) -> [&Tree; 15] {
+    fn records(&self) -> [&Tree; 17] {
         [
             &self.inbox,
+            &self.inbox_batches,
+            &self.inbox_done,
             &self.txns,
             &self.txn_order,
             &self.outbox,
@@ -130,6 +140,7 @@ impl SledStore {
         upgrade::to_current(&db, &trees, &location)?;
         Ok(SledStore {
             flusher: flusher::Flusher::start(db.clone()),
+            progress: Default::default(),
             db,
             trees,
             location,
@@ -138,6 +149,7 @@ impl SledStore {
 
     /// Forces everything written so far to disk, blocking.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.write_progress_now()?;
         self.db.flush()?;
         Ok(())
     }
@@ -148,6 +160,7 @@ impl SledStore {
     }
 
     async fn flush_async(&self) -> Result<(), StoreError> {
+        self.write_progress_now()?;
         self.flusher.flush().await.map_err(StoreError::Flush)
     }
 }

@@ -199,7 +199,7 @@ impl Store for SledStore {
     }
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         Ok(StoreStats {
-            inbox_depth: self.trees.inbox.len() as u64,
+            inbox_depth: self.inbox_depth(),
             outbox_depth: self.trees.outbox.len() as u64,
             bytes: Some(self.size_on_disk()),
         })
