@@ -170,6 +170,12 @@ impl SledStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        for entry in self.trees.inbox_done.iter() {
+            let (key, _) = entry?;
+            if !self.trees.inbox_batches.contains_key(&key)? {
+                self.trees.inbox_done.remove(key)?; // its batch finished just before a crash
+            }
+        }
         for entry in self.trees.inbox_batches.iter() {
             let (key, value) = entry?;
             let batch = decode_u64(&key);
@@ -213,17 +219,10 @@ impl SledStore {
         state.dirty = true;
         if state.remaining == 0 {
             progress.batches.remove(&batch);
+            // Batch first: a bitmap left behind by a crash here is dropped at the next start.
             let key = batch.to_be_bytes();
-            (&self.trees.inbox_batches, &self.trees.inbox_done)
-                .transaction(|(b, d)| {
-                    b.remove(&key)?;
-                    d.remove(&key)?;
-                    Ok::<_, ConflictableTransactionError<()>>(())
-                })
-                .map_err(|e| match e {
-                    sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-                    sled::transaction::TransactionError::Abort(()) => unreachable!("never aborted"),
-                })?;
+            self.trees.inbox_batches.remove(key)?;
+            self.trees.inbox_done.remove(key)?;
         }
         let due = progress
             .last_written
@@ -242,15 +241,13 @@ impl SledStore {
 
     fn write_progress(&self, progress: &mut Progress) -> Result<(), StoreError> {
         progress.last_written = Some(Instant::now());
-        let mut batch = Batch::default();
-        let mut any = false;
+        // One insert each, not a sled batch: a batch costs two log writes, and bitmaps need
+        // no atomicity between them.
         for (number, state) in progress.batches.iter_mut().filter(|(_, s)| s.dirty) {
             state.dirty = false;
-            batch.insert(&number.to_be_bytes(), state.done.as_slice());
-            any = true;
-        }
-        if any {
-            self.trees.inbox_done.apply_batch(batch)?;
+            self.trees
+                .inbox_done
+                .insert(number.to_be_bytes(), state.done.as_slice())?;
         }
         Ok(())
     }

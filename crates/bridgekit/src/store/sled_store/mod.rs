@@ -1,6 +1,7 @@
 //! The embedded backend: one sled database in one directory, one tree per kind of record.
 //!
-//! Writes that must agree go through one sled transaction; writes the homeserver relies on
+//! Writes that must agree go through one sled transaction, except on the hot path (message
+//! mappings, the inbox), where write order does that job more cheaply; writes the homeserver relies on
 //! (the inbox, the transaction record, the outbox) are flushed before they are acknowledged,
 //! and concurrent flushes share one fsync (see the `flusher` module).
 
@@ -29,6 +30,8 @@ pub struct SledStore {
     trees: Trees,
     flusher: flusher::Flusher,
     progress: inbox::SharedProgress,
+    /// Held by whoever writes message mappings (see the `messages` module).
+    mapping_writer: std::sync::Arc<std::sync::Mutex<()>>,
     location: String,
 }
 
@@ -141,6 +144,7 @@ impl SledStore {
         Ok(SledStore {
             flusher: flusher::Flusher::start(db.clone()),
             progress: Default::default(),
+            mapping_writer: Default::default(),
             db,
             trees,
             location,

@@ -2,10 +2,8 @@
 //! removed once the homeserver has them. A homeserver outage only delays them; a crash
 //! resumes them at the next start with the same transaction ID.
 
-use sled::Transactional;
-
 use super::keys::decode_u64;
-use super::{SledStore, json, to_json, tx_result};
+use super::{SledStore, json, to_json};
 use crate::store::StoreError;
 use crate::store::queues::OutboxEntry;
 use crate::store::records::MessageMapping;
@@ -31,31 +29,20 @@ impl SledStore {
             .collect()
     }
 
-    /// Stores the mapping a send produced and removes the send, in one transaction. If a
-    /// crash loses both, the send is repeated with the same txnId, the homeserver answers
-    /// with the same event, and the mapping insert is a no-op.
+    /// Stores the mapping a send produced, then removes the send. If a crash comes between
+    /// the two, the send is repeated with the same txnId, the homeserver answers with the same
+    /// event, and the mapping insert is a no-op.
     pub(super) fn outbox_complete_sync(
         &self,
         seq: u64,
         mapping: Option<&MessageMapping>,
     ) -> Result<(), StoreError> {
-        let Some(mapping) = mapping else {
-            self.trees.outbox.remove(seq.to_be_bytes())?;
-            return Ok(());
+        let stored = match mapping {
+            Some(mapping) => self.insert_message_sync(mapping),
+            None => Ok(()),
         };
-        let t = &self.trees;
-        let stored = tx_result((&t.msg_by_event, &t.msg_by_remote, &t.outbox).transaction(
-            |(by_event, by_remote, outbox)| {
-                super::messages::insert_in(by_event, by_remote, mapping)?;
-                outbox.remove(&seq.to_be_bytes())?;
-                Ok(())
-            },
-        ));
-        if let Err(StoreError::Conflict(msg)) = stored {
-            // The send is done whatever the mapping says; keeping it would repeat it forever.
-            self.trees.outbox.remove(seq.to_be_bytes())?;
-            return Err(StoreError::Conflict(msg));
-        }
+        // The send is done whatever the mapping says; keeping it would repeat it forever.
+        self.trees.outbox.remove(seq.to_be_bytes())?;
         stored
     }
 }
