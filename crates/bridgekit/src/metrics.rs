@@ -14,6 +14,7 @@
 //! | `bridgekit_homeserver_errors_total` | `errcode` (or `network`, `http`) |
 //! | `bridgekit_outbox_sent_total`, `bridgekit_outbox_failed_total` | |
 //! | `bridgekit_inbox_depth`, `bridgekit_outbox_depth`, `bridgekit_store_bytes` | |
+//! | `bridgekit_outbox_oldest_seconds`: how long the oldest queued send has waited (0 when empty) | |
 
 use std::sync::OnceLock;
 
@@ -43,10 +44,15 @@ pub(crate) fn install() -> Option<&'static PrometheusHandle> {
 }
 
 /// The exposition text, with the store gauges read now.
-pub(crate) async fn render(store: &dyn Store) -> String {
+pub(crate) async fn render(
+    store: &dyn Store,
+    outbox_oldest: Option<std::time::Duration>,
+) -> String {
     let Some(handle) = install() else {
         return String::new();
     };
+    metrics::gauge!("bridgekit_outbox_oldest_seconds")
+        .set(outbox_oldest.map_or(0.0, |age| age.as_secs_f64()));
     match store.stats().await {
         Ok(stats) => {
             metrics::gauge!("bridgekit_inbox_depth").set(stats.inbox_depth as f64);

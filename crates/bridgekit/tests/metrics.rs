@@ -98,6 +98,7 @@ async fn metrics_count_transactions_events_handlers_and_sends() {
         "the test's send and the bot's notice about the failed event"
     );
     assert_eq!(value(&text, "bridgekit_outbox_depth"), 0.0);
+    assert_eq!(value(&text, "bridgekit_outbox_oldest_seconds"), 0.0);
     assert!(value(&text, "bridgekit_homeserver_request_seconds_count") >= 1.0);
     assert!(value(&text, "bridgekit_store_bytes") > 0.0);
     let registration = bridgekit::Registration::load(&h.config.appservice.registration).unwrap();

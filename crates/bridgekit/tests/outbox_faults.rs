@@ -98,6 +98,24 @@ async fn an_unreachable_homeserver_only_delays_sends() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(h.hs.sent().is_empty());
     assert_eq!(outbox_depth(&ctx).await, 8, "queued sends wait on disk");
+    let metrics = reqwest::get(format!("{}/metrics", h.as_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert_eq!(gauge("bridgekit_outbox_depth"), 8.0);
+    let oldest = gauge("bridgekit_outbox_oldest_seconds");
+    assert!(
+        (1.9..10.0).contains(&oldest),
+        "oldest send waited {oldest} s"
+    );
     h.hs.up();
     for p in pending {
         p.event_id().await.unwrap();

@@ -53,6 +53,16 @@ struct Args {
     /// How long the outage lasts, in seconds.
     #[arg(long, default_value_t = 600)]
     outage_secs: u64,
+    /// Message mappings written into bridgekit's store before it starts (cold start and
+    /// memory with a history).
+    #[arg(long, default_value_t = 0)]
+    prefill_messages: usize,
+    /// Ghosts written into the store before the start.
+    #[arg(long, default_value_t = 0)]
+    prefill_ghosts: usize,
+    /// Portals written into the store before the start.
+    #[arg(long, default_value_t = 0)]
+    prefill_portals: usize,
     /// Directory with the target binaries (default: this binary's directory).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -219,6 +229,16 @@ async fn run(args: &Args, target: &str, mode: &str) -> serde_json::Value {
     });
     let hs_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hs_url = format!("http://{}", hs_listener.local_addr().unwrap());
+    let prefill = loadgen::prefill::Prefill {
+        messages: args.prefill_messages,
+        ghosts: args.prefill_ghosts,
+        portals: args.prefill_portals,
+    };
+    let prefill_secs = if target == "bridgekit" && !prefill.is_empty() {
+        prefill.write(&dir.path().join("store")).await
+    } else {
+        0.0
+    };
     let (mut t, hs_token) = spawn(target, mode, dir.path(), &bins, &hs_url);
     let state = actix_web::web::Data::new(fake_hs::FakeState::new(
         args.events,
@@ -248,6 +268,7 @@ async fn run(args: &Args, target: &str, mode: &str) -> serde_json::Value {
     }
     let ready_ms = start_wait.elapsed().as_secs_f64() * 1000.0;
     let pid = t.child.id();
+    let ready_rss_kib = proc_stats::rss_kib(pid);
     let background = spawn_reporter_and_outage(args, state.clone(), pid, dir.path().join("store"));
 
     let cpu_before = proc_stats::cpu_ms(pid);
@@ -348,6 +369,8 @@ async fn run(args: &Args, target: &str, mode: &str) -> serde_json::Value {
         "cpu_ms_per_1k_events": (cpu_ms as f64 * 1000.0 / args.events as f64 * 10.0).round() / 10.0,
         "peak_rss_mib": (rss_kib as f64 / 1024.0 * 10.0).round() / 10.0,
         "ready_ms": (ready_ms * 10.0).round() / 10.0,
+        "ready_rss_mib": (ready_rss_kib as f64 / 1024.0 * 10.0).round() / 10.0,
+        "prefill": {"messages": prefill.messages, "ghosts": prefill.ghosts, "portals": prefill.portals, "seconds": (prefill_secs * 10.0).round() / 10.0},
         "ack_ms": {"p50": percentile(&acks, 0.5), "p99": percentile(&acks, 0.99), "max": percentile(&acks, 1.0)},
         "echo_latency_ms": {"p50": percentile(&latencies, 0.5), "p90": percentile(&latencies, 0.9), "p99": percentile(&latencies, 0.99), "max": percentile(&latencies, 1.0)},
         "lost": lost, "duplicated": state.duplicated.load(Relaxed), "swallowed": state.swallowed.load(Relaxed),

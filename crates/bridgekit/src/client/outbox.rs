@@ -17,6 +17,9 @@ use crate::dispatch::{Dispatcher, ItemHandler};
 use crate::store::queues::OutboxEntry;
 use crate::store::{MessageMapping, Store};
 
+/// When each entry still in the outbox was queued (or resumed, for a previous run's), by seq.
+type QueuedAt = Arc<Mutex<std::collections::BTreeMap<u64, std::time::Instant>>>;
+
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Option<OwnedEventId>, ClientError>>>>>;
 
 /// A send that is durably queued; await its event ID with [`PendingSend::event_id`].
@@ -37,21 +40,25 @@ impl PendingSend {
 pub(crate) struct Outbox {
     dispatcher: Dispatcher<(u64, OutboxEntry)>,
     waiters: Waiters,
+    queued_at: QueuedAt,
     shutdown: watch::Sender<bool>,
 }
 
 impl Outbox {
     pub(crate) fn new(ctx: Weak<Shared>, runtime: tokio::runtime::Handle) -> Self {
         let waiters = Waiters::default();
+        let queued_at = QueuedAt::default();
         let (shutdown, stopping) = watch::channel(false);
         let sender = Arc::new(Sender {
             ctx,
             waiters: waiters.clone(),
+            queued_at: queued_at.clone(),
             stopping,
         });
         Self {
             dispatcher: Dispatcher::new(sender, runtime),
             waiters,
+            queued_at,
             shutdown,
         }
     }
@@ -71,6 +78,7 @@ impl Outbox {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(seq, tx);
+        self.mark_queued(seq);
         let room = entry.room_id.to_string();
         self.dispatcher.dispatch(&room, (seq, entry));
         Ok(PendingSend { rx })
@@ -81,6 +89,7 @@ impl Outbox {
         let pending = store.outbox_pending().await?;
         let n = pending.len();
         for (seq, entry) in pending {
+            self.mark_queued(seq);
             let room = entry.room_id.to_string();
             self.dispatcher.dispatch(&room, (seq, entry));
         }
@@ -100,6 +109,20 @@ impl Outbox {
     /// Rooms with sends in flight.
     pub(crate) fn active_rooms(&self) -> usize {
         self.dispatcher.active_queues()
+    }
+
+    fn mark_queued(&self, seq: u64) {
+        self.queued_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(seq, std::time::Instant::now());
+    }
+
+    /// How long the oldest send still in the outbox has waited (a previous run's sends count
+    /// from this start).
+    pub(crate) fn oldest_age(&self) -> Option<Duration> {
+        let queued = self.queued_at.lock().unwrap_or_else(|e| e.into_inner());
+        queued.values().min().map(|at| at.elapsed())
     }
 
     /// True once [`stop`](Self::stop) was called.
@@ -147,6 +170,7 @@ pub(crate) async fn with_durable_origin<F: std::future::Future>(handler: F) -> F
 struct Sender {
     ctx: Weak<Shared>,
     waiters: Waiters,
+    queued_at: QueuedAt,
     stopping: watch::Receiver<bool>,
 }
 
@@ -170,6 +194,10 @@ impl ItemHandler<(u64, OutboxEntry)> for Sender {
         if let Err(error) = ctx.store().outbox_complete(seq, mapping.as_ref()).await {
             tracing::error!(%error, seq, "could not record a finished send");
         }
+        self.queued_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&seq);
         if let Some(waiter) = self
             .waiters
             .lock()
