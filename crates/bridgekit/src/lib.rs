@@ -57,6 +57,8 @@ mod hash;
 pub mod ids;
 pub mod incoming;
 mod intake;
+#[doc(hidden)]
+pub mod internals;
 mod metrics;
 pub mod registration;
 pub mod remote;
