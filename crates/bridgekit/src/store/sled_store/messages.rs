@@ -38,6 +38,30 @@ impl SledStore {
         let rkey = remote_key(&mapping.room_id, &mapping.remote_id, &mapping.part);
         let ekey = mapping.event_id.as_str().as_bytes();
         let value = to_json(mapping);
+        // The common case, both sides new: two compare-and-swaps instead of three reads and
+        // two writes. If the reverse key is taken, nothing was written and the checks below
+        // decide.
+        if t
+            .msg_by_remote
+            .compare_and_swap(&rkey, None as Option<&[u8]>, Some(ekey))?
+            .is_ok()
+        {
+            return match t.msg_by_event.compare_and_swap(
+                ekey,
+                None as Option<&[u8]>,
+                Some(value.as_slice()),
+            )? {
+                Ok(()) => Ok(()),
+                Err(taken) if taken.current.as_deref() == Some(value.as_slice()) => Ok(()),
+                Err(_) => {
+                    t.msg_by_remote.remove(&rkey)?; // undo: the event belongs to another
+                    Err(StoreError::Conflict(format!(
+                        "event {} is already mapped to another remote message",
+                        mapping.event_id
+                    )))
+                }
+            };
+        }
         if let Some(existing) = t.msg_by_remote.get(&rkey)?
             && existing != ekey
             && let Some(other) = t.msg_by_event.get(&existing)?
