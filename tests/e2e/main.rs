@@ -247,6 +247,14 @@ async fn a_malformed_event_fails_alone_and_a_retried_transaction_is_processed_on
         2,
         "both retries were recognised:\n{log}"
     );
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("transaction already recorded"))
+            .filter(|l| l.contains("transaction{txn_id=dup-1}"))
+            .count(),
+        2,
+        "each line carries its transaction's span:\n{log}"
+    );
     assert!(log.contains("skipping malformed event"), "{log}");
 }
 

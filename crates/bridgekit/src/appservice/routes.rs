@@ -75,7 +75,21 @@ async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, MatrixErr
 /// Whether transactions are being refused for a backlog (to log the change, not each retry).
 static BEHIND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Every log line about one transaction carries its ID (the `transaction` span).
 async fn put_transaction(
+    state: State,
+    req: HttpRequest,
+    txn_id: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    use tracing::Instrument;
+    let span = tracing::info_span!("transaction", txn_id = %txn_id.as_str());
+    take_transaction(state, req, txn_id, payload)
+        .instrument(span)
+        .await
+}
+
+async fn take_transaction(
     state: State,
     req: HttpRequest,
     txn_id: web::Path<String>,
@@ -102,7 +116,7 @@ async fn put_transaction(
                 BodyError::NotJson(_) => "M_NOT_JSON",
                 BodyError::BadJson(_) => "M_BAD_JSON",
             };
-            tracing::warn!(txn_id = %txn_id, "refused a transaction: {e}");
+            tracing::warn!("refused a transaction: {e}");
             outcome("bad_body");
             return MatrixError::new(400, errcode, e.to_string()).response();
         }
@@ -112,7 +126,10 @@ async fn put_transaction(
         outcome("backlog");
         // Once when it starts: the homeserver retries often, and each retry is expected.
         if !BEHIND.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            tracing::warn!(txn_id = %txn_id, pending, "the bridge is behind; asking the homeserver to retry later");
+            tracing::warn!(
+                pending,
+                "the bridge is behind; asking the homeserver to retry later"
+            );
         }
         return MatrixError::new(
             503,
@@ -139,12 +156,12 @@ async fn put_transaction(
                 metrics::counter!("bridgekit_events_received_total", "kind" => kind).increment(n);
             }
             metrics::counter!("bridgekit_events_skipped_total").increment(skipped as u64);
-            tracing::debug!(txn_id = %txn_id, items, skipped, "transaction recorded");
+            tracing::debug!(items, skipped, "transaction recorded");
             ok_empty()
         }
         Ok(Intaken::Duplicate) => {
             outcome("duplicate");
-            tracing::info!(txn_id = %txn_id, "transaction already recorded (a retry); not processed again");
+            tracing::info!("transaction already recorded (a retry); not processed again");
             ok_empty()
         }
         // Not acknowledged, so the homeserver keeps it and retries: nothing is lost.

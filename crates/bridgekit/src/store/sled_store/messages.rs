@@ -41,8 +41,7 @@ impl SledStore {
         // The common case, both sides new: two compare-and-swaps instead of three reads and
         // two writes. If the reverse key is taken, nothing was written and the checks below
         // decide.
-        if t
-            .msg_by_remote
+        if t.msg_by_remote
             .compare_and_swap(&rkey, None as Option<&[u8]>, Some(ekey))?
             .is_ok()
         {
