@@ -168,10 +168,16 @@ impl Store for SledStore {
         txns: &[IncomingTransaction],
     ) -> Result<Vec<Recorded>, StoreError> {
         let outcomes = self.record_transactions_unflushed(txns)?;
-        if outcomes.iter().any(|o| matches!(o, Recorded::New(_))) {
-            self.flush_async().await?;
-        }
+        // Also for duplicates only: the first copy may be written but not yet durable (its
+        // flush failed, or is under way).
+        self.flush_async().await?;
         Ok(outcomes)
+    }
+    async fn stage_transactions(
+        &self,
+        txns: &[IncomingTransaction],
+    ) -> Result<Vec<Recorded>, StoreError> {
+        self.record_transactions_unflushed(txns)
     }
     async fn pending_items(&self) -> Result<Vec<(u64, InboxItem)>, StoreError> {
         self.pending_items_sync()
