@@ -89,16 +89,10 @@ async fn writer(
                 )
             })
             .collect();
-        // Staged, handed to the bridge, then flushed: the handlers start while the disk
-        // syncs, and the homeserver hears back only once the records are durable. A crash
-        // in between means the homeserver retries, and the bridge may see those events
-        // again, which is the at-least-once contract it has after any crash.
-        let staged = store.stage_transactions(&txns).await;
-        let staged = match staged {
+        match store.record_transactions(&txns).await {
             Ok(outcomes) => {
-                let mut answers = Vec::with_capacity(outcomes.len());
-                for (txn, outcome) in txns.into_iter().zip(outcomes) {
-                    answers.push(match outcome {
+                for ((job, txn), outcome) in jobs.drain(..).zip(txns).zip(outcomes) {
+                    let answer = match outcome {
                         Recorded::New(seqs) => {
                             let n = seqs.len();
                             for (seq, item) in seqs.into_iter().zip(txn.items) {
@@ -108,15 +102,7 @@ async fn writer(
                             Intaken::New(n)
                         }
                         Recorded::Duplicate => Intaken::Duplicate,
-                    });
-                }
-                store.flush().await.map(|()| answers)
-            }
-            Err(error) => Err(error),
-        };
-        match staged {
-            Ok(answers) => {
-                for (job, answer) in jobs.drain(..).zip(answers) {
+                    };
                     let _ = job.reply.send(Ok(answer));
                 }
             }

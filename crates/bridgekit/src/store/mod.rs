@@ -248,16 +248,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         txns: &[IncomingTransaction],
     ) -> Result<Vec<Recorded>, StoreError>;
-    /// Like [`record_transactions`](Self::record_transactions), but may return before the
-    /// records are durable; the caller then calls [`flush`](Self::flush) before telling the
-    /// homeserver. Lets the framework hand events to the bridge while the disk syncs. The
-    /// default is the durable call.
-    async fn stage_transactions(
-        &self,
-        txns: &[IncomingTransaction],
-    ) -> Result<Vec<Recorded>, StoreError> {
-        self.record_transactions(txns).await
-    }
     /// Every inbox item still waiting, oldest first.
     async fn pending_items(&self) -> Result<Vec<(u64, InboxItem)>, StoreError>;
     /// Removes a handled inbox item. Need not be durable at once: an item whose removal is

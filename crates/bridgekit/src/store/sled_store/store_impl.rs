@@ -173,12 +173,6 @@ impl Store for SledStore {
         self.flush_async().await?;
         Ok(outcomes)
     }
-    async fn stage_transactions(
-        &self,
-        txns: &[IncomingTransaction],
-    ) -> Result<Vec<Recorded>, StoreError> {
-        self.record_transactions_unflushed(txns)
-    }
     async fn pending_items(&self) -> Result<Vec<(u64, InboxItem)>, StoreError> {
         self.pending_items_sync()
     }
