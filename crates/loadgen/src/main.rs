@@ -132,6 +132,21 @@ fn spawn(target: &str, mode: &str, dir: &Path, bins: &Path, hs_url: &str) -> (Ta
     };
     if target == "bridgekit" {
         cmd.arg("--config").arg(&config_path);
+        // On PostgreSQL (BRIDGEKIT_STORE_POSTGRES_URL), each run gets a schema of its own:
+        // a reused one would recognise every transaction as a retry.
+        if std::env::var_os("BRIDGEKIT_STORE_POSTGRES_URL").is_some()
+            && std::env::var_os("BRIDGEKIT_STORE_POSTGRES_SCHEMA").is_none()
+        {
+            let unique = dir.file_name().unwrap().to_string_lossy().to_lowercase();
+            let schema: String = unique
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            cmd.env(
+                "BRIDGEKIT_STORE_POSTGRES_SCHEMA",
+                format!("loadgen{schema}"),
+            );
+        }
     }
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap_or_else(|e| {
         panic!("cannot start {target} from {}: {e} (build it: cargo build --release -p echo-bridge -p loadgen)", bins.display())

@@ -2,6 +2,11 @@
 //! drains all waiting requests and serves them with one `flush` (one fsync). A write made
 //! before the request is covered by the flush that answers it. Under load many sends share
 //! one fsync instead of paying one each.
+//!
+//! sled's `flush` ends in `sync_file_range`, which writes the pages but neither flushes the
+//! disk's write cache nor the file's size: a power cut could still lose what was
+//! acknowledged. So each flush is followed by `fdatasync` on sled's log file (about 0.3 ms
+//! on this machine's disk).
 
 use std::sync::mpsc;
 
@@ -16,7 +21,8 @@ pub(crate) struct Flusher {
 }
 
 impl Flusher {
-    pub(crate) fn start(db: sled::Db) -> Self {
+    /// `log` is sled's log file (`<dir>/db`), synced after each flush.
+    pub(crate) fn start(db: sled::Db, log: Option<std::fs::File>) -> Self {
         let (requests, rx) = mpsc::channel::<Reply>();
         std::thread::Builder::new()
             .name("bridgekit-flush".into())
@@ -24,7 +30,13 @@ impl Flusher {
                 while let Ok(first) = rx.recv() {
                     let mut waiting = vec![first];
                     waiting.extend(rx.try_iter());
-                    let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                    let result =
+                        db.flush().map(|_| ()).map_err(|e| e.to_string()).and_then(
+                            |()| match &log {
+                                Some(file) => file.sync_data().map_err(|e| e.to_string()),
+                                None => Ok(()),
+                            },
+                        );
                     for reply in waiting {
                         let _ = reply.send(result.clone());
                     }

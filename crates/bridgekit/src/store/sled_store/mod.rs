@@ -32,6 +32,7 @@ pub struct SledStore {
     progress: inbox::SharedProgress,
     /// Held by whoever writes message mappings (see the `messages` module).
     mapping_writer: std::sync::Arc<std::sync::Mutex<()>>,
+    db_path: std::path::PathBuf,
     location: String,
 }
 
@@ -142,9 +143,10 @@ impl SledStore {
         let trees = Trees::open(&db)?;
         upgrade::to_current(&db, &trees, &location)?;
         Ok(SledStore {
-            flusher: flusher::Flusher::start(db.clone()),
+            flusher: flusher::Flusher::start(db.clone(), std::fs::File::open(path.join("db")).ok()),
             progress: Default::default(),
             mapping_writer: Default::default(),
+            db_path: path.to_owned(),
             db,
             trees,
             location,
@@ -155,6 +157,10 @@ impl SledStore {
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
         self.write_progress_now()?;
         self.db.flush()?;
+        if let Ok(log) = std::fs::File::open(self.db_path.join("db")) {
+            log.sync_data()
+                .map_err(|e| StoreError::Flush(e.to_string()))?;
+        }
         Ok(())
     }
 
