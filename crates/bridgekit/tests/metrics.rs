@@ -5,14 +5,8 @@ mod common;
 
 use bridgekit::ruma::RoomId;
 use bridgekit::ruma::events::room::message::RoomMessageEventContent;
-use common::{Capture, Harness, msg, wait_until};
+use common::{Capture, Harness, metric as value, msg, scrape_metrics, wait_until};
 use serde_json::json;
-
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_transactions_events_handlers_and_sends() {
@@ -47,12 +41,7 @@ async fn metrics_count_transactions_events_handlers_and_sends() {
         .await
         .unwrap();
 
-    let text = reqwest::get(format!("{}/metrics", h.as_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape_metrics(&h.as_url).await;
     assert_eq!(
         value(&text, r#"bridgekit_transactions_total{outcome="new"}"#),
         1.0

@@ -98,18 +98,8 @@ async fn an_unreachable_homeserver_only_delays_sends() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(h.hs.sent().is_empty());
     assert_eq!(outbox_depth(&ctx).await, 8, "queued sends wait on disk");
-    let metrics = reqwest::get(format!("{}/metrics", h.as_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let gauge = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
-    };
+    let metrics = common::scrape_metrics(&h.as_url).await;
+    let gauge = |name: &str| common::metric(&metrics, name);
     assert_eq!(gauge("bridgekit_outbox_depth"), 8.0);
     let oldest = gauge("bridgekit_outbox_oldest_seconds");
     assert!(

@@ -431,3 +431,20 @@ pub async fn wait_for_empty_outbox(ctx: &bridgekit::BridgeContext, secs: u64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The bridge's `/metrics` exposition text.
+pub async fn scrape_metrics(as_url: &str) -> String {
+    reqwest::get(format!("{as_url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of one series (name with labels, exactly as exposed) in `text`.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+}
