@@ -44,8 +44,9 @@ impl ItemHandler<(u64, InboxItem)> for Router {
         if !ok {
             metrics::counter!("bridgekit_handler_errors_total", "kind" => kind).increment(1);
         }
-        if !ok && self.ctx.shared.outbox.is_stopping() {
-            // Cut short by the shutdown: handed over again at the next start.
+        if self.ctx.shared.outbox.is_stopping() {
+            // The shutdown may have cut its sends short (and a bridge may have ignored the
+            // error): it is handed over again at the next start.
             return;
         }
         if let Err(error) = self.ctx.store().complete_item(seq).await {

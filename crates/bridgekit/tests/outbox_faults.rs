@@ -217,3 +217,35 @@ async fn profiles_are_sent_only_when_they_change() {
     drop(ctx);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_made_while_handling_an_event_waits_in_the_inbox_not_the_outbox() {
+    let h = Harness::new("", None).await;
+    let bridge = Capture::default();
+    let running = h.run(bridge.clone()).await;
+    let ctx = ctx_of(&bridge).await;
+    h.hs.down().await;
+    let txn = serde_json::json!({"events": [common::msg("!a:localhost", "$src1", "@alice:localhost", "echo: back")]});
+    assert_eq!(h.push("1", &txn).await, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stats = ctx.store().stats().await.unwrap();
+    assert_eq!(
+        stats.outbox_depth, 0,
+        "a derived-txnId send in a handler skips the outbox"
+    );
+    assert_eq!(
+        stats.inbox_depth, 1,
+        "its event stays in the inbox until the send is in"
+    );
+    h.hs.up();
+    wait_until("the answer arrives", 30, || h.hs.sent().len() == 1).await;
+    let sent = h.hs.sent();
+    assert_eq!(sent[0].0, "!a:localhost");
+    assert_eq!(sent[0].2, "back");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ctx.store().stats().await.unwrap().inbox_depth != 0 {
+        assert!(Instant::now() < deadline, "the event never left the inbox");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.stop().await;
+}

@@ -247,6 +247,15 @@ impl Bridge for Capture {
         if body == "fail" {
             return Err("this handler fails on purpose".into());
         }
+        // "echo: x" is answered by ghost "g" with "x", with a txnId derived from the event,
+        // while the event is handled (as `apply_remote_event` sends).
+        if let Some(answer) = body.strip_prefix("echo: ") {
+            let content =
+                bridgekit::ruma::events::room::message::RoomMessageEventContent::text_plain(answer);
+            let send = bridgekit::Outgoing::message(event.room_id(), &content)?
+                .txn_id(bridgekit::TxnIds::derived(&[event.event_id().as_str()]));
+            _ctx.ghost("g").submit(send).await?;
+        }
         Ok(())
     }
 
