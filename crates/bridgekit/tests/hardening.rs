@@ -247,13 +247,7 @@ async fn a_full_disk_stops_acknowledgements_and_loses_nothing() {
     assert_eq!(h.push("2", &second).await, 200);
     wait_until("both events", 5, || bridge.seen.lock().unwrap().len() >= 2).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let seen: Vec<String> = bridge
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, e, _)| e.clone())
-        .collect();
+    let seen = bridge.event_ids();
     assert_eq!(seen, ["$1", "$2"]);
     running.stop().await;
 }
@@ -367,13 +361,7 @@ async fn odd_but_valid_input_is_handled_and_nonsense_is_skipped_alone() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let seen: Vec<String> = bridge
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, e, _)| e.clone())
-        .collect();
+    let seen = bridge.event_ids();
     for id in [
         "$v12",
         "$uni",

@@ -136,9 +136,6 @@ impl Intent {
     /// returns, so a crash repeats the send with the same transaction ID instead of losing it.
     pub async fn submit(&self, outgoing: Outgoing) -> Result<Option<OwnedEventId>, ClientError> {
         let outbox = &self.ctx.shared.outbox;
-        if outbox.is_stopping() {
-            return Err(ClientError::Stopped);
-        }
         if outbox.may_send_inline(&outgoing) {
             let entry = self.entry_for(outgoing);
             return outbox.send_inline(&self.ctx, entry).await;

@@ -121,8 +121,9 @@ impl Outbox {
     /// How long the oldest send still in the outbox has waited (a previous run's sends count
     /// from this start).
     pub(crate) fn oldest_age(&self) -> Option<Duration> {
+        // Sequence numbers grow with time, so the first entry is the oldest.
         let queued = self.queued_at.lock().unwrap_or_else(|e| e.into_inner());
-        queued.values().min().map(|at| at.elapsed())
+        queued.first_key_value().map(|(_, at)| at.elapsed())
     }
 
     /// True once [`stop`](Self::stop) was called.
@@ -150,7 +151,7 @@ impl Outbox {
         let result = deliver(ctx, &entry, self.shutdown.subscribe())
             .await
             .unwrap_or(Err(ClientError::Stopped))?;
-        if let Some(mapping) = mapping_for(&entry, &Ok(result.clone())) {
+        if let Some(mapping) = mapping_for(&entry, result.as_ref()) {
             ctx.store().insert_message(&mapping).await?;
         }
         Ok(result)
@@ -190,7 +191,7 @@ impl ItemHandler<(u64, OutboxEntry)> for Sender {
         let Some(result) = deliver(&ctx, &entry, self.stopping.clone()).await else {
             return; // stopping: the entry stays in the outbox
         };
-        let mapping = mapping_for(&entry, &result);
+        let mapping = mapping_for(&entry, result.as_ref().ok().and_then(Option::as_ref));
         if let Err(error) = ctx.store().outbox_complete(seq, mapping.as_ref()).await {
             tracing::error!(%error, seq, "could not record a finished send");
         }
@@ -254,12 +255,9 @@ async fn deliver(
 }
 
 /// The mapping a finished send of a remote message records.
-fn mapping_for(
-    entry: &OutboxEntry,
-    result: &Result<Option<OwnedEventId>, ClientError>,
-) -> Option<MessageMapping> {
-    match (result, &entry.remote_id) {
-        (Ok(Some(event_id)), Some(remote_id)) => Some(
+fn mapping_for(entry: &OutboxEntry, event_id: Option<&OwnedEventId>) -> Option<MessageMapping> {
+    match (event_id, &entry.remote_id) {
+        (Some(event_id), Some(remote_id)) => Some(
             MessageMapping::new(entry.room_id.clone(), remote_id.clone(), event_id.clone())
                 .with_sender(entry.sender.clone()),
         ),

@@ -24,6 +24,11 @@ fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     })
 }
 
+/// The message `text` (with `env`) is refused with.
+fn refusal(text: &str, env: &[(&str, &str)]) -> String {
+    parse(text, env).unwrap_err().to_string()
+}
+
 #[test]
 fn a_complete_config_gets_defaults_and_resolved_paths() {
     let c = parse(GOOD, &[]).unwrap();
@@ -52,15 +57,13 @@ fn a_postgres_url_selects_postgres_with_the_appservice_id_as_schema() {
         }
     );
     assert!(!c.store.location.to_string().contains("secret"));
-    let bad = parse(
+    let bad = refusal(
         GOOD,
         &[
             ("BRIDGEKIT_STORE_POSTGRES_URL", url),
             ("BRIDGEKIT_STORE_POSTGRES_SCHEMA", "Robert'); DROP"),
         ],
-    )
-    .unwrap_err()
-    .to_string();
+    );
     assert!(bad.contains("`store.postgres_schema`"), "{bad}");
 }
 
@@ -95,7 +98,7 @@ fn environment_overrides_every_key_even_when_absent_from_the_file() {
 #[test]
 fn a_missing_key_is_named_with_its_fix() {
     let text = GOOD.replace("  server_name: example.org\n", "");
-    let msg = parse(&text, &[]).unwrap_err().to_string();
+    let msg = refusal(&text, &[]);
     assert!(
         msg.contains("missing key `homeserver.server_name`"),
         "{msg}"
@@ -105,45 +108,35 @@ fn a_missing_key_is_named_with_its_fix() {
 
 #[test]
 fn invalid_and_unknown_keys_are_named() {
-    let msg = parse(&GOOD.replace("127.0.0.1:29333", "localhost"), &[])
-        .unwrap_err()
-        .to_string();
+    let msg = refusal(&GOOD.replace("127.0.0.1:29333", "localhost"), &[]);
     assert!(
         msg.contains("`appservice.listen`") && msg.contains("host:port"),
         "{msg}"
     );
-    let msg = parse(&GOOD.replace("  bot: echobot", "  bot: EchoBot"), &[])
-        .unwrap_err()
-        .to_string();
+    let msg = refusal(&GOOD.replace("  bot: echobot", "  bot: EchoBot"), &[]);
     assert!(msg.contains("`appservice.bot`"), "{msg}");
-    let msg = parse(
+    let msg = refusal(
         &GOOD.replace("  bot: echobot", "  bot: echobot\n  lisen: 1"),
         &[],
-    )
-    .unwrap_err()
-    .to_string();
+    );
     assert!(msg.contains("unknown key `appservice.lisen`"), "{msg}");
-    let msg = parse(
+    let msg = refusal(
         &GOOD.replace(
             "store:\n  path: data/store",
             "store: {path: s, cache_mb: lots}",
         ),
         &[],
-    )
-    .unwrap_err()
-    .to_string();
+    );
     assert!(
         msg.contains("`store.cache_mb`") && msg.contains("whole number"),
         "{msg}"
     );
-    let msg = parse("homeserver: [1", &[]).unwrap_err().to_string();
+    let msg = refusal("homeserver: [1", &[]);
     assert!(msg.contains("not valid YAML"), "{msg}");
 }
 
 #[test]
 fn listening_everywhere_requires_an_explicit_url() {
-    let msg = parse(&GOOD.replace("127.0.0.1:29333", "0.0.0.0:29333"), &[])
-        .unwrap_err()
-        .to_string();
+    let msg = refusal(&GOOD.replace("127.0.0.1:29333", "0.0.0.0:29333"), &[]);
     assert!(msg.contains("set appservice.url"), "{msg}");
 }

@@ -221,6 +221,18 @@ pub struct Capture {
     pub seen: Arc<Mutex<Vec<(String, String, String)>>>,
 }
 
+impl Capture {
+    /// The IDs of the events handed over so far, in order.
+    pub fn event_ids(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, e, _)| e.clone())
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Bridge for Capture {
     async fn start(&self, ctx: &BridgeContext) -> Result<(), BridgeError> {

@@ -22,7 +22,7 @@ pub(crate) struct Flusher {
 
 impl Flusher {
     /// `log` is sled's log file (`<dir>/db`), synced after each flush.
-    pub(crate) fn start(db: sled::Db, log: Option<std::fs::File>) -> Self {
+    pub(crate) fn start(db: sled::Db, log: std::sync::Arc<std::fs::File>) -> Self {
         let (requests, rx) = mpsc::channel::<Reply>();
         std::thread::Builder::new()
             .name("bridgekit-flush".into())
@@ -30,13 +30,11 @@ impl Flusher {
                 while let Ok(first) = rx.recv() {
                     let mut waiting = vec![first];
                     waiting.extend(rx.try_iter());
-                    let result =
-                        db.flush().map(|_| ()).map_err(|e| e.to_string()).and_then(
-                            |()| match &log {
-                                Some(file) => file.sync_data().map_err(|e| e.to_string()),
-                                None => Ok(()),
-                            },
-                        );
+                    let result = db
+                        .flush()
+                        .map(|_| ())
+                        .and_then(|_| log.sync_data().map_err(Into::into))
+                        .map_err(|e| e.to_string());
                     for reply in waiting {
                         let _ = reply.send(result.clone());
                     }

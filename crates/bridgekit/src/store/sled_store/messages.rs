@@ -38,59 +38,55 @@ impl SledStore {
         let rkey = remote_key(&mapping.room_id, &mapping.remote_id, &mapping.part);
         let ekey = mapping.event_id.as_str().as_bytes();
         let value = to_json(mapping);
-        // The common case, both sides new: two compare-and-swaps instead of three reads and
-        // two writes. If the reverse key is taken, nothing was written and the checks below
-        // decide.
-        if t.msg_by_remote
-            .compare_and_swap(&rkey, None as Option<&[u8]>, Some(ekey))?
-            .is_ok()
-        {
-            return match t.msg_by_event.compare_and_swap(
-                ekey,
-                None as Option<&[u8]>,
-                Some(value.as_slice()),
-            )? {
-                Ok(()) => Ok(()),
-                Err(taken) if taken.current.as_deref() == Some(value.as_slice()) => Ok(()),
-                Err(_) => {
-                    t.msg_by_remote.remove(&rkey)?; // undo: the event belongs to another
-                    Err(StoreError::Conflict(format!(
-                        "event {} is already mapped to another remote message",
-                        mapping.event_id
-                    )))
+        // Claim the reverse key: usually free (one compare-and-swap); taken by this same
+        // event (a repeat); or left by a crash, pointing at a mapping that is not its own.
+        let claimed =
+            match t
+                .msg_by_remote
+                .compare_and_swap(&rkey, None as Option<&[u8]>, Some(ekey))?
+            {
+                Ok(()) => true,
+                Err(taken) => {
+                    let existing = taken.current.unwrap_or_default();
+                    if existing != ekey {
+                        if let Some(other) = t.msg_by_event.get(&existing)?
+                            && is_for(
+                                &decode(&other)?,
+                                &mapping.room_id,
+                                &mapping.remote_id,
+                                &mapping.part,
+                            )
+                        {
+                            return Err(StoreError::Conflict(format!(
+                                "remote message {} (part {:?}) in {} is already mapped to {}",
+                                mapping.remote_id,
+                                mapping.part,
+                                mapping.room_id,
+                                String::from_utf8_lossy(&existing)
+                            )));
+                        }
+                        t.msg_by_remote.insert(&rkey, ekey)?; // replaces a stale key
+                    }
+                    false
                 }
             };
-        }
-        if let Some(existing) = t.msg_by_remote.get(&rkey)?
-            && existing != ekey
-            && let Some(other) = t.msg_by_event.get(&existing)?
-            && is_for(
-                &decode(&other)?,
-                &mapping.room_id,
-                &mapping.remote_id,
-                &mapping.part,
-            )
-        {
-            return Err(StoreError::Conflict(format!(
-                "remote message {} (part {:?}) in {} is already mapped to {}",
-                mapping.remote_id,
-                mapping.part,
-                mapping.room_id,
-                String::from_utf8_lossy(&existing)
-            )));
-        }
-        if let Some(existing) = t.msg_by_event.get(ekey)? {
-            if existing == value.as_slice() {
-                return Ok(());
+        match t.msg_by_event.compare_and_swap(
+            ekey,
+            None as Option<&[u8]>,
+            Some(value.as_slice()),
+        )? {
+            Ok(()) => Ok(()),
+            Err(taken) if taken.current.as_deref() == Some(value.as_slice()) => Ok(()),
+            Err(_) => {
+                if claimed {
+                    t.msg_by_remote.remove(&rkey)?; // undo: the event belongs to another
+                }
+                Err(StoreError::Conflict(format!(
+                    "event {} is already mapped to another remote message",
+                    mapping.event_id
+                )))
             }
-            return Err(StoreError::Conflict(format!(
-                "event {} is already mapped to another remote message",
-                mapping.event_id
-            )));
         }
-        t.msg_by_remote.insert(rkey, ekey)?;
-        t.msg_by_event.insert(ekey, value)?;
-        Ok(())
     }
 
     pub(super) fn message_by_event_sync(

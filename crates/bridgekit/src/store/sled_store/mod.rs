@@ -32,7 +32,8 @@ pub struct SledStore {
     progress: inbox::SharedProgress,
     /// Held by whoever writes message mappings (see the `messages` module).
     mapping_writer: std::sync::Arc<std::sync::Mutex<()>>,
-    db_path: std::path::PathBuf,
+    /// sled's log file (`<dir>/db`).
+    log: std::sync::Arc<std::fs::File>,
     location: String,
 }
 
@@ -141,12 +142,16 @@ impl SledStore {
         let location = path.display().to_string();
         let db = open_waiting_for_lock(path, cache_bytes, &location)?;
         let trees = Trees::open(&db)?;
+        // sled's log file, synced after each flush (see the `flusher` module).
+        let log = std::sync::Arc::new(
+            std::fs::File::open(path.join("db")).map_err(|e| StoreError::Sled(e.into()))?,
+        );
         upgrade::to_current(&db, &trees, &location)?;
         Ok(SledStore {
-            flusher: flusher::Flusher::start(db.clone(), std::fs::File::open(path.join("db")).ok()),
+            flusher: flusher::Flusher::start(db.clone(), log.clone()),
+            log,
             progress: Default::default(),
             mapping_writer: Default::default(),
-            db_path: path.to_owned(),
             db,
             trees,
             location,
@@ -157,10 +162,9 @@ impl SledStore {
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
         self.write_progress_now()?;
         self.db.flush()?;
-        if let Ok(log) = std::fs::File::open(self.db_path.join("db")) {
-            log.sync_data()
-                .map_err(|e| StoreError::Flush(e.to_string()))?;
-        }
+        self.log
+            .sync_data()
+            .map_err(|e| StoreError::Flush(e.to_string()))?;
         Ok(())
     }
 
