@@ -5,6 +5,7 @@
 
 mod capabilities;
 mod client;
+mod crowd;
 mod harness;
 
 use harness::{Env, SERIAL, q, wait_for};

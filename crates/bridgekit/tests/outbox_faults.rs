@@ -249,3 +249,74 @@ async fn a_send_made_while_handling_an_event_waits_in_the_inbox_not_the_outbox()
     }
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ghost_the_homeserver_does_not_see_in_the_room_yet_is_retried_until_it_does() {
+    let h = Harness::new("", None).await;
+    let bridge = Capture::default();
+    let running = h.run(bridge.clone()).await;
+    let ctx = ctx_of(&bridge).await;
+    let ghost = ctx.ghost("g0").user_id().to_string();
+    h.hs.state.not_in_room.lock().unwrap().insert(ghost.clone());
+    let rooms = [room("a")];
+    let pending = queue(&ctx, &rooms, 3).await;
+    // Longer than the quick re-join retries inside one attempt (~1.5 s).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(h.hs.sent().is_empty(), "refused while not in the room");
+    h.hs.state.not_in_room.lock().unwrap().remove(&ghost);
+    for p in pending {
+        assert!(p.event_id().await.unwrap().is_some());
+    }
+    assert_once_in_order(&h.hs.sent(), &rooms, 3);
+    let nudges =
+        h.hs.state
+            .dummy_events
+            .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        nudges >= 5,
+        "each refusal merges the room's extremities ({nudges})"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_given_up_at_the_deadline_is_told_to_the_caller_and_the_room() {
+    let h = Harness::with_config("", "bridge: {send_deadline_secs: 1}", None).await;
+    let bridge = Capture::default();
+    let running = h.run(bridge.clone()).await;
+    let ctx = ctx_of(&bridge).await;
+    let ghost = ctx.ghost("g0");
+    h.hs.state
+        .not_in_room
+        .lock()
+        .unwrap()
+        .insert(ghost.user_id().to_string());
+    let content = RoomMessageEventContent::text_plain("waited for");
+    let waited = ghost.queue(Outgoing::message(&room("a"), &content).unwrap());
+    let error = waited.await.unwrap().event_id().await.unwrap_err();
+    assert!(error.is_not_in_room(), "{error}");
+    let content = RoomMessageEventContent::text_plain("queued and left");
+    drop(
+        ghost
+            .queue(Outgoing::message(&room("b"), &content).unwrap())
+            .await
+            .unwrap(),
+    );
+    wait_until("the room to hear of the given-up send", 20, || {
+        h.hs.sent().iter().any(|(room, sender, body)| {
+            room == "!b:localhost" && sender == "bot" && body.contains("given up")
+        })
+    })
+    .await;
+    let waited_notice =
+        h.hs.sent()
+            .iter()
+            .any(|(room, _, _)| room == "!a:localhost");
+    assert!(
+        !waited_notice,
+        "a caller that waits is told instead: {:?}",
+        h.hs.sent()
+    );
+    wait_for_empty_outbox(&ctx, 10).await;
+    running.stop().await;
+}

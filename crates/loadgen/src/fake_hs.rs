@@ -1,6 +1,6 @@
 //! The fake homeserver's Client-Server side: it answers what a bridge calls (ping, register,
 //! join, profile, send), and matches every echo to its source event. Sends are deduplicated
-//! by request path only, as Synapse does for appservices (synapse.md §5), so a txnId reused
+//! by request path only, as Synapse does for appservices (docs/homeserver-behaviour.md §2), so a txnId reused
 //! by two ghosts shows up as a swallowed event.
 
 use std::collections::HashMap;

@@ -18,7 +18,7 @@ use crate::context::BridgeContext;
 use crate::intake::Intake;
 
 /// Largest transaction body accepted. Synapse may send 100 events of up to 64 KiB plus
-/// ephemeral and to-device data (traps.md 1): refusing one would block the bridge forever.
+/// ephemeral and to-device data (docs/homeserver-behaviour.md §1): refusing one would block the bridge forever.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Most open connections to the appservice listener.

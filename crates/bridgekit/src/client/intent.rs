@@ -30,7 +30,7 @@ use crate::context::BridgeContext;
 use crate::store::queues::{OutboxEntry, OutboxOp};
 
 /// How often a send is retried while the homeserver still says the user is not in the room
-/// right after a join (traps.md 10).
+/// right after a join (docs/homeserver-behaviour.md §3); longer waits are the outbox's.
 const NOT_IN_ROOM_RETRIES: u32 = 5;
 
 /// One user of the appservice, ready to act.
@@ -374,15 +374,36 @@ impl Intent {
                 }
                 Err(e) if e.is_not_in_room() && attempt < NOT_IN_ROOM_RETRIES => {
                     attempt += 1;
+                    tracing::info!(user_id = %self.user_id, %room_id, attempt, "the homeserver does not see the user in the room yet; joining again and merging the room's extremities");
                     self.ctx
                         .store()
                         .set_joined(&self.user_id, room_id, false)
                         .await?;
+                    self.ctx.bot().nudge_room(room_id).await;
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
                     self.ensure_joined(room_id).await?;
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Sends an empty `org.matrix.dummy_event` (hidden by clients), as Synapse itself does to
+    /// merge a room's forward extremities: while a room has more than ten, a ghost's accepted
+    /// join can stay outside the state new events are checked against, and its sends are
+    /// refused "not in room" until something merges them (docs/homeserver-behaviour.md §3).
+    /// Failures are only logged: this is a cure, not a send anyone waits for.
+    pub(crate) async fn nudge_room(&self, room_id: &RoomId) {
+        let request = send_message_event::v3::Request::new_raw(
+            room_id.to_owned(),
+            self.ctx.txn_ids().next(),
+            "org.matrix.dummy_event".into(),
+            Raw::from_json(
+                serde_json::value::to_raw_value(&serde_json::json!({})).expect("{} serializes"),
+            ),
+        );
+        if let Err(error) = self.call(request).await {
+            tracing::debug!(%error, %room_id, "could not send a dummy event to merge the room's extremities");
         }
     }
 }

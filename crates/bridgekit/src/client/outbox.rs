@@ -192,6 +192,17 @@ impl ItemHandler<(u64, OutboxEntry)> for Sender {
             return; // stopping: the entry stays in the outbox
         };
         let mapping = mapping_for(&entry, result.as_ref().ok().and_then(Option::as_ref));
+        let waiter = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&seq)
+            .filter(|waiter| !waiter.is_closed());
+        if let (Err(error), None) = (&result, &waiter) {
+            // Nobody waits for this send (queued and left, or resumed after a restart): the
+            // room hears that it was given up.
+            crate::incoming::report_given_up(&ctx, &entry.room_id, &entry.sender, error).await;
+        }
         if let Err(error) = ctx.store().outbox_complete(seq, mapping.as_ref()).await {
             tracing::error!(%error, seq, "could not record a finished send");
         }
@@ -199,12 +210,7 @@ impl ItemHandler<(u64, OutboxEntry)> for Sender {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&seq);
-        if let Some(waiter) = self
-            .waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&seq)
-        {
+        if let Some(waiter) = waiter {
             let _ = waiter.send(result);
         }
     }
@@ -224,6 +230,8 @@ async fn deliver(
     };
     let intent = Intent::new(ctx.clone(), entry.sender.clone()).with_retry(retry);
     let mut backoff = Duration::from_millis(500);
+    let first_attempt = std::time::Instant::now();
+    let deadline = ctx.options().send_deadline;
     let result = loop {
         if *stopping.borrow() {
             return None;
@@ -241,6 +249,17 @@ async fn deliver(
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
+            // Synapse may go on answering "not in room" for seconds after it accepted the
+            // ghost's join, longer under load (docs/homeserver-behaviour.md): time cures it,
+            // so it is retried like an outage, up to `bridge.send_deadline_secs`.
+            Err(e) if e.is_not_in_room() && first_attempt.elapsed() < deadline => {
+                tracing::warn!(error = %e, room_id = %entry.room_id, sender = %entry.sender, retry_in_ms = backoff.as_millis() as u64, "send refused: the homeserver does not see the sender in the room yet; will join again and retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(super::jitter(backoff)) => {}
+                    _ = stopping.wait_for(|s| *s) => return None,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
             other => break other,
         }
     };
@@ -248,7 +267,7 @@ async fn deliver(
         Ok(_) => metrics::counter!("bridgekit_outbox_sent_total").increment(1),
         Err(error) => {
             metrics::counter!("bridgekit_outbox_failed_total").increment(1);
-            tracing::error!(%error, room_id = %entry.room_id, sender = %entry.sender, "the homeserver refused a send; it is dropped");
+            tracing::error!(%error, room_id = %entry.room_id, sender = %entry.sender, "the homeserver refused a send; it is given up");
         }
     }
     Some(result)

@@ -1,7 +1,7 @@
 //! Client transaction IDs for sends.
 //!
 //! Synapse deduplicates appservice sends by (appservice, request path), not by ghost
-//! (synapse.md §5): two ghosts reusing an ID in one room silently lose a message. So every ID
+//! (docs/homeserver-behaviour.md §2): two ghosts reusing an ID in one room silently lose a message. So every ID
 //! is unique across the whole appservice and across restarts — `bk<boot>.<counter>`, where
 //! the boot number is kept in the store — and a retry of one send reuses its ID.
 //! [`TxnIds::derived`] makes an ID from a stable seed (e.g. a remote message ID), so a send

@@ -85,6 +85,10 @@ const KEYS: &[Key] = &[
         help: "send com.beeper.message_send_status events for every bridged message (default false)",
     },
     Key {
+        name: "bridge.send_deadline_secs",
+        help: "how long a send the homeserver refuses for a reason that time cures (a ghost not yet in the room) is retried before it is given up and reported (default 600)",
+    },
+    Key {
         name: "bridge.command_prefix",
         help: "prefix of bot commands in rooms that are not portals (default !)",
     },
@@ -206,6 +210,9 @@ pub struct BridgeOptions {
     pub message_status: bool,
     /// Prefix of bot commands in management rooms.
     pub command_prefix: String,
+    /// How long a send refused for a reason that time cures (a ghost the homeserver does not
+    /// see in the room yet, right after its join) is retried before it is given up.
+    pub send_deadline: Duration,
 }
 
 impl Default for BridgeOptions {
@@ -214,6 +221,7 @@ impl Default for BridgeOptions {
             error_notices: true,
             message_status: false,
             command_prefix: "!".into(),
+            send_deadline: Duration::from_secs(600),
         }
     }
 }
@@ -542,6 +550,7 @@ impl Config {
                 command_prefix: src
                     .raw("bridge.command_prefix")?
                     .unwrap_or_else(|| "!".into()),
+                send_deadline: Duration::from_secs(src.number("bridge.send_deadline_secs", 600)?),
             },
             network: match src.root.get("network") {
                 None => serde_json::Value::Null,

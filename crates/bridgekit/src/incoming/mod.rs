@@ -19,7 +19,7 @@ use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedMxcUri, OwnedRoomId, O
 use crate::store::{MessageMapping, Portal, ReactionMapping};
 
 pub use commands::{CommandCall, CommandHelp};
-pub(crate) use outcome::report as outcome_report;
+pub(crate) use outcome::{report as outcome_report, report_given_up};
 
 /// Where and from whom a Matrix event came.
 #[derive(Clone, Debug)]

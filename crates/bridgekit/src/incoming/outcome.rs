@@ -4,12 +4,12 @@
 
 use ruma::events::relation::{InReplyTo, Reply};
 use ruma::events::room::message::{Relation, RoomMessageEventContent};
-use ruma::{EventId, RoomId};
+use ruma::{EventId, RoomId, UserId};
 use serde_json::json;
 
 use super::Unsupported;
 use crate::bridge::BridgeError;
-use crate::client::Outgoing;
+use crate::client::{ClientError, Outgoing};
 use crate::context::BridgeContext;
 
 /// Reports the outcome of handling `event_id`; failures to report are only logged.
@@ -66,5 +66,31 @@ pub(crate) async fn report(
         if let Err(e) = ctx.bot().queue(outgoing).await {
             tracing::warn!(error = %e, %room_id, "could not queue a message status event");
         }
+    }
+}
+
+/// Tells the room that a send was given up (`bridge.error_notices`), so it is never only a
+/// log line. The bot's own sends (notices, statuses) are not reported, so a room that refuses
+/// the bot does not start a loop.
+pub(crate) async fn report_given_up(
+    ctx: &BridgeContext,
+    room_id: &RoomId,
+    sender: &UserId,
+    error: &ClientError,
+) {
+    metrics::counter!("bridgekit_outbox_given_up_total").increment(1);
+    if !ctx.options().error_notices || sender == ctx.bot_user_id() {
+        return;
+    }
+    let notice = RoomMessageEventContent::notice_plain(format!(
+        "⚠️ A message from {sender} could not be delivered to this room and was given up: {error}"
+    ));
+    match Outgoing::message(room_id, &notice) {
+        Ok(outgoing) => {
+            if let Err(e) = ctx.bot().queue(outgoing).await {
+                tracing::warn!(error = %e, %room_id, "could not queue a given-up notice");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, %room_id, "could not build a given-up notice"),
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The fake answers the startup ping by calling the bridge back, accepts registrations, joins
 //! and profile changes, and records sends with Synapse's idempotency scope (per appservice
-//! and request path, not per ghost: synapse.md §5). Faults can be scripted per send attempt,
+//! and request path, not per ghost: docs/homeserver-behaviour.md §2). Faults can be scripted per send attempt,
 //! and the whole server can be taken down (connection refused) and brought back.
 #![allow(dead_code)]
 
@@ -46,6 +46,11 @@ pub struct FakeState {
     pub joins: Mutex<Vec<String>>,
     /// Rooms whose sends answer 503 until removed.
     pub blocked_rooms: Mutex<std::collections::HashSet<String>>,
+    /// Users whose sends are refused with 403 "not in room" (as Synapse does for a while
+    /// after a join, docs/homeserver-behaviour.md §3) until removed.
+    pub not_in_room: Mutex<std::collections::HashSet<String>>,
+    /// How many `org.matrix.dummy_event`s arrived (they take no fault and are not in `sent`).
+    pub dummy_events: std::sync::atomic::AtomicUsize,
     /// How many profile writes arrived.
     pub profile_writes: std::sync::atomic::AtomicUsize,
 }
@@ -111,6 +116,17 @@ async fn send(
     path: web::Path<(String, String, String)>,
     body: web::Json<Value>,
 ) -> HttpResponse {
+    if path.1 == "org.matrix.dummy_event" {
+        hs.dummy_events
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        return HttpResponse::Ok().json(json!({"event_id": "$dummy"}));
+    }
+    if hs.not_in_room.lock().unwrap().contains(&user_of(&req)) {
+        return HttpResponse::Forbidden().json(json!({
+            "errcode": "M_FORBIDDEN",
+            "error": format!("User {} not in room {} (None)", user_of(&req), path.0),
+        }));
+    }
     hs.attempts.lock().unwrap().push(std::time::Instant::now());
     let fault = hs.faults.lock().unwrap().pop_front();
     match fault {

@@ -1,4 +1,4 @@
-//! Turning remote user IDs into Matrix localparts and back.
+//! Turning remote user IDs into Matrix localparts and back, and IDs into URL path segments.
 //!
 //! Localparts may hold only `a-z 0-9 . _ = - /`. Remote IDs are escaped reversibly:
 //! `A-Z` → `_` + lowercase, `_` → `__`, any other byte outside the set → `=xx` (hex).
