@@ -3,18 +3,30 @@
 //! to the bridge with its targets resolved.
 
 use bridgekit::ruma::OwnedUserId;
-use bridgekit::{ChatInfo, PortalKey, RemoteContent, RemoteEvent, RemoteMessage, RemoteUser};
+use bridgekit::ruma::{MilliSecondsSinceUnixEpoch, UInt};
+use bridgekit::{
+    ChatId, ChatInfo, GhostEvent, MessageId, PortalKey, RemoteContent, RemoteEvent, RemoteMessage,
+    RemoteUser, RemoteUserId,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::harness::{Env, SERIAL, User, q, wait_for};
 
 fn user(id: &str) -> RemoteUser {
-    RemoteUser::new(id).with_displayname(id.to_uppercase())
+    RemoteUser::new(RemoteUserId::new(id).unwrap()).with_displayname(id.to_uppercase())
+}
+
+fn mid(id: &str) -> MessageId {
+    MessageId::new(id).unwrap()
 }
 
 fn text(id: &str, from: &str, body: &str) -> RemoteMessage {
-    RemoteMessage::new(id, user(from), RemoteContent::text(body))
+    RemoteMessage::new(mid(id), user(from), RemoteContent::text(body))
+}
+
+fn at(millis: u64) -> MilliSecondsSinceUnixEpoch {
+    MilliSecondsSinceUnixEpoch(UInt::new(millis).unwrap())
 }
 
 async fn accept_invite(alice: &User) -> String {
@@ -50,7 +62,7 @@ async fn remote_events_become_matrix_events_and_matrix_events_reach_the_bridge_r
     let ctx = running.ctx.clone();
     let alice = env.user("alice").await;
     let alice_id: OwnedUserId = alice.user_id.as_str().try_into().unwrap();
-    let key = PortalKey::new("chat-1");
+    let key = PortalKey::new(ChatId::from_static("chat-1"));
 
     // A new chat: room, members, history with original times and a reply, then the invite.
     let mut info = ChatInfo::default();
@@ -60,10 +72,10 @@ async fn remote_events_become_matrix_events_and_matrix_events_reach_the_bridge_r
     info.invite = vec![alice_id.clone()];
     info.power = vec![(alice_id.clone(), 50)];
     info.history = vec![
-        text("m1", "carol", "old one").at(1_600_000_000_000),
+        text("m1", "carol", "old one").at(at(1_600_000_000_000)),
         text("m2", "dave", "old two")
-            .at(1_600_000_001_000)
-            .reply_to("m1"),
+            .at(at(1_600_000_001_000))
+            .reply_to(mid("m1")),
     ];
     ctx.apply_remote_event(&key, RemoteEvent::NewChat(info.clone()))
         .await
@@ -112,14 +124,14 @@ async fn remote_events_become_matrix_events_and_matrix_events_reach_the_bridge_r
     };
     apply(RemoteEvent::Message(text("m4", "carol", "live"))).await;
     apply(RemoteEvent::Edit {
-        target_id: "m4".into(),
-        edit_id: "e1".into(),
+        target_id: mid("m4"),
+        edit_id: mid("e1"),
         sender: user("carol"),
         content: RemoteContent::text("live, edited"),
     })
     .await;
     apply(RemoteEvent::Reaction {
-        target_id: "m4".into(),
+        target_id: mid("m4"),
         sender: user("dave"),
         key: "👍".into(),
     })
@@ -131,7 +143,7 @@ async fn remote_events_become_matrix_events_and_matrix_events_reach_the_bridge_r
     .await;
     apply(RemoteEvent::ReadMarker {
         sender: user("dave"),
-        up_to: "m4".into(),
+        up_to: mid("m4"),
     })
     .await;
     apply(RemoteEvent::MemberJoined(user("erin"))).await;
@@ -147,14 +159,15 @@ async fn remote_events_become_matrix_events_and_matrix_events_reach_the_bridge_r
         sender: Some(user("carol")),
     })
     .await;
-    apply(RemoteEvent::GhostRenamed {
-        old_id: "dave".into(),
-        user: RemoteUser::new("david").with_displayname("David"),
+    ctx.apply_ghost_event(GhostEvent::Renamed {
+        old_id: RemoteUserId::from_static("dave"),
+        user: RemoteUser::new(RemoteUserId::from_static("david")).with_displayname("David"),
     })
-    .await;
+    .await
+    .unwrap();
     let renamed_msg = RemoteMessage::new(
-        "m5",
-        RemoteUser::new("david"),
+        mid("m5"),
+        RemoteUser::new(RemoteUserId::from_static("david")),
         RemoteContent::text("renamed"),
     );
     apply(RemoteEvent::Message(renamed_msg)).await;
@@ -225,13 +238,13 @@ async fn remote_events_become_matrix_events_and_matrix_events_reach_the_bridge_r
 
     // Taking back the reaction and deleting the message redact them.
     apply(RemoteEvent::ReactionRemoved {
-        target_id: "m4".into(),
-        sender: RemoteUser::new("david"),
+        target_id: mid("m4"),
+        sender: RemoteUser::new(RemoteUserId::from_static("david")),
         key: "👍".into(),
     })
     .await;
     apply(RemoteEvent::Delete {
-        target_id: "m4".into(),
+        target_id: mid("m4"),
         sender: Some(user("carol")),
         reason: Some("oops".into()),
     })
@@ -245,7 +258,11 @@ async fn remote_events_become_matrix_events_and_matrix_events_reach_the_bridge_r
     let room_id = bridgekit::ruma::RoomId::parse(&room).unwrap();
     let gone = ctx
         .store()
-        .message_by_remote(&room_id, "m4", "")
+        .message_by_remote(
+            &room_id,
+            &bridgekit::MessageId::from_static("m4"),
+            &bridgekit::PartId::only(),
+        )
         .await
         .unwrap();
     assert!(gone.is_none(), "a deleted message is forgotten");

@@ -49,7 +49,7 @@ async fn every_message_state_profile_media_and_signal_call_works_as_a_ghost() {
     let bridge = env.run_in_process().await;
     let ctx = bridge.ctx.clone();
     let room = RoomId::parse(alice.room_with_bot(&env.bot).await).unwrap();
-    let ghost = ctx.ghost("carol");
+    let ghost = ctx.ghost(&bridgekit::RemoteUserId::from_static("carol"));
 
     // Message events of every kind, each through the outbox.
     let text = ghost
@@ -95,7 +95,9 @@ async fn every_message_state_profile_media_and_signal_call_works_as_a_ghost() {
     );
     let old = Outgoing::message(&room, &RoomMessageEventContent::text_plain("old news"))
         .unwrap()
-        .timestamp(1_600_000_000_000);
+        .timestamp(bridgekit::ruma::MilliSecondsSinceUnixEpoch(
+            bridgekit::ruma::UInt::new(1_600_000_000_000).unwrap(),
+        ));
     let old = ghost.submit(old).await.unwrap().unwrap();
 
     let ghost_id = ghost.user_id().as_str();
@@ -191,7 +193,9 @@ async fn every_message_state_profile_media_and_signal_call_works_as_a_ghost() {
         &RoomTopicEventContent::new("from history".into()),
     )
     .unwrap()
-    .timestamp(1_600_000_000_001);
+    .timestamp(bridgekit::ruma::MilliSecondsSinceUnixEpoch(
+        bridgekit::ruma::UInt::new(1_600_000_000_001).unwrap(),
+    ));
     let old_state = bot.submit(old_state).await.unwrap().unwrap();
     assert_eq!(
         event(&alice, &room, old_state.as_str()).await["origin_server_ts"],
@@ -318,7 +322,7 @@ async fn membership_rooms_and_error_mapping_on_synapse() {
         "{err}"
     );
     assert!(err.to_string().contains("cannot masquerade"), "{err}");
-    let never = ctx.ghost_user_id("never");
+    let never = ctx.ghost_user_id(&bridgekit::RemoteUserId::from_static("never"));
     let err = ctx
         .client()
         .execute(whoami::v3::Request::new(), Some(&never))
@@ -329,7 +333,7 @@ async fn membership_rooms_and_error_mapping_on_synapse() {
     // A ghost the store wrongly believes registered is registered again, then invited by the
     // bot, and its message goes out.
     let room = RoomId::parse(alice.room_with_bot(&env.bot).await).unwrap();
-    let dave = ctx.ghost("dave");
+    let dave = ctx.ghost(&bridgekit::RemoteUserId::from_static("dave"));
     ctx.store()
         .update_ghost(dave.user_id(), &|r| r.registered = true)
         .await
@@ -344,8 +348,8 @@ async fn membership_rooms_and_error_mapping_on_synapse() {
     );
 
     // A portal: created by a ghost, with an alias in the namespace, power for another ghost.
-    let erin = ctx.ghost("erin");
-    let frank = ctx.ghost("frank");
+    let erin = ctx.ghost(&bridgekit::RemoteUserId::from_static("erin"));
+    let frank = ctx.ghost(&bridgekit::RemoteUserId::from_static("frank"));
     let portal = CreateRoom::new()
         .name("Portal")
         .topic("bridged chat")

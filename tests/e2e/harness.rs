@@ -105,22 +105,18 @@ impl bridgekit::Bridge for HandOver {
         &self,
         ctx: &bridgekit::BridgeContext,
         m: bridgekit::MatrixMessage,
-    ) -> Result0 {
+    ) -> Result<bridgekit::Sent, bridgekit::BridgeError> {
         let o = &m.origin;
-        let mapping = bridgekit::MessageMapping::new(
-            o.room_id.clone(),
-            format!("mx:{}", o.event_id),
-            o.event_id.clone(),
-        );
-        ctx.store().insert_message(&mapping).await?;
+        let _ = ctx;
+        let id = bridgekit::MessageId::new(format!("mx:{}", o.event_id))?;
         self.record(format!(
             "message {:?} reply_to={:?} thread={:?} portal={:?}",
             m.content.body(),
-            m.reply_to.map(|r| r.remote_id),
-            m.thread_root.map(|r| r.remote_id),
-            o.portal.as_ref().map(|p| p.key.remote_id.clone()),
+            m.reply_to.map(|r| r.remote_id.into_string()),
+            m.thread_root.map(|r| r.remote_id.into_string()),
+            o.portal.as_ref().map(|p| p.key.remote_id.to_string()),
         ));
-        Ok(())
+        Ok(bridgekit::Sent::message(id))
     }
     async fn handle_edit(&self, _: &bridgekit::BridgeContext, e: bridgekit::MatrixEdit) -> Result0 {
         self.record(format!(
@@ -160,7 +156,7 @@ impl bridgekit::Bridge for HandOver {
             "membership {} {} remote={:?}",
             m.user_id,
             m.membership.as_str(),
-            m.remote_user
+            m.remote_user.map(|r| r.into_string())
         ));
         Ok(())
     }

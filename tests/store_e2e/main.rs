@@ -13,8 +13,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use actix_web::web::Data;
-use bridgekit::Store;
 use bridgekit::ruma::{EventId, RoomId};
+use bridgekit::{MessageId, PartId, Store};
 use loadgen::fake_hs::{FakeState, serve};
 
 const EVENTS: usize = 1500;
@@ -315,7 +315,11 @@ async fn every_mapping_is_there(store: &dyn Store, events: usize) {
             .unwrap_or_else(|| panic!("no mapping for $e{i}"));
         assert_eq!(mapping.room_id, room);
         let echo = store
-            .message_by_remote(&room, &format!("{}.echo", mapping.remote_id), "")
+            .message_by_remote(
+                &room,
+                &MessageId::new(format!("{}.echo", mapping.remote_id)).unwrap(),
+                &PartId::only(),
+            )
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("no mapping for the echo of $e{i}"));

@@ -1,23 +1,23 @@
 //! The echo bridge: the template for writing a bridge with bridgekit.
 //!
 //! Its "remote network" lives in this process ([`network`]): a message a Matrix user sends
-//! becomes a remote message, and the network answers with an echo of it from the remote
-//! counterpart of that user, which the bridge posts back into the room as a ghost. The mapping
-//! remote message ↔ Matrix event is stored, so editing the original edits the echo and
-//! redacting the original redacts the echo.
+//! becomes a post there, and the network answers with an echo of it from the poster's
+//! counterpart, which the bridge shows in the room as a ghost — text, notices, emotes,
+//! formatting and files as they came. The framework keeps the books: the handler returns the
+//! post's ID, so editing or redacting the original edits or redacts the echo.
 //!
 //! It uses only bridgekit's public API.
 
 pub mod network;
 
-use bridgekit::ruma::events::room::message::MessageType;
 use bridgekit::ruma::{RoomId, UserId};
 use bridgekit::{
-    Bridge, BridgeContext, BridgeError, MatrixEdit, MatrixMessage, MatrixRedaction, MessageMapping,
-    Portal, PortalKey, RedactedTarget, RemoteContent, RemoteUser, async_trait,
+    Bridge, BridgeContext, BridgeError, ChatId, MatrixEdit, MatrixMessage, MatrixRedaction,
+    MessageId, PortalKey, RedactedTarget, RemoteEvent, RemoteMessage, RemoteUser, RemoteUserId,
+    Sent, async_trait,
 };
 
-use network::{RemoteEvent, RemoteMessage};
+use network::{Body, Happening, Post};
 
 /// The echo bridge. Stateless: everything it remembers is in the framework's store.
 #[derive(Debug, Default)]
@@ -25,50 +25,45 @@ pub struct EchoBridge;
 
 #[async_trait]
 impl Bridge for EchoBridge {
-    /// Matrix → remote: a new message. The framework has already dropped the bridge's own
-    /// echoes and turned commands (`!help`) in rooms that are not portals into answers.
+    /// Every room the bot is in is a chat of the echo network, named by its room ID.
+    async fn portal_for_room(
+        &self,
+        _ctx: &BridgeContext,
+        room_id: &RoomId,
+    ) -> Result<Option<ChatId>, BridgeError> {
+        Ok(Some(ChatId::new(room_id.as_str())?))
+    }
+
+    /// Matrix → remote: a new message becomes a post; the framework records its ID.
     async fn handle_message(
         &self,
         ctx: &BridgeContext,
         msg: MatrixMessage,
-    ) -> Result<(), BridgeError> {
+    ) -> Result<Sent, BridgeError> {
         let origin = &msg.origin;
-        // Every room the bot is in is a chat of the echo network, keyed by its room ID.
-        let key = PortalKey::new(origin.room_id.as_str());
-        if origin.portal.is_none() {
-            let portal = Portal::new(key.clone(), origin.room_id.clone());
-            ctx.store().put_portal(&portal).await?;
-        }
-        let id = network::remote_id_for(&origin.event_id);
-        let mapping =
-            MessageMapping::new(origin.room_id.clone(), id.clone(), origin.event_id.clone())
-                .with_sender(origin.sender.clone());
-        ctx.store().insert_message(&mapping).await?;
-        let body = match &msg.content.msgtype {
-            MessageType::Text(text) => text.body.clone(),
-            other => other.body().to_owned(),
+        let post = Post {
+            id: network::id_for(&origin.event_id),
+            author: network::author_for(ctx.server_name(), &origin.sender),
+            body: Body::of(&msg.content.msgtype),
+            author_hint: origin.sender.to_string(),
         };
-        let message = RemoteMessage {
-            id,
-            author: remote_user_for(ctx, &origin.sender),
-            body,
-            displayname_hint: origin.sender.to_string(),
-        };
-        deliver(ctx, &key, RemoteEvent::Message(message)).await
+        let id = MessageId::new(&post.id)?;
+        deliver(ctx, &origin.room_id, Happening::Posted(post)).await?;
+        Ok(Sent::message(id))
     }
 
     /// Matrix → remote: an edit of a bridged message.
     async fn handle_edit(&self, ctx: &BridgeContext, edit: MatrixEdit) -> Result<(), BridgeError> {
-        let event = RemoteEvent::Edit {
-            id: edit.target.remote_id,
-            edit_id: network::remote_id_for(&edit.origin.event_id),
-            author: remote_user_for(ctx, &edit.origin.sender),
-            body: edit.new_content.msgtype.body().to_owned(),
+        let happening = Happening::Edited {
+            id: edit.target.remote_id.into_string(),
+            edit_id: network::id_for(&edit.origin.event_id),
+            author: network::author_for(ctx.server_name(), &edit.origin.sender),
+            body: Body::of(&edit.new_content.msgtype),
         };
-        deliver(ctx, &PortalKey::new(edit.origin.room_id.as_str()), event).await
+        deliver(ctx, &edit.origin.room_id, happening).await
     }
 
-    /// Matrix → remote: a redaction becomes a deletion of the remote message.
+    /// Matrix → remote: a redaction takes the post down.
     async fn handle_redaction(
         &self,
         ctx: &BridgeContext,
@@ -77,16 +72,11 @@ impl Bridge for EchoBridge {
         let RedactedTarget::Message(target) = redaction.target else {
             return Ok(()); // the echo network has no reactions
         };
-        let event = RemoteEvent::Delete {
-            id: target.remote_id,
+        let happening = Happening::Deleted {
+            id: target.remote_id.into_string(),
             reason: redaction.reason,
         };
-        deliver(
-            ctx,
-            &PortalKey::new(redaction.origin.room_id.as_str()),
-            event,
-        )
-        .await
+        deliver(ctx, &redaction.origin.room_id, happening).await
     }
 
     fn version(&self) -> String {
@@ -94,77 +84,60 @@ impl Bridge for EchoBridge {
     }
 }
 
-/// Hands `event` to the network and bridges what the network says back.
+/// Hands `happening` to the network and bridges what the network says back, in order: the
+/// handler returns once the echo is in the room.
 async fn deliver(
     ctx: &BridgeContext,
-    key: &PortalKey,
-    event: RemoteEvent,
+    room: &RoomId,
+    happening: Happening,
 ) -> Result<(), BridgeError> {
-    for answer in network::deliver(event) {
-        let room_id = RoomId::parse(&key.remote_id)?;
-        let event = remote_to_matrix(ctx, &room_id, answer).await?;
-        // Applied now, in order: the handler returns once the echo is in the room.
-        ctx.apply_remote_event(key, event).await?;
+    let portal = PortalKey::new(ChatId::new(room.as_str())?);
+    for answer in network::deliver(happening) {
+        let event = to_matrix(ctx, answer).await?;
+        ctx.apply_remote_event(&portal, event).await?;
     }
     Ok(())
 }
 
-/// Remote → Matrix: the network's event in the framework's terms.
-async fn remote_to_matrix(
-    ctx: &BridgeContext,
-    room_id: &RoomId,
-    event: RemoteEvent,
-) -> Result<bridgekit::RemoteEvent, BridgeError> {
-    Ok(match event {
-        RemoteEvent::Message(message) => {
-            let mut author = RemoteUser::new(&message.author);
+/// Remote → Matrix: the network's happening in the framework's terms.
+async fn to_matrix(ctx: &BridgeContext, happening: Happening) -> Result<RemoteEvent, BridgeError> {
+    Ok(match happening {
+        Happening::Posted(post) => {
+            let author = RemoteUserId::new(post.author)?;
+            let mut sender = RemoteUser::new(author.clone());
             // The ghost's name, asked of the homeserver once: later it is in the store.
-            let ghost = ctx.ghost_user_id(&message.author);
-            if ctx
-                .store()
-                .ghost(&ghost)
-                .await
-                .map(|g| g.displayname.is_none())
-                .unwrap_or(true)
-            {
-                let name = sender_displayname(ctx, &message.displayname_hint).await;
-                author = author.with_displayname(format!("{name} (echo)"));
+            let ghost = ctx.ghost_user_id(&author);
+            if ctx.store().ghost(&ghost).await?.displayname.is_none() {
+                let name = sender_displayname(ctx, &post.author_hint).await;
+                sender = sender.with_displayname(format!("{name} (echo)"));
             }
-            let content = RemoteContent::text(message.body);
-            bridgekit::RemoteEvent::Message(bridgekit::RemoteMessage::new(
-                message.id, author, content,
+            RemoteEvent::Message(RemoteMessage::new(
+                MessageId::new(post.id)?,
+                sender,
+                post.body.into_content(),
             ))
         }
-        RemoteEvent::Edit {
+        Happening::Edited {
             id,
             edit_id,
             author,
             body,
-        } => bridgekit::RemoteEvent::Edit {
-            target_id: id,
-            edit_id,
-            sender: RemoteUser::new(author),
-            content: RemoteContent::text(body),
+        } => RemoteEvent::Edit {
+            target_id: MessageId::new(id)?,
+            edit_id: MessageId::new(edit_id)?,
+            sender: RemoteUser::new(RemoteUserId::new(author)?),
+            content: body.into_content(),
         },
-        RemoteEvent::Delete { id, reason } => {
-            // The echo's author deletes it (a ghost may redact its own events; the bot may
-            // lack the power to redact anyone else's).
-            let parts = ctx.store().message_parts(room_id, &id).await?;
-            let author = parts
-                .first()
-                .and_then(|part| part.sender.as_deref())
-                .and_then(|ghost| ctx.remote_user_of(ghost));
-            bridgekit::RemoteEvent::Delete {
-                target_id: id,
-                sender: author.map(RemoteUser::new),
-                reason,
-            }
-        }
+        // With no sender named, the echo's own ghost redacts it (the bot may lack the power).
+        Happening::Deleted { id, reason } => RemoteEvent::Delete {
+            target_id: MessageId::new(id)?,
+            sender: None,
+            reason,
+        },
     })
 }
 
-/// The Matrix sender's displayname, or its localpart when it has none. Asked once per ghost:
-/// later messages find the ghost's name in the store.
+/// The Matrix sender's displayname, or its localpart when it has none.
 async fn sender_displayname(ctx: &BridgeContext, sender: &str) -> String {
     let Ok(sender) = UserId::parse(sender) else {
         return sender.to_owned();
@@ -172,15 +145,5 @@ async fn sender_displayname(ctx: &BridgeContext, sender: &str) -> String {
     match ctx.bot().displayname_of(&sender).await {
         Ok(Some(name)) => name,
         _ => sender.localpart().to_owned(),
-    }
-}
-
-/// The remote user standing for a Matrix user: the localpart for local users, the whole ID
-/// for users of other servers (so two Alices never share a ghost).
-fn remote_user_for(ctx: &BridgeContext, user_id: &UserId) -> String {
-    if user_id.server_name() == ctx.server_name() {
-        user_id.localpart().to_owned()
-    } else {
-        user_id.as_str().to_owned()
     }
 }

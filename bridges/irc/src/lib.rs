@@ -24,9 +24,8 @@ use std::sync::{Mutex, OnceLock};
 use bridgekit::ruma::events::room::message::MessageType;
 use bridgekit::ruma::{OwnedUserId, UserId};
 use bridgekit::{
-    Bridge, BridgeContext, BridgeError, ChatInfo, CommandCall, CommandHelp, MatrixEdit,
-    MatrixMessage, MatrixRoomChange, MessageMapping, PortalKey, RemoteEvent, RoomChange,
-    async_trait,
+    Bridge, BridgeContext, BridgeError, ChatInfo, CommandCall, CommandHelp, GhostEvent, MatrixEdit,
+    MatrixMessage, MatrixRoomChange, MessageId, RemoteEvent, RoomChange, Sent, async_trait,
 };
 use irc_proto::{Command, Message};
 use tokio::sync::mpsc;
@@ -52,7 +51,7 @@ impl IrcBridge {
 
     /// The channel a portal room stands for.
     fn channel(portal: Option<&bridgekit::Portal>) -> Option<String> {
-        portal.map(|p| p.key.remote_id.clone())
+        portal.map(|p| p.key.remote_id.to_string())
     }
 
     async fn name_of(&self, ctx: &BridgeContext, user_id: &UserId) -> String {
@@ -88,7 +87,8 @@ impl IrcBridge {
         info.name = Some(channel.to_owned());
         info.power = invite.iter().map(|user| (user.clone(), 50)).collect();
         info.invite = invite;
-        ctx.apply_remote_event(&translate::portal_key(channel), RemoteEvent::NewChat(info))
+        let key = translate::portal_key(channel).ok_or("an empty channel name")?;
+        ctx.apply_remote_event(&key, RemoteEvent::NewChat(info))
             .await
     }
 }
@@ -125,19 +125,13 @@ impl Bridge for IrcBridge {
         &self,
         ctx: &BridgeContext,
         msg: MatrixMessage,
-    ) -> Result<(), BridgeError> {
+    ) -> Result<Sent, BridgeError> {
         let Some(channel) = Self::channel(msg.origin.portal.as_ref()) else {
-            return Ok(()); // not a portal: only commands are read there
+            return Ok(Sent::pending()); // not a portal: only commands are read there
         };
-        // IRC gives messages no IDs; the mapping still lets edits find what they edit.
-        let origin = &msg.origin;
-        let mapping = MessageMapping::new(
-            origin.room_id.clone(),
-            format!("matrix:{}", origin.event_id),
-            origin.event_id.clone(),
-        )
-        .with_sender(origin.sender.clone());
-        ctx.store().insert_message(&mapping).await?;
+        // IRC gives messages no IDs; one made from the event still lets edits find their
+        // target.
+        let id = MessageId::new(format!("matrix:{}", msg.origin.event_id))?;
         let name = self.name_of(ctx, &msg.origin.sender).await;
         let (kind, body) = match &msg.content.msgtype {
             MessageType::Emote(e) => (Kind::Emote, e.body.clone()),
@@ -148,7 +142,7 @@ impl Bridge for IrcBridge {
         for line in translate::outgoing(&channel, &name, kind, &body) {
             self.irc()?.send(line);
         }
-        Ok(())
+        Ok(Sent::message(id))
     }
 
     /// IRC has no edits: the new text goes out as a correction.
@@ -224,7 +218,7 @@ async fn from_irc(ctx: &BridgeContext, irc: &IrcHandle, line: &Message) -> Resul
             for room in ctx.store().joined_rooms(ghost.user_id()).await? {
                 if let Some(portal) = ctx.store().portal_by_room(&room).await? {
                     let event = RemoteEvent::MemberLeft {
-                        user: bridgekit::RemoteUser::new(&nick),
+                        user: bridgekit::RemoteUser::new(nick.clone()),
                         reason: reason.clone(),
                         kicked_by: None,
                     };
@@ -233,12 +227,13 @@ async fn from_irc(ctx: &BridgeContext, irc: &IrcHandle, line: &Message) -> Resul
             }
         }
         Incoming::Renamed { old, new } => {
-            let user = bridgekit::RemoteUser::new(new.to_lowercase()).with_displayname(&new);
-            let event = RemoteEvent::GhostRenamed {
-                old_id: old.to_lowercase(),
-                user,
+            let (Some(old_id), Some(new_id)) = (translate::user_id(&old), translate::user_id(&new))
+            else {
+                return Ok(());
             };
-            ctx.apply_remote_event(&PortalKey::new(""), event).await?;
+            let user = bridgekit::RemoteUser::new(new_id).with_displayname(&new);
+            ctx.apply_ghost_event(GhostEvent::Renamed { old_id, user })
+                .await?;
         }
         Incoming::RelayKicked(channel) => irc.send(Command::JOIN(channel, None, None).into()),
         Incoming::Nothing => {}

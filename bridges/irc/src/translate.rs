@@ -1,7 +1,10 @@
 //! IRC ↔ the framework's terms, as pure functions: one IRC line becomes at most one remote
 //! event for one channel, and one Matrix message becomes IRC lines.
 
-use bridgekit::{PortalKey, RemoteContent, RemoteEvent, RemoteMessage, RemoteUser};
+use bridgekit::{
+    ChatId, MessageId, PortalKey, RemoteContent, RemoteEvent, RemoteMessage, RemoteUser,
+    RemoteUserId,
+};
 use irc_proto::{Command, Message, Response};
 
 /// Longest text sent in one IRC line (RFC 1459 allows 512 bytes with the command and CRLF).
@@ -9,12 +12,13 @@ const MAX_TEXT: usize = 400;
 
 /// What one IRC line means to the bridge.
 #[derive(Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per IRC line, moved once: boxing buys nothing
 pub enum Incoming {
     /// Something in one channel.
     Channel(PortalKey, RemoteEvent),
     /// A user left the network: they leave every bridged channel they were in.
     Quit {
-        nick: String,
+        nick: RemoteUserId,
         reason: Option<String>,
     },
     /// A user changed nick.
@@ -25,86 +29,98 @@ pub enum Incoming {
     Nothing,
 }
 
-/// The portal of an IRC channel (channel names are case-insensitive).
-pub fn portal_key(channel: &str) -> PortalKey {
-    PortalKey::new(channel.to_lowercase())
+/// The portal of an IRC channel (channel names are case-insensitive); `None` for an empty
+/// name.
+pub fn portal_key(channel: &str) -> Option<PortalKey> {
+    ChatId::new(channel.to_lowercase()).ok().map(PortalKey::new)
 }
 
-fn user(nick: &str) -> RemoteUser {
-    RemoteUser::new(nick.to_lowercase()).with_displayname(nick)
+/// The remote user behind a nick (nicks are case-insensitive); `None` for an empty nick.
+pub fn user_id(nick: &str) -> Option<RemoteUserId> {
+    RemoteUserId::new(nick.to_lowercase()).ok()
+}
+
+fn user(nick: &str) -> Option<RemoteUser> {
+    Some(RemoteUser::new(user_id(nick)?).with_displayname(nick))
 }
 
 /// A message ID for a line that has none (IRC gives messages no IDs).
-fn next_id() -> String {
+fn next_id() -> MessageId {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("{nanos}.{}", COUNTER.fetch_add(1, Ordering::Relaxed))
+    let id = format!("{nanos}.{}", COUNTER.fetch_add(1, Ordering::Relaxed));
+    MessageId::new(id).expect("digits and a dot")
 }
 
 /// Translates one line from the server; `relay` is the relay's own nick (its lines are its
 /// own echoes).
 pub fn incoming(message: &Message, relay: &str) -> Incoming {
+    translate(message, relay).unwrap_or(Incoming::Nothing)
+}
+
+/// [`incoming`], with `None` for a line naming no one or nothing valid.
+fn translate(message: &Message, relay: &str) -> Option<Incoming> {
     let nick = message.source_nickname().unwrap_or_default();
     let from_relay = nick.eq_ignore_ascii_case(relay);
-    let channel_event = |channel: &str, event| Incoming::Channel(portal_key(channel), event);
+    let channel_event = |channel: &str, event| Some(Incoming::Channel(portal_key(channel)?, event));
     match &message.command {
         Command::PRIVMSG(target, text) | Command::NOTICE(target, text)
             if is_channel(target) && !from_relay =>
         {
             let content = match (&message.command, ctcp_action(text)) {
-                (_, Some(action)) => RemoteContent::Emote {
-                    body: action.to_owned(),
-                },
-                (Command::NOTICE(..), None) => RemoteContent::Notice { body: text.clone() },
+                (_, Some(action)) => RemoteContent::emote(action),
+                (Command::NOTICE(..), None) => RemoteContent::notice(text.clone()),
                 _ => RemoteContent::text(text.clone()),
             };
-            let msg = RemoteMessage::new(next_id(), user(nick), content);
+            let msg = RemoteMessage::new(next_id(), user(nick)?, content);
             channel_event(target, RemoteEvent::Message(msg))
         }
         Command::JOIN(channels, _, _) if !from_relay => {
             // A JOIN names one channel in practice; a list is joined one by one.
             match channels.split(',').next() {
-                Some(channel) => channel_event(channel, RemoteEvent::MemberJoined(user(nick))),
-                None => Incoming::Nothing,
+                Some(channel) => channel_event(channel, RemoteEvent::MemberJoined(user(nick)?)),
+                None => None,
             }
         }
         Command::PART(channel, reason) if !from_relay => channel_event(
             channel,
             RemoteEvent::MemberLeft {
-                user: user(nick),
+                user: user(nick)?,
                 reason: reason.clone(),
                 kicked_by: None,
             },
         ),
         Command::KICK(channel, victim, _) if victim.eq_ignore_ascii_case(relay) => {
-            Incoming::RelayKicked(channel.clone())
+            Some(Incoming::RelayKicked(channel.clone()))
         }
         Command::KICK(channel, victim, reason) => channel_event(
             channel,
             RemoteEvent::MemberLeft {
-                user: user(victim),
+                user: user(victim)?,
                 reason: reason.clone(),
-                kicked_by: Some(user(nick)),
+                kicked_by: Some(user(nick)?),
             },
         ),
-        Command::QUIT(reason) if !from_relay => Incoming::Quit {
-            nick: nick.to_lowercase(),
+        Command::QUIT(reason) if !from_relay => Some(Incoming::Quit {
+            nick: user_id(nick)?,
             reason: reason.clone(),
-        },
-        Command::NICK(new) if !from_relay => Incoming::Renamed {
-            old: nick.to_owned(),
-            new: new.clone(),
-        },
+        }),
+        Command::NICK(new) if !from_relay && !nick.is_empty() && !new.is_empty() => {
+            Some(Incoming::Renamed {
+                old: nick.to_owned(),
+                new: new.clone(),
+            })
+        }
         Command::TOPIC(channel, Some(topic)) if !from_relay => channel_event(
             channel,
             RemoteEvent::ChatInfoChanged {
                 name: None,
                 topic: Some(topic.clone()),
-                sender: Some(user(nick)),
+                sender: Some(user(nick)?),
             },
         ),
         // The topic the server reports when the relay joins: `332 relay #chan :topic`.
@@ -116,7 +132,7 @@ pub fn incoming(message: &Message, relay: &str) -> Incoming {
                 sender: None,
             },
         ),
-        _ => Incoming::Nothing,
+        _ => None,
     }
 }
 
@@ -191,8 +207,9 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(key, PortalKey::new("#rust"));
-        assert_eq!(m.sender, RemoteUser::new("alice").with_displayname("Alice"));
+        assert_eq!(Some(key), portal_key("#RUST"));
+        assert_eq!(m.sender, user("Alice").unwrap());
+        assert_eq!(m.sender.id, "alice");
         assert!(matches!(m.content, RemoteContent::Text { ref body, .. } if body == "hello there"));
 
         let Incoming::Channel(_, RemoteEvent::Message(m)) = incoming(
@@ -201,13 +218,13 @@ mod tests {
         ) else {
             panic!()
         };
-        assert!(matches!(m.content, RemoteContent::Emote { ref body } if body == "waves"));
+        assert!(matches!(m.content, RemoteContent::Emote { ref body, .. } if body == "waves"));
         let Incoming::Channel(_, RemoteEvent::Message(m)) =
             incoming(&parse(":bob!b@h NOTICE #rust :heads up"), "matrix")
         else {
             panic!()
         };
-        assert!(matches!(m.content, RemoteContent::Notice { ref body } if body == "heads up"));
+        assert!(matches!(m.content, RemoteContent::Notice { ref body, .. } if body == "heads up"));
 
         assert!(matches!(
             incoming(&parse(":bob!b@h KICK #rust carol :spam"), "matrix"),

@@ -30,7 +30,11 @@ fn event(tag: &str, n: u64) -> OwnedEventId {
 }
 
 fn mapping(tag: &str, n: u64) -> MessageMapping {
-    MessageMapping::new(room(n), format!("{tag}-{n}"), event(tag, n))
+    MessageMapping::new(
+        room(n),
+        bridgekit::MessageId::new(format!("{tag}-{n}")).unwrap(),
+        event(tag, n),
+    )
 }
 
 /// A cheap, repeatable spread of lookups over the prefilled keys.
@@ -102,7 +106,11 @@ fn bench_backend(
                 for i in 0..iters {
                     let n = pick(i);
                     let found = store
-                        .message_by_remote(&room(n), &format!("pre-{n}"), "")
+                        .message_by_remote(
+                            &room(n),
+                            &bridgekit::MessageId::new(format!("pre-{n}")).unwrap(),
+                            &bridgekit::PartId::only(),
+                        )
                         .await
                         .unwrap();
                     assert!(found.is_some());

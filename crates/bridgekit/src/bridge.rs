@@ -17,7 +17,7 @@ use ruma::{OwnedUserId, RoomAliasId, UserId};
 use crate::context::BridgeContext;
 use crate::incoming::{
     CommandCall, CommandHelp, MatrixEdit, MatrixMembership, MatrixMessage, MatrixReaction,
-    MatrixRedaction, MatrixRoomChange, Unsupported,
+    MatrixRedaction, MatrixRoomChange, Sent, Unsupported,
 };
 
 /// The error type handlers return: anything that can be displayed and logged.
@@ -30,7 +30,7 @@ pub struct ToDeviceEvent {
     /// The recipient: a ghost or the bot.
     pub to_user_id: OwnedUserId,
     /// The recipient's device, when the homeserver names one.
-    pub to_device_id: Option<String>,
+    pub to_device_id: Option<ruma::OwnedDeviceId>,
     /// The event as sent.
     pub event: Raw<AnyToDeviceEvent>,
 }
@@ -62,12 +62,28 @@ pub trait Bridge: Send + Sync + 'static {
         crate::incoming::route::dispatch(self, ctx, event).await
     }
 
+    /// A message arrived in a room that is no portal (and is not a command): return the
+    /// remote chat the room stands for to make it one — the framework records the portal
+    /// before handing the message over. Default: `None`, the room stays a plain room (the
+    /// message is still handed over, with no portal).
+    async fn portal_for_room(
+        &self,
+        _ctx: &BridgeContext,
+        _room_id: &ruma::RoomId,
+    ) -> Result<Option<crate::ids::ChatId>, BridgeError> {
+        Ok(None)
+    }
+
     /// Required: a new message (text, notice, emote, media; maybe a reply or in a thread).
+    /// Return what the network made of it ([`Sent::message`] with its remote ID): the
+    /// framework records the mapping, so edits,
+    /// replies, reactions and redactions of it find their target. Return
+    /// [`RetryLater`](crate::RetryLater) for a failure that may pass.
     async fn handle_message(
         &self,
         ctx: &BridgeContext,
         message: MatrixMessage,
-    ) -> Result<(), BridgeError>;
+    ) -> Result<Sent, BridgeError>;
 
     /// An edit of a bridged message. Unsupported unless overridden.
     async fn handle_edit(
@@ -78,7 +94,8 @@ pub trait Bridge: Send + Sync + 'static {
         Err(Unsupported("edits").into())
     }
 
-    /// A reaction to a bridged message. Unsupported unless overridden.
+    /// A reaction to a bridged message; once it returns `Ok`, the framework records the
+    /// reaction so its redaction finds it. Unsupported unless overridden.
     async fn handle_reaction(
         &self,
         _ctx: &BridgeContext,
@@ -87,7 +104,8 @@ pub trait Bridge: Send + Sync + 'static {
         Err(Unsupported("reactions").into())
     }
 
-    /// A redaction of a bridged message or reaction. Unsupported unless overridden.
+    /// A redaction of a bridged message or reaction; once it returns `Ok`, the framework
+    /// forgets the mapping of what was redacted. Unsupported unless overridden.
     async fn handle_redaction(
         &self,
         _ctx: &BridgeContext,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
 
 use crate::client::{HomeserverClient, Intent, Outbox, TxnIds};
-use crate::ids::{escape_localpart, unescape_localpart};
+use crate::ids::{RemoteUserId, escape_localpart, unescape_localpart};
 use crate::store::Store;
 
 /// The bridge's handle on the framework.
@@ -75,14 +75,17 @@ impl BridgeContext {
     }
 
     /// The ghost standing for `remote_user`: the one recorded for it in the store (it may
-    /// have been renamed, see [`crate::RemoteEvent::GhostRenamed`]), else the one its ID
+    /// have been renamed, see [`crate::GhostEvent::Renamed`]), else the one its ID
     /// names, which is then recorded.
-    pub async fn ghost_for_remote(&self, remote_user: &str) -> Result<Intent, crate::StoreError> {
+    pub async fn ghost_for_remote(
+        &self,
+        remote_user: &RemoteUserId,
+    ) -> Result<Intent, crate::StoreError> {
         if let Some((user_id, _)) = self.store().ghost_by_remote(remote_user).await? {
             return Ok(Intent::new(self.clone(), user_id));
         }
         let user_id = self.ghost_user_id(remote_user);
-        let remote = remote_user.to_owned();
+        let remote = remote_user.clone();
         let recorded = self
             .store()
             .update_ghost(&user_id, &move |g| {
@@ -123,18 +126,18 @@ impl BridgeContext {
     }
 
     /// The Matrix user ID of the ghost for the remote user `remote_user`.
-    pub fn ghost_user_id(&self, remote_user: &str) -> OwnedUserId {
+    pub fn ghost_user_id(&self, remote_user: &RemoteUserId) -> OwnedUserId {
         let localpart = format!(
             "{}{}",
             self.shared.parts.ghost_prefix,
-            escape_localpart(remote_user)
+            escape_localpart(remote_user.as_str())
         );
         UserId::parse(format!("@{localpart}:{}", self.shared.parts.server_name))
             .expect("escaped localparts and a validated server name make a valid user ID")
     }
 
     /// Acts as the ghost of the remote user `remote_user` (registered on first use).
-    pub fn ghost(&self, remote_user: &str) -> Intent {
+    pub fn ghost(&self, remote_user: &RemoteUserId) -> Intent {
         Intent::new(self.clone(), self.ghost_user_id(remote_user))
     }
 
@@ -145,15 +148,16 @@ impl BridgeContext {
     }
 
     /// The remote user behind a ghost's user ID, or `None` if `user_id` is not a ghost.
-    pub fn remote_user_of(&self, user_id: &UserId) -> Option<String> {
+    pub fn remote_user_of(&self, user_id: &UserId) -> Option<RemoteUserId> {
         if user_id.server_name() != self.shared.parts.server_name {
             return None;
         }
-        unescape_localpart(
+        let remote = unescape_localpart(
             user_id
                 .localpart()
                 .strip_prefix(&self.shared.parts.ghost_prefix)?,
-        )
+        )?;
+        RemoteUserId::new(remote).ok()
     }
 
     /// Whether `user_id` is the bot or one of the ghosts: events they send are the bridge's own

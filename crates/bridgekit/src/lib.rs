@@ -7,20 +7,21 @@
 //! A complete bridge that answers every message with a ghost's echo:
 //!
 //! ```no_run
-//! use bridgekit::{Bridge, BridgeContext, BridgeError, MatrixMessage, async_trait};
+//! use bridgekit::{Bridge, BridgeContext, BridgeError, MatrixMessage, MessageId, RemoteUserId, Sent, async_trait};
 //! use bridgekit::ruma::events::room::message::RoomMessageEventContent;
 //!
 //! struct Parrot;
 //!
 //! #[async_trait]
 //! impl Bridge for Parrot {
-//!     async fn handle_message(&self, ctx: &BridgeContext, msg: MatrixMessage) -> Result<(), BridgeError> {
-//!         let who = msg.origin.sender.localpart();
-//!         let ghost = ctx.ghost(who);
+//!     async fn handle_message(&self, ctx: &BridgeContext, msg: MatrixMessage) -> Result<Sent, BridgeError> {
+//!         let who = RemoteUserId::new(msg.origin.sender.localpart())?;
+//!         let ghost = ctx.ghost(&who);
 //!         ghost.set_displayname(&format!("{who} (parrot)")).await?;
 //!         let echo = RoomMessageEventContent::text_plain(msg.content.body());
 //!         ghost.send(&msg.origin.room_id, &echo).await?;
-//!         Ok(())
+//!         // What the "network" made of the message: the framework records the mapping.
+//!         Ok(Sent::message(MessageId::new(msg.origin.event_id.as_str())?))
 //!     }
 //! }
 //!
@@ -35,7 +36,8 @@
 //! [`Bridge::handle_room_change`] and [`Bridge::handle_command`] as your network supports them
 //! ([`incoming`] has what each receives, already resolved through the store). The other way,
 //! [`BridgeContext::remote_event`] takes a [`RemoteEvent`] (a message, an edit, a reaction, a
-//! new chat, …) and applies it as the right ghost, in order per portal ([`remote`]).
+//! new chat, …) and applies it as the right ghost, in order per portal ([`remote`]). Remote
+//! IDs are typed ([`ids`]): a message ID cannot be passed where a user ID belongs.
 //!
 //! The pieces, in the order data flows: [`appservice`] (HTTP edge) →
 //! intake (durable record) → per-room dispatch → your [`Bridge`] → [`Intent`] (acting as a
@@ -75,12 +77,14 @@ pub use client::{
 };
 pub use config::{Config, ConfigError};
 pub use context::BridgeContext;
+pub use ids::{ChatId, InvalidId, LoginId, MessageId, PartId, RemoteTxnId, RemoteUserId};
 pub use incoming::{
     CommandCall, CommandHelp, MatrixEdit, MatrixMembership, MatrixMessage, MatrixOrigin,
-    MatrixReaction, MatrixRedaction, MatrixRoomChange, RedactedTarget, RoomChange, Unsupported,
+    MatrixReaction, MatrixRedaction, MatrixRoomChange, RedactedTarget, RetryLater, RoomChange,
+    Sent, Unsupported,
 };
 pub use registration::Registration;
-pub use remote::{ChatInfo, RemoteContent, RemoteEvent, RemoteMessage, RemoteUser};
+pub use remote::{ChatInfo, GhostEvent, RemoteContent, RemoteEvent, RemoteMessage, RemoteUser};
 pub use ruma;
 pub use runtime::{RunError, run, run_until, run_with_store};
 pub use store::{

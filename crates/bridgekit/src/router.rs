@@ -3,6 +3,7 @@
 //! bridge, and removes the item from the inbox once handled.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ruma::events::room::member::MembershipState;
 use ruma::events::{AnyStateEvent, AnyTimelineEvent};
@@ -11,6 +12,9 @@ use crate::bridge::{Bridge, ToDeviceEvent};
 use crate::context::BridgeContext;
 use crate::dispatch::ItemHandler;
 use crate::store::queues::{InboxItem, ItemKind};
+
+/// Longest pause between attempts of an event whose handler asked to retry later.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
 
 pub(crate) struct Router {
     pub bridge: Arc<dyn Bridge>,
@@ -84,7 +88,9 @@ impl Router {
         }
         let reportable = crate::incoming::route::is_reportable(&event);
         let room_id = event.room_id().to_owned();
-        let outcome = self.bridge.handle_event(&self.ctx, event).await;
+        let Some(outcome) = self.handle_with_retries(event).await else {
+            return false; // stopping: the item stays in the inbox for the next start
+        };
         match &outcome {
             Err(error)
                 if error
@@ -100,6 +106,36 @@ impl Router {
             crate::incoming::outcome_report(&self.ctx, &room_id, &event_id, &outcome).await;
         }
         outcome.is_ok()
+    }
+
+    /// Hands `event` to the bridge; a [`RetryLater`](crate::RetryLater) answer is retried with
+    /// backoff (the room's later events wait, so order holds) until it succeeds, fails
+    /// otherwise, or `bridge.handler_retry_secs` runs out. `None` when the bridge stops.
+    async fn handle_with_retries(
+        &self,
+        event: AnyTimelineEvent,
+    ) -> Option<Result<(), crate::BridgeError>> {
+        let limit = self.ctx.options().handler_retry;
+        let started = std::time::Instant::now();
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let outcome = self.bridge.handle_event(&self.ctx, event.clone()).await;
+            let retry =
+                matches!(&outcome, Err(e) if e.downcast_ref::<crate::RetryLater>().is_some());
+            if !retry || started.elapsed() >= limit {
+                return Some(outcome);
+            }
+            if let Err(error) = &outcome {
+                tracing::warn!(%error, event_id = %event.event_id(), retry_in_ms = backoff.as_millis() as u64, "the bridge could not carry out an event for now; it stays in the inbox and is retried");
+            }
+            metrics::counter!("bridgekit_handler_retries_total").increment(1);
+            let outbox = &self.ctx.shared.outbox;
+            tokio::select! {
+                _ = tokio::time::sleep(crate::client::jitter(backoff)) => {}
+                _ = outbox.stopped() => return None,
+            }
+            backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
+        }
     }
 
     async fn ephemeral(&self, json: &str) -> bool {
@@ -122,7 +158,7 @@ impl Router {
         #[derive(serde::Deserialize)]
         struct Target {
             to_user_id: ruma::OwnedUserId,
-            to_device_id: Option<String>,
+            to_device_id: Option<ruma::OwnedDeviceId>,
         }
         match serde_json::from_str::<Target>(json) {
             Ok(target) => {

@@ -63,12 +63,16 @@ impl Store for FullDisk {
     async fn message_by_remote(
         &self,
         r: &RoomId,
-        id: &str,
-        part: &str,
+        id: &bridgekit::MessageId,
+        part: &bridgekit::PartId,
     ) -> Result<Option<MessageMapping>, StoreError> {
         self.inner.message_by_remote(r, id, part).await
     }
-    async fn message_parts(&self, r: &RoomId, id: &str) -> Result<Vec<MessageMapping>, StoreError> {
+    async fn message_parts(
+        &self,
+        r: &RoomId,
+        id: &bridgekit::MessageId,
+    ) -> Result<Vec<MessageMapping>, StoreError> {
         self.inner.message_parts(r, id).await
     }
     async fn delete_message(&self, e: &EventId) -> Result<Option<MessageMapping>, StoreError> {
@@ -80,7 +84,7 @@ impl Store for FullDisk {
     async fn reaction(
         &self,
         r: &RoomId,
-        t: &str,
+        t: &bridgekit::MessageId,
         s: &UserId,
         k: &str,
     ) -> Result<Option<ReactionMapping>, StoreError> {
@@ -119,7 +123,7 @@ impl Store for FullDisk {
     }
     async fn ghost_by_remote(
         &self,
-        id: &str,
+        id: &bridgekit::RemoteUserId,
     ) -> Result<Option<(OwnedUserId, GhostRecord)>, StoreError> {
         self.inner.ghost_by_remote(id).await
     }
@@ -260,10 +264,14 @@ struct Stuck {
 
 #[async_trait]
 impl Bridge for Stuck {
-    async fn handle_message(&self, _: &BridgeContext, _: MatrixMessage) -> Result<(), BridgeError> {
+    async fn handle_message(
+        &self,
+        _: &BridgeContext,
+        _: MatrixMessage,
+    ) -> Result<bridgekit::Sent, BridgeError> {
         let _ = self.released.clone().wait_for(|r| *r).await;
         self.handled.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        Ok(bridgekit::Sent::pending())
     }
 }
 
@@ -402,14 +410,14 @@ impl Bridge for Answering {
         &self,
         ctx: &BridgeContext,
         m: MatrixMessage,
-    ) -> Result<(), BridgeError> {
+    ) -> Result<bridgekit::Sent, BridgeError> {
         let o = &m.origin;
         let content = RoomMessageEventContent::text_plain(m.content.body());
         let txn = TxnIds::derived(&[o.room_id.as_str(), o.event_id.as_str()]);
-        ctx.ghost("answer")
+        ctx.ghost(&bridgekit::RemoteUserId::from_static("answer"))
             .submit(Outgoing::message(&o.room_id, &content)?.txn_id(txn))
             .await?;
-        Ok(())
+        Ok(bridgekit::Sent::pending())
     }
 }
 

@@ -36,7 +36,7 @@ async fn metrics_count_transactions_events_handlers_and_sends() {
     })
     .await;
     let room = RoomId::parse("!r:localhost").unwrap();
-    ctx.ghost("g")
+    ctx.ghost(&bridgekit::RemoteUserId::from_static("g"))
         .send(&room, &RoomMessageEventContent::text_plain("out"))
         .await
         .unwrap();

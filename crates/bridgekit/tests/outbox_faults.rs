@@ -23,7 +23,12 @@ async fn queue(ctx: &BridgeContext, rooms: &[OwnedRoomId], n: usize) -> Vec<Pend
         for (r, room) in rooms.iter().enumerate() {
             let content = RoomMessageEventContent::text_plain(format!("{r}:{i}"));
             let outgoing = Outgoing::message(room, &content).unwrap();
-            pending.push(ctx.ghost(&format!("g{r}")).queue(outgoing).await.unwrap());
+            pending.push(
+                ctx.ghost(&bridgekit::RemoteUserId::new(format!("g{r}")).unwrap())
+                    .queue(outgoing)
+                    .await
+                    .unwrap(),
+            );
         }
     }
     pending
@@ -200,7 +205,7 @@ async fn profiles_are_sent_only_when_they_change() {
     let bridge = Capture::default();
     let running = h.run(bridge.clone()).await;
     let ctx = ctx_of(&bridge).await;
-    let ghost = ctx.ghost("g");
+    let ghost = ctx.ghost(&bridgekit::RemoteUserId::from_static("g"));
     let writes = || {
         h.hs.state
             .profile_writes
@@ -256,7 +261,10 @@ async fn a_ghost_the_homeserver_does_not_see_in_the_room_yet_is_retried_until_it
     let bridge = Capture::default();
     let running = h.run(bridge.clone()).await;
     let ctx = ctx_of(&bridge).await;
-    let ghost = ctx.ghost("g0").user_id().to_string();
+    let ghost = ctx
+        .ghost(&bridgekit::RemoteUserId::from_static("g0"))
+        .user_id()
+        .to_string();
     h.hs.state.not_in_room.lock().unwrap().insert(ghost.clone());
     let rooms = [room("a")];
     let pending = queue(&ctx, &rooms, 3).await;
@@ -285,7 +293,7 @@ async fn a_send_given_up_at_the_deadline_is_told_to_the_caller_and_the_room() {
     let bridge = Capture::default();
     let running = h.run(bridge.clone()).await;
     let ctx = ctx_of(&bridge).await;
-    let ghost = ctx.ghost("g0");
+    let ghost = ctx.ghost(&bridgekit::RemoteUserId::from_static("g0"));
     h.hs.state
         .not_in_room
         .lock()

@@ -4,7 +4,7 @@
 
 mod common;
 
-use bridgekit::{Bridge, BridgeContext, BridgeError, MatrixMessage, MessageMapping, async_trait};
+use bridgekit::{Bridge, BridgeContext, BridgeError, MatrixMessage, async_trait};
 use common::{Harness, msg, wait_until};
 use serde_json::{Value, json};
 
@@ -17,18 +17,14 @@ impl Bridge for MessagesOnly {
         &self,
         ctx: &BridgeContext,
         m: MatrixMessage,
-    ) -> Result<(), BridgeError> {
+    ) -> Result<bridgekit::Sent, BridgeError> {
+        let _ = ctx;
         if m.content.body() == "fail" {
             return Err("the remote network said no".into());
         }
-        let o = &m.origin;
-        let mapping = MessageMapping::new(
-            o.room_id.clone(),
-            o.event_id.to_string(),
-            o.event_id.clone(),
-        );
-        ctx.store().insert_message(&mapping).await?;
-        Ok(())
+        Ok(bridgekit::Sent::message(bridgekit::MessageId::new(
+            m.origin.event_id.as_str(),
+        )?))
     }
 }
 

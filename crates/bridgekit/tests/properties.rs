@@ -114,7 +114,7 @@ proptest! {
             for op in &ops {
                 match *op {
                     Op::Insert { room: r, remote, part, event: e } => {
-                        let mapping = MessageMapping::new(room(r), remote.to_string(), event(e)).with_part(part.to_string());
+                        let mapping = MessageMapping::new(room(r), bridgekit::MessageId::new(remote.to_string()).unwrap(), event(e)).with_part(bridgekit::PartId::new(part.to_string()).unwrap());
                         let key = (r, remote, part);
                         let allowed = match (by_remote.get(&key), by_event.get(&e)) {
                             (None, None) => true,
@@ -145,7 +145,7 @@ proptest! {
             for r in 0..2 {
                 for remote in 0..5 {
                     for part in 0..2 {
-                        let found = store.message_by_remote(&room(r), &remote.to_string(), &part.to_string()).await.unwrap();
+                        let found = store.message_by_remote(&room(r), &bridgekit::MessageId::new(remote.to_string()).unwrap(), &bridgekit::PartId::new(part.to_string()).unwrap()).await.unwrap();
                         prop_assert_eq!(found.map(|m| m.event_id), by_remote.get(&(r, remote, part)).map(|e| event(*e)));
                     }
                 }
@@ -153,7 +153,7 @@ proptest! {
             for e in 0..8 {
                 let found = store.message_by_event(&event(e)).await.unwrap();
                 let expected = by_event.get(&e).map(|(r, remote, part)| (room(*r), remote.to_string(), part.to_string()));
-                prop_assert_eq!(found.map(|m| (m.room_id, m.remote_id, m.part)), expected);
+                prop_assert_eq!(found.map(|m| (m.room_id, m.remote_id.into_string(), m.part.into_string())), expected);
             }
             Ok(())
         })?;

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use bridgekit::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use bridgekit::store::{MessageMapping, Portal, PortalKey, SledStore, Store};
+use bridgekit::{ChatId, MessageId, RemoteUserId};
 
 /// How much history to write.
 #[derive(Clone, Copy, Debug, Default)]
@@ -27,12 +28,15 @@ impl Prefill {
         let store = SledStore::open(path, bridgekit::store::DEFAULT_CACHE_BYTES).unwrap();
         for n in 0..self.portals {
             let room: OwnedRoomId = format!("!prefill{n}:localhost").try_into().unwrap();
-            let portal = Portal::new(PortalKey::new(format!("chat{n}")), room);
+            let portal = Portal::new(
+                PortalKey::new(ChatId::new(format!("chat{n}")).unwrap()),
+                room,
+            );
             store.put_portal(&portal).await.unwrap();
         }
         for n in 0..self.ghosts {
             let user: OwnedUserId = format!("@_echo_prefill{n}:localhost").try_into().unwrap();
-            let remote = format!("prefill{n}");
+            let remote = RemoteUserId::new(format!("prefill{n}")).unwrap();
             store
                 .update_ghost(&user, &move |g| {
                     g.remote_id = Some(remote.clone());
@@ -48,7 +52,8 @@ impl Prefill {
                 .try_into()
                 .unwrap();
             let event: OwnedEventId = format!("$prefill{n}").try_into().unwrap();
-            let mapping = MessageMapping::new(room, format!("remote{n}"), event);
+            let mapping =
+                MessageMapping::new(room, MessageId::new(format!("remote{n}")).unwrap(), event);
             store.insert_message(&mapping).await.unwrap();
         }
         store.flush().await.unwrap();

@@ -20,10 +20,7 @@ use ruma::events::reaction::ReactionEventContent;
 use ruma::events::relation::Annotation;
 use ruma::events::{MessageLikeEventContent, StateEventContent};
 use ruma::serde::Raw;
-use ruma::{
-    EventId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedEventId, OwnedUserId, RoomId,
-    TransactionId, UInt, UserId,
-};
+use ruma::{EventId, OwnedDeviceId, OwnedEventId, OwnedUserId, RoomId, TransactionId, UserId};
 
 use super::{ClientError, Endpoint, Outgoing, PendingSend, RetryPolicy};
 use crate::context::BridgeContext;
@@ -240,10 +237,7 @@ impl Intent {
         entry: &OutboxEntry,
     ) -> Result<Option<OwnedEventId>, ClientError> {
         let room = entry.room_id.clone();
-        let ts = entry
-            .timestamp
-            .and_then(UInt::new)
-            .map(MilliSecondsSinceUnixEpoch);
+        let ts = entry.timestamp;
         match &entry.op {
             OutboxOp::Message {
                 event_type,

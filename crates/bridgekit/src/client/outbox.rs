@@ -126,6 +126,11 @@ impl Outbox {
         queued.first_key_value().map(|(_, at)| at.elapsed())
     }
 
+    /// Resolves once [`stop`](Self::stop) is called.
+    pub(crate) async fn stopped(&self) {
+        let _ = self.shutdown.subscribe().wait_for(|s| *s).await;
+    }
+
     /// True once [`stop`](Self::stop) was called.
     pub(crate) fn is_stopping(&self) -> bool {
         *self.shutdown.borrow()

@@ -2,20 +2,21 @@
 //! optional backfill timestamp, chosen transaction ID and the remote message it carries.
 
 use ruma::events::{MessageLikeEventContent, StateEventContent};
-use ruma::{EventId, OwnedRoomId, OwnedTransactionId, RoomId};
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedTransactionId, RoomId};
 use serde_json::value::RawValue;
 
 use super::ClientError;
+use crate::ids::MessageId;
 use crate::store::queues::OutboxOp;
 
-/// A send, built in one expression: `Outgoing::message(&room, &content)?.remote_id("42")`.
+/// A send, built in one expression: `Outgoing::message(&room, &content)?.remote_id(id)`.
 #[derive(Clone, Debug)]
 pub struct Outgoing {
     pub(crate) room_id: OwnedRoomId,
     pub(crate) op: OutboxOp,
     pub(crate) txn_id: Option<OwnedTransactionId>,
-    pub(crate) timestamp: Option<u64>,
-    pub(crate) remote_id: Option<String>,
+    pub(crate) timestamp: Option<MilliSecondsSinceUnixEpoch>,
+    pub(crate) remote_id: Option<MessageId>,
 }
 
 fn raw(content: &impl serde::Serialize) -> Result<Box<RawValue>, ClientError> {
@@ -104,14 +105,14 @@ impl Outgoing {
     }
 
     /// Backdates the event (`?ts=`, for bridging history; only appservices may).
-    pub fn timestamp(mut self, millis_since_epoch: u64) -> Self {
-        self.timestamp = Some(millis_since_epoch);
+    pub fn timestamp(mut self, timestamp: MilliSecondsSinceUnixEpoch) -> Self {
+        self.timestamp = Some(timestamp);
         self
     }
 
     /// The remote message this event carries: the mapping is stored when the event ID arrives.
-    pub fn remote_id(mut self, remote_id: impl Into<String>) -> Self {
-        self.remote_id = Some(remote_id.into());
+    pub fn remote_id(mut self, remote_id: MessageId) -> Self {
+        self.remote_id = Some(remote_id);
         self
     }
 }

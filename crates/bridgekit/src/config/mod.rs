@@ -89,6 +89,10 @@ const KEYS: &[Key] = &[
         help: "how long a send the homeserver refuses for a reason that time cures (a ghost not yet in the room) is retried before it is given up and reported (default 600)",
     },
     Key {
+        name: "bridge.handler_retry_secs",
+        help: "how long a Matrix event whose remote send failed for a reason that may pass (the bridge answered RetryLater) is retried, holding its room, before it is reported as not bridged (default 900)",
+    },
+    Key {
         name: "bridge.command_prefix",
         help: "prefix of bot commands in rooms that are not portals (default !)",
     },
@@ -213,6 +217,9 @@ pub struct BridgeOptions {
     /// How long a send refused for a reason that time cures (a ghost the homeserver does not
     /// see in the room yet, right after its join) is retried before it is given up.
     pub send_deadline: Duration,
+    /// How long a Matrix event whose handler answered [`RetryLater`](crate::RetryLater) is
+    /// retried before it is reported as not bridged.
+    pub handler_retry: Duration,
 }
 
 impl Default for BridgeOptions {
@@ -222,6 +229,7 @@ impl Default for BridgeOptions {
             message_status: false,
             command_prefix: "!".into(),
             send_deadline: Duration::from_secs(600),
+            handler_retry: Duration::from_secs(900),
         }
     }
 }
@@ -551,6 +559,7 @@ impl Config {
                     .raw("bridge.command_prefix")?
                     .unwrap_or_else(|| "!".into()),
                 send_deadline: Duration::from_secs(src.number("bridge.send_deadline_secs", 600)?),
+                handler_retry: Duration::from_secs(src.number("bridge.handler_retry_secs", 900)?),
             },
             network: match src.root.get("network") {
                 None => serde_json::Value::Null,

@@ -75,6 +75,15 @@ macro_rules! remote_id {
                 Ok(Self(value))
             }
 
+            /// An ID written in the source (tests, constants). Panics if it is invalid.
+            #[track_caller]
+            pub fn from_static(value: &'static str) -> Self {
+                match Self::new(value) {
+                    Ok(id) => id,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+
             /// The ID as the network spells it.
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -89,6 +98,13 @@ macro_rules! remote_id {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
             }
         }
 

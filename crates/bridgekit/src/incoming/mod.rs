@@ -6,6 +6,7 @@
 //! is a default method on [`Bridge`](crate::Bridge); a bridge overrides the ones its network
 //! supports, and the framework reports the rest to the user as unsupported.
 
+mod books;
 mod commands;
 mod outcome;
 pub(crate) mod route;
@@ -18,6 +19,8 @@ use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedMxcUri, OwnedRoomId, O
 
 use crate::store::{MessageMapping, Portal, ReactionMapping};
 
+pub use books::Sent;
+pub(crate) use books::{echo_origin, record_mapping};
 pub use commands::{CommandCall, CommandHelp};
 pub(crate) use outcome::{report as outcome_report, report_given_up};
 
@@ -49,6 +52,17 @@ pub struct MatrixMessage {
     pub reply_to: Option<MessageMapping>,
     /// The bridged root of the thread it is in, if any.
     pub thread_root: Option<MessageMapping>,
+}
+
+impl MatrixMessage {
+    /// The transaction ID to send this message to the network with, where the network takes
+    /// one: when the network reports the message back carrying it
+    /// ([`RemoteMessage::with_txn_id`](crate::RemoteMessage::with_txn_id)), the framework maps
+    /// the echo to this event instead of bridging it again — whether the echo comes before or
+    /// after the handler returns.
+    pub fn txn_id(&self) -> crate::ids::RemoteTxnId {
+        books::txn_id_for(&self.origin.event_id)
+    }
 }
 
 /// An edit (`m.replace`) of a bridged message.
@@ -109,7 +123,7 @@ pub struct MatrixMembership {
     pub membership: MembershipState,
     /// The ghost's remote user, when `user_id` is a ghost (a Matrix user inviting or kicking
     /// someone from the remote network).
-    pub remote_user: Option<String>,
+    pub remote_user: Option<crate::ids::RemoteUserId>,
     /// The member's displayname in the room.
     pub displayname: Option<String>,
     /// The reason given, for kicks, bans and leaves.
@@ -143,3 +157,26 @@ pub struct MatrixRoomChange {
 #[derive(Debug, thiserror::Error)]
 #[error("{0} are not supported by this bridge")]
 pub struct Unsupported(pub &'static str);
+
+/// Returned by a Matrix → remote handler when the remote side failed for a reason that may
+/// pass (the network is down, a rate limit): the event stays in the inbox and is handed over
+/// again with backoff, holding the room's later events so order is kept, until it succeeds
+/// or `bridge.handler_retry_secs` runs out. A crash meanwhile loses nothing.
+///
+/// ```
+/// # use bridgekit::{BridgeError, RetryLater};
+/// # fn send() -> Result<(), std::io::Error> { Ok(()) }
+/// # fn f() -> Result<(), BridgeError> {
+/// send().map_err(RetryLater::new)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("temporary failure: {0}")]
+pub struct RetryLater(pub crate::BridgeError);
+
+impl RetryLater {
+    /// Wraps the error that made the attempt fail.
+    pub fn new(error: impl Into<crate::BridgeError>) -> Self {
+        Self(error.into())
+    }
+}

@@ -78,15 +78,22 @@ pub(crate) async fn dispatch<B: Bridge + ?Sized>(
                     {
                         return super::commands::run(bridge, ctx, origin, command).await;
                     }
+                    let mut origin = origin;
+                    if origin.portal.is_none()
+                        && let Some(chat) = bridge.portal_for_room(ctx, &origin.room_id).await?
+                    {
+                        super::books::record_portal(ctx, &mut origin, chat).await?;
+                    }
                     let (reply_to, thread_root) = related(ctx, relation.as_ref()).await?;
                     content.relates_to = relation;
                     let message = MatrixMessage {
-                        origin,
+                        origin: origin.clone(),
                         content,
                         reply_to,
                         thread_root,
                     };
-                    bridge.handle_message(ctx, message).await
+                    let sent = bridge.handle_message(ctx, message).await?;
+                    Ok(super::books::record_sent(ctx, &origin, sent).await?)
                 }
             }
         }
@@ -98,11 +105,12 @@ pub(crate) async fn dispatch<B: Bridge + ?Sized>(
                 return skip("a reaction to a message that was not bridged", &origin);
             };
             let reaction = MatrixReaction {
-                origin,
-                target,
-                key: annotation.key,
+                origin: origin.clone(),
+                target: target.clone(),
+                key: annotation.key.clone(),
             };
-            bridge.handle_reaction(ctx, reaction).await
+            bridge.handle_reaction(ctx, reaction).await?;
+            Ok(super::books::record_reaction(ctx, &origin, &target, &annotation.key).await?)
         }
         AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomRedaction(
             RoomRedactionEvent::Original(redaction),
@@ -119,10 +127,11 @@ pub(crate) async fn dispatch<B: Bridge + ?Sized>(
             };
             let redaction = MatrixRedaction {
                 origin,
-                target,
+                target: target.clone(),
                 reason: redaction.content.reason,
             };
-            bridge.handle_redaction(ctx, redaction).await
+            bridge.handle_redaction(ctx, redaction).await?;
+            Ok(super::books::record_redaction(ctx, &target).await?)
         }
         AnyTimelineEvent::State(AnyStateEvent::RoomMember(StateEvent::Original(member))) => {
             let membership = MatrixMembership {

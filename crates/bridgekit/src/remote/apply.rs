@@ -13,7 +13,8 @@ use super::{RemoteContent, RemoteEvent, RemoteMessage, RemoteUser, chat};
 use crate::bridge::BridgeError;
 use crate::client::{Intent, Outgoing, TxnIds};
 use crate::context::BridgeContext;
-use crate::store::{PortalKey, ReactionMapping};
+use crate::ids::{MessageId, PartId};
+use crate::store::{MessageMapping, PortalKey, ReactionMapping};
 
 /// How long a remote "typing" lasts unless renewed.
 const TYPING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -23,13 +24,8 @@ pub(super) async fn apply(
     key: &PortalKey,
     event: RemoteEvent,
 ) -> Result<(), BridgeError> {
-    match event {
-        RemoteEvent::NewChat(info) => return chat::new_chat(ctx, key, info).await,
-        RemoteEvent::GhostProfile(user) => return ghost(ctx, &user).await.map(drop),
-        RemoteEvent::GhostRenamed { old_id, user } => {
-            return chat::rename(ctx, &old_id, &user).await;
-        }
-        _ => {}
+    if let RemoteEvent::NewChat(info) = event {
+        return chat::new_chat(ctx, key, info).await;
     }
     let portal = ctx
         .store()
@@ -51,14 +47,15 @@ pub(super) async fn apply(
             sender,
             content,
         } => {
-            let Some(target) = ctx.store().message_by_remote(room, &target_id, "").await? else {
+            let Some(target) = first_part(ctx, room, &target_id).await? else {
                 return Ok(());
             };
             let intent = ghost(ctx, &sender).await?;
             let content = message_content(&intent, content)
                 .await?
                 .make_replacement(ReplacementMetadata::new(target.event_id, None));
-            let txn = TxnIds::derived(&[room.as_str(), &target_id, "edit", &edit_id]);
+            let txn =
+                TxnIds::derived(&[room.as_str(), target_id.as_str(), "edit", edit_id.as_str()]);
             intent.send_with_txn_id(room, &content, &txn).await?;
             Ok(())
         }
@@ -67,7 +64,7 @@ pub(super) async fn apply(
             sender,
             key: reaction_key,
         } => {
-            let Some(target) = ctx.store().message_by_remote(room, &target_id, "").await? else {
+            let Some(target) = first_part(ctx, room, &target_id).await? else {
                 return Ok(());
             };
             let intent = ghost(ctx, &sender).await?;
@@ -120,11 +117,14 @@ pub(super) async fn apply(
                 None => None,
             };
             for part in ctx.store().message_parts(room, &target_id).await? {
-                // Its author redacts it; anyone else's deletion is carried out by the bot.
-                let intent = deleter
-                    .clone()
-                    .filter(|d| part.sender.as_deref() == Some(d.user_id()))
-                    .unwrap_or_else(|| ctx.bot());
+                // Its author's ghost redacts it (a user may always redact their own events);
+                // a deletion by someone else, or of a message no ghost sent, is the bot's.
+                let author = part.sender.as_deref().and_then(|s| ctx.intent_for(s));
+                let intent = match (&deleter, author) {
+                    (Some(d), Some(a)) if d.user_id() == a.user_id() => a,
+                    (None, Some(a)) => a,
+                    _ => ctx.bot(),
+                };
                 let txn = TxnIds::derived(&[room.as_str(), part.event_id.as_str(), "delete"]);
                 intent
                     .redact_with_txn_id(room, &part.event_id, reason.as_deref(), &txn)
@@ -142,7 +142,7 @@ pub(super) async fn apply(
             Ok(())
         }
         RemoteEvent::ReadMarker { sender, up_to } => {
-            let Some(target) = ctx.store().message_by_remote(room, &up_to, "").await? else {
+            let Some(target) = first_part(ctx, room, &up_to).await? else {
                 return Ok(());
             };
             let intent = ghost(ctx, &sender).await?;
@@ -166,7 +166,7 @@ pub(super) async fn apply(
             match kicked_by {
                 // The bot carries out kicks: it has the power; the reason names the kicker.
                 Some(kicker) => {
-                    let who = kicker.displayname.unwrap_or(kicker.id);
+                    let who = kicker.displayname.unwrap_or(kicker.id.into_string());
                     let reason = match reason {
                         Some(r) => format!("kicked by {who}: {r}"),
                         None => format!("kicked by {who}"),
@@ -200,11 +200,7 @@ pub(super) async fn apply(
             }
             Ok(())
         }
-        RemoteEvent::NewChat(_)
-        | RemoteEvent::GhostProfile(_)
-        | RemoteEvent::GhostRenamed { .. } => {
-            unreachable!("handled above")
-        }
+        RemoteEvent::NewChat(_) => unreachable!("handled above"),
     }
 }
 
@@ -227,23 +223,30 @@ pub(super) async fn message(
     room: &RoomId,
     msg: RemoteMessage,
 ) -> Result<(), BridgeError> {
-    if ctx
-        .store()
-        .message_by_remote(room, &msg.id, "")
-        .await?
-        .is_some()
+    if first_part(ctx, room, &msg.id).await?.is_some() {
+        return Ok(());
+    }
+    if let Some(txn_id) = &msg.txn_id
+        && let Some(origin) = crate::incoming::echo_origin(txn_id)
     {
+        // The network's echo of a message bridged from Matrix: the original is the Matrix
+        // side of it. Its handler may not have returned the remote ID yet; this records it.
+        let mut mapping = MessageMapping::new(room.to_owned(), msg.id.clone(), origin);
+        if let Some(ts) = msg.timestamp {
+            mapping = mapping.with_timestamp(ts);
+        }
+        crate::incoming::record_mapping(ctx, &mapping).await?;
         return Ok(());
     }
     let intent = ghost(ctx, &msg.sender).await?;
     let mut content = message_content(&intent, msg.content).await?;
     if let Some(reply) = &msg.reply_to
-        && let Some(target) = ctx.store().message_by_remote(room, reply, "").await?
+        && let Some(target) = first_part(ctx, room, reply).await?
     {
         content.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(target.event_id))));
     }
     let mut outgoing = Outgoing::message(room, &content)?
-        .txn_id(TxnIds::derived(&[room.as_str(), &msg.id]))
+        .txn_id(TxnIds::derived(&[room.as_str(), msg.id.as_str()]))
         .remote_id(msg.id);
     if let Some(ts) = msg.timestamp {
         outgoing = outgoing.timestamp(ts);
@@ -262,8 +265,22 @@ async fn message_content(
             html: Some(html),
         } => RoomMessageEventContent::text_html(body, html),
         RemoteContent::Text { body, html: None } => RoomMessageEventContent::text_plain(body),
-        RemoteContent::Notice { body } => RoomMessageEventContent::notice_plain(body),
-        RemoteContent::Emote { body } => RoomMessageEventContent::emote_plain(body),
+        RemoteContent::Notice {
+            body,
+            html: Some(html),
+        } => RoomMessageEventContent::notice_html(body, html),
+        RemoteContent::Notice { body, html: None } => RoomMessageEventContent::notice_plain(body),
+        RemoteContent::Emote {
+            body,
+            html: Some(html),
+        } => RoomMessageEventContent::emote_html(body, html),
+        RemoteContent::Emote { body, html: None } => RoomMessageEventContent::emote_plain(body),
+        RemoteContent::MediaRef {
+            msgtype,
+            body,
+            url,
+            mimetype,
+        } => media_by_reference(&msgtype, body, url, mimetype)?,
         RemoteContent::Media {
             body,
             data,
@@ -278,4 +295,65 @@ async fn message_content(
             RoomMessageEventContent::new(msgtype)
         }
     })
+}
+
+/// The first (or only) part of a remote message in `room`, if it was bridged.
+async fn first_part(
+    ctx: &BridgeContext,
+    room: &RoomId,
+    id: &MessageId,
+) -> Result<Option<MessageMapping>, BridgeError> {
+    if let Some(only) = ctx
+        .store()
+        .message_by_remote(room, id, &PartId::only())
+        .await?
+    {
+        return Ok(Some(only));
+    }
+    Ok(ctx
+        .store()
+        .message_parts(room, id)
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// A message whose file is already on the homeserver, as the msgtype it names.
+fn media_by_reference(
+    msgtype: &str,
+    body: String,
+    url: ruma::OwnedMxcUri,
+    mimetype: Option<String>,
+) -> Result<RoomMessageEventContent, BridgeError> {
+    use ruma::events::room::message::{AudioMessageEventContent, VideoMessageEventContent};
+    let msgtype = match msgtype {
+        "m.image" => {
+            let mut c = ImageMessageEventContent::plain(body, url);
+            if let Some(m) = mimetype {
+                c.info = Some(Box::new(ruma::events::room::ImageInfo::new()));
+                if let Some(i) = c.info.as_mut() {
+                    i.mimetype = Some(m);
+                }
+            }
+            MessageType::Image(c)
+        }
+        "m.video" => MessageType::Video(VideoMessageEventContent::plain(body, url)),
+        "m.audio" => MessageType::Audio(AudioMessageEventContent::plain(body, url)),
+        "m.file" => {
+            let mut c = FileMessageEventContent::plain(body, url);
+            if let Some(m) = mimetype {
+                let mut info = ruma::events::room::message::FileInfo::new();
+                info.mimetype = Some(m);
+                c.info = Some(Box::new(info));
+            }
+            MessageType::File(c)
+        }
+        other => {
+            return Err(format!(
+                "media by reference needs m.image, m.file, m.video or m.audio, not {other}"
+            )
+            .into());
+        }
+    };
+    Ok(RoomMessageEventContent::new(msgtype))
 }

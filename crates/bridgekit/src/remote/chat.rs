@@ -8,6 +8,7 @@ use super::{ChatInfo, RemoteUser, apply};
 use crate::bridge::BridgeError;
 use crate::client::CreateRoom;
 use crate::context::BridgeContext;
+use crate::ids::RemoteUserId;
 use crate::store::{Portal, PortalKey};
 
 /// Creates the portal of `key` (room, ghosts, `m.bridge`, history, invites), or brings an
@@ -83,7 +84,7 @@ fn bridge_info(
 /// The ghost that stood for `old_id` now stands for `user.id`, with `user`'s profile.
 pub(super) async fn rename(
     ctx: &BridgeContext,
-    old_id: &str,
+    old_id: &RemoteUserId,
     user: &RemoteUser,
 ) -> Result<(), BridgeError> {
     let intent = ctx.ghost_for_remote(old_id).await?;

@@ -13,20 +13,22 @@ mod apply;
 mod chat;
 mod queue;
 
-use ruma::{OwnedMxcUri, OwnedUserId};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedMxcUri, OwnedUserId};
+use serde::{Deserialize, Serialize};
 
 pub(crate) use queue::RemoteQueue;
 
 use crate::bridge::BridgeError;
 use crate::context::BridgeContext;
+use crate::ids::{MessageId, RemoteTxnId, RemoteUserId};
 use crate::store::PortalKey;
 
 /// A user of the remote network, as the bridge knows them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RemoteUser {
     /// Their stable ID on the network.
-    pub id: String,
+    pub id: RemoteUserId,
     /// The name to show, if known; the ghost's displayname follows it.
     pub displayname: Option<String>,
     /// Their avatar, already uploaded, if any.
@@ -35,9 +37,9 @@ pub struct RemoteUser {
 
 impl RemoteUser {
     /// A user known by ID only.
-    pub fn new(id: impl Into<String>) -> Self {
+    pub fn new(id: RemoteUserId) -> Self {
         Self {
-            id: id.into(),
+            id,
             displayname: None,
             avatar: None,
         }
@@ -48,10 +50,16 @@ impl RemoteUser {
         self.displayname = Some(name.into());
         self
     }
+
+    /// Sets the avatar (already uploaded).
+    pub fn with_avatar(mut self, avatar: OwnedMxcUri) -> Self {
+        self.avatar = Some(avatar);
+        self
+    }
 }
 
 /// What a remote message says.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum RemoteContent {
     /// Plain or formatted text (`html` is the formatted body).
@@ -65,11 +73,17 @@ pub enum RemoteContent {
     Notice {
         /// Plain text.
         body: String,
+        /// HTML, if the network formats.
+        #[serde(default)]
+        html: Option<String>,
     },
     /// An emote (`/me waves`), without the sender's name.
     Emote {
         /// Plain text.
         body: String,
+        /// HTML, if the network formats.
+        #[serde(default)]
+        html: Option<String>,
     },
     /// A file; images are shown inline.
     Media {
@@ -79,6 +93,18 @@ pub enum RemoteContent {
         data: Vec<u8>,
         /// Its MIME type.
         mimetype: String,
+    },
+    /// A file already on the homeserver (or a Matrix message carried by reference): sent as
+    /// `msgtype` with the `mxc://` URI, nothing uploaded.
+    MediaRef {
+        /// The Matrix msgtype: `m.image`, `m.file`, `m.video` or `m.audio`.
+        msgtype: String,
+        /// The file name or caption.
+        body: String,
+        /// Where the file is.
+        url: OwnedMxcUri,
+        /// Its MIME type, if known.
+        mimetype: Option<String>,
     },
 }
 
@@ -90,52 +116,80 @@ impl RemoteContent {
             html: None,
         }
     }
+
+    /// A plain notice.
+    pub fn notice(body: impl Into<String>) -> Self {
+        Self::Notice {
+            body: body.into(),
+            html: None,
+        }
+    }
+
+    /// A plain emote.
+    pub fn emote(body: impl Into<String>) -> Self {
+        Self::Emote {
+            body: body.into(),
+            html: None,
+        }
+    }
 }
 
 /// A message on the remote network.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RemoteMessage {
     /// Its ID on the network, unique within the chat.
-    pub id: String,
+    pub id: MessageId,
     /// Who wrote it.
     pub sender: RemoteUser,
     /// What it says.
     pub content: RemoteContent,
     /// The remote message it replies to.
-    pub reply_to: Option<String>,
-    /// When it was written (ms since the epoch); set for history, so Matrix shows the
-    /// original time.
-    pub timestamp: Option<u64>,
+    pub reply_to: Option<MessageId>,
+    /// When it was written; set for history, so Matrix shows the original time.
+    pub timestamp: Option<MilliSecondsSinceUnixEpoch>,
+    /// The transaction ID the bridge sent it with, when it came from Matrix (see
+    /// [`MatrixMessage::txn_id`](crate::MatrixMessage::txn_id)): the framework recognises
+    /// the network's echo of a bridged message and does not bridge it twice.
+    #[serde(default)]
+    pub txn_id: Option<RemoteTxnId>,
 }
 
 impl RemoteMessage {
     /// A message `id` from `sender` saying `content`.
-    pub fn new(id: impl Into<String>, sender: RemoteUser, content: RemoteContent) -> Self {
+    pub fn new(id: MessageId, sender: RemoteUser, content: RemoteContent) -> Self {
         Self {
-            id: id.into(),
+            id,
             sender,
             content,
             reply_to: None,
             timestamp: None,
+            txn_id: None,
         }
     }
 
     /// Marks it as a reply to remote message `id`.
-    pub fn reply_to(mut self, id: impl Into<String>) -> Self {
-        self.reply_to = Some(id.into());
+    pub fn reply_to(mut self, id: MessageId) -> Self {
+        self.reply_to = Some(id);
         self
     }
 
-    /// Sets the original time (ms since the epoch).
-    pub fn at(mut self, millis: u64) -> Self {
-        self.timestamp = Some(millis);
+    /// Sets the original time.
+    pub fn at(mut self, timestamp: MilliSecondsSinceUnixEpoch) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+
+    /// The transaction ID the network reported it with (its echo of a message the bridge
+    /// sent).
+    pub fn with_txn_id(mut self, txn_id: RemoteTxnId) -> Self {
+        self.txn_id = Some(txn_id);
         self
     }
 }
 
 /// A remote chat, for creating its portal.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ChatInfo {
     /// The room name.
@@ -155,7 +209,7 @@ pub struct ChatInfo {
 }
 
 /// Something that happened on the remote network, in one portal.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum RemoteEvent {
     /// A new message.
@@ -163,9 +217,9 @@ pub enum RemoteEvent {
     /// An edit of an earlier message.
     Edit {
         /// The edited message.
-        target_id: String,
+        target_id: MessageId,
         /// The edit's own ID (or any ID unique per edit), for idempotency.
-        edit_id: String,
+        edit_id: MessageId,
         /// Who edited.
         sender: RemoteUser,
         /// The new content.
@@ -174,7 +228,7 @@ pub enum RemoteEvent {
     /// A reaction.
     Reaction {
         /// The message reacted to.
-        target_id: String,
+        target_id: MessageId,
         /// Who reacted.
         sender: RemoteUser,
         /// The key, usually an emoji.
@@ -183,7 +237,7 @@ pub enum RemoteEvent {
     /// A reaction taken back.
     ReactionRemoved {
         /// The message it was on.
-        target_id: String,
+        target_id: MessageId,
         /// Who had reacted.
         sender: RemoteUser,
         /// The key.
@@ -192,8 +246,9 @@ pub enum RemoteEvent {
     /// A message deleted.
     Delete {
         /// The deleted message (every part of it is redacted).
-        target_id: String,
-        /// Who deleted it (the bot redacts when unknown or not its author).
+        target_id: MessageId,
+        /// Who deleted it: when unknown, its author's ghost redacts it; when someone else,
+        /// the bot does.
         sender: Option<RemoteUser>,
         /// Why.
         reason: Option<String>,
@@ -210,7 +265,7 @@ pub enum RemoteEvent {
         /// Who.
         sender: RemoteUser,
         /// The last message read.
-        up_to: String,
+        up_to: MessageId,
     },
     /// A user joined the chat.
     MemberJoined(RemoteUser),
@@ -235,18 +290,24 @@ pub enum RemoteEvent {
     /// A chat to bridge: creates the portal room if there is none (members, power levels,
     /// `m.bridge`, history, then invites), else applies the info to it.
     NewChat(ChatInfo),
-    /// A user's profile changed.
-    GhostProfile(RemoteUser),
-    /// A user is now known by another ID (an IRC nick change, say): the same ghost goes on
+    /// Earlier messages, oldest first (already-bridged ones are skipped, so this resumes).
+    Backfill(Vec<RemoteMessage>),
+}
+
+/// Something that happened to a remote user, whatever chat they are in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum GhostEvent {
+    /// Their profile changed: the ghost's displayname and avatar follow.
+    Profile(RemoteUser),
+    /// They are now known by another ID (an IRC nick change, say): the same ghost goes on
     /// standing for them under the new ID.
-    GhostRenamed {
+    Renamed {
         /// The old ID.
-        old_id: String,
+        old_id: RemoteUserId,
         /// The new ID and profile.
         user: RemoteUser,
     },
-    /// Earlier messages, oldest first (already-bridged ones are skipped, so this resumes).
-    Backfill(Vec<RemoteMessage>),
 }
 
 impl BridgeContext {
@@ -263,5 +324,14 @@ impl BridgeContext {
         event: RemoteEvent,
     ) -> Result<(), BridgeError> {
         apply::apply(self, portal, event).await
+    }
+
+    /// Applies a change of a remote user (profile, rename) to their ghost now. The caller
+    /// keeps the order (apply a rename before the renamed user's next message).
+    pub async fn apply_ghost_event(&self, event: GhostEvent) -> Result<(), BridgeError> {
+        match event {
+            GhostEvent::Profile(user) => apply::ghost(self, &user).await.map(drop),
+            GhostEvent::Renamed { old_id, user } => chat::rename(self, &old_id, &user).await,
+        }
     }
 }

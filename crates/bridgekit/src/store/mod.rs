@@ -27,6 +27,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+
+use crate::ids::{MessageId, PartId, RemoteUserId};
 use serde_json::Value;
 
 pub use export::{Record, RecordSink};
@@ -129,18 +131,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         event_id: &EventId,
     ) -> Result<Option<MessageMapping>, StoreError>;
-    /// The mapping of one part of a remote message in a room (`""` for the only part).
+    /// The mapping of one part of a remote message in a room ([`PartId::only`] for the only
+    /// part).
     async fn message_by_remote(
         &self,
         room_id: &RoomId,
-        remote_id: &str,
-        part: &str,
+        remote_id: &MessageId,
+        part: &PartId,
     ) -> Result<Option<MessageMapping>, StoreError>;
     /// Every part of a remote message in a room, ordered by part.
     async fn message_parts(
         &self,
         room_id: &RoomId,
-        remote_id: &str,
+        remote_id: &MessageId,
     ) -> Result<Vec<MessageMapping>, StoreError>;
     /// Forgets the mapping of an event (both directions); returns what was removed.
     async fn delete_message(
@@ -157,7 +160,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn reaction(
         &self,
         room_id: &RoomId,
-        target_remote_id: &str,
+        target_remote_id: &MessageId,
         sender: &UserId,
         key: &str,
     ) -> Result<Option<ReactionMapping>, StoreError>;
@@ -199,7 +202,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The ghost recorded for a remote user.
     async fn ghost_by_remote(
         &self,
-        remote_id: &str,
+        remote_id: &RemoteUserId,
     ) -> Result<Option<(OwnedUserId, GhostRecord)>, StoreError>;
     /// Records whether `user_id` is joined to `room_id`.
     async fn set_joined(

@@ -147,8 +147,8 @@ pub struct OutboxEntry {
     pub op: OutboxOp,
     /// `?ts=` for bridged history (appservices only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timestamp: Option<u64>,
+    pub timestamp: Option<ruma::MilliSecondsSinceUnixEpoch>,
     /// The remote message this event carries: its mapping is stored when the event ID arrives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote_id: Option<String>,
+    pub remote_id: Option<crate::ids::MessageId>,
 }

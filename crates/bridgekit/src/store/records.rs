@@ -3,11 +3,12 @@
 //! These are plain values; every backend stores them the same way, so a store can be moved
 //! between backends record by record (see [`export`](super::export)).
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use super::StoreError;
+use crate::ids::{ChatId, LoginId, MessageId, PartId, RemoteUserId};
 
 /// One bridged message part: where it lives on each side.
 ///
@@ -19,28 +20,28 @@ pub struct MessageMapping {
     /// The Matrix room (portal) the event is in.
     pub room_id: OwnedRoomId,
     /// The message's ID on the remote network, unique within the room.
-    pub remote_id: String,
+    pub remote_id: MessageId,
     /// Which part of the remote message (a caption and its image, say); empty for the only
     /// part.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub part: String,
+    #[serde(default, skip_serializing_if = "PartId::is_only")]
+    pub part: PartId,
     /// The Matrix event that carries the part.
     pub event_id: OwnedEventId,
     /// The Matrix user who sent the event, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<OwnedUserId>,
-    /// When the message was sent, in milliseconds since the Unix epoch, when known.
+    /// When the message was sent, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timestamp: Option<u64>,
+    pub timestamp: Option<MilliSecondsSinceUnixEpoch>,
 }
 
 impl MessageMapping {
     /// A mapping of `remote_id` in `room_id` to `event_id`.
-    pub fn new(room_id: OwnedRoomId, remote_id: impl Into<String>, event_id: OwnedEventId) -> Self {
+    pub fn new(room_id: OwnedRoomId, remote_id: MessageId, event_id: OwnedEventId) -> Self {
         Self {
             room_id,
-            remote_id: remote_id.into(),
-            part: String::new(),
+            remote_id,
+            part: PartId::only(),
             event_id,
             sender: None,
             timestamp: None,
@@ -48,8 +49,8 @@ impl MessageMapping {
     }
 
     /// Names the part of a multi-part remote message.
-    pub fn with_part(mut self, part: impl Into<String>) -> Self {
-        self.part = part.into();
+    pub fn with_part(mut self, part: PartId) -> Self {
+        self.part = part;
         self
     }
 
@@ -59,9 +60,9 @@ impl MessageMapping {
         self
     }
 
-    /// Records when the message was sent (milliseconds since the Unix epoch).
-    pub fn with_timestamp(mut self, millis: u64) -> Self {
-        self.timestamp = Some(millis);
+    /// Records when the message was sent.
+    pub fn with_timestamp(mut self, timestamp: MilliSecondsSinceUnixEpoch) -> Self {
+        self.timestamp = Some(timestamp);
         self
     }
 }
@@ -73,30 +74,30 @@ pub struct ReactionMapping {
     /// The portal room.
     pub room_id: OwnedRoomId,
     /// The remote ID of the message reacted to.
-    pub target_remote_id: String,
+    pub target_remote_id: MessageId,
     /// Who reacted, as a Matrix user (a ghost for remote users).
     pub sender: OwnedUserId,
     /// The reaction key, usually an emoji.
     pub key: String,
     /// The `m.reaction` event.
     pub event_id: OwnedEventId,
-    /// The reaction's own ID on the remote network, if it has one.
+    /// The reaction's own ID on the remote network, on networks where reactions are messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote_id: Option<String>,
+    pub remote_id: Option<MessageId>,
 }
 
 impl ReactionMapping {
     /// `sender` reacted to remote message `target_remote_id` with `key`, as event `event_id`.
     pub fn new(
         room_id: OwnedRoomId,
-        target_remote_id: impl Into<String>,
+        target_remote_id: MessageId,
         sender: OwnedUserId,
         key: impl Into<String>,
         event_id: OwnedEventId,
     ) -> Self {
         Self {
             room_id,
-            target_remote_id: target_remote_id.into(),
+            target_remote_id,
             sender,
             key: key.into(),
             event_id,
@@ -105,36 +106,36 @@ impl ReactionMapping {
     }
 
     /// Records the reaction's remote ID.
-    pub fn with_remote_id(mut self, remote_id: impl Into<String>) -> Self {
-        self.remote_id = Some(remote_id.into());
+    pub fn with_remote_id(mut self, remote_id: MessageId) -> Self {
+        self.remote_id = Some(remote_id);
         self
     }
 }
 
-/// Which remote chat a portal is: its ID, and for chats that look different to each user
-/// (direct messages), the user they belong to.
+/// Which remote chat a portal is: its ID, and for chats that look different to each login
+/// (direct messages), the login whose view it is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PortalKey {
     /// The chat's ID on the remote network.
-    pub remote_id: String,
-    /// The remote user whose view of the chat this is, for per-user chats.
+    pub remote_id: ChatId,
+    /// The login whose view of the chat this is, for per-login chats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub receiver: Option<String>,
+    pub receiver: Option<LoginId>,
 }
 
 impl PortalKey {
     /// A chat everyone sees the same.
-    pub fn new(remote_id: impl Into<String>) -> Self {
+    pub fn new(remote_id: ChatId) -> Self {
         Self {
-            remote_id: remote_id.into(),
+            remote_id,
             receiver: None,
         }
     }
 
-    /// A chat as `receiver` sees it (a direct message, say).
-    pub fn with_receiver(mut self, receiver: impl Into<String>) -> Self {
-        self.receiver = Some(receiver.into());
+    /// A chat as the login `receiver` sees it (a direct message, say).
+    pub fn with_receiver(mut self, receiver: LoginId) -> Self {
+        self.receiver = Some(receiver);
         self
     }
 }
@@ -180,7 +181,7 @@ impl Portal {
 pub struct GhostRecord {
     /// The remote user this ghost stands for, when the bridge recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote_id: Option<String>,
+    pub remote_id: Option<RemoteUserId>,
     /// The homeserver has the account (registered, or it answered `M_USER_IN_USE`).
     pub registered: bool,
     /// The displayname last set by the bridge.

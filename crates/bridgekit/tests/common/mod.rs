@@ -282,7 +282,9 @@ impl Bridge for Capture {
                 bridgekit::ruma::events::room::message::RoomMessageEventContent::text_plain(answer);
             let send = bridgekit::Outgoing::message(event.room_id(), &content)?
                 .txn_id(bridgekit::TxnIds::derived(&[event.event_id().as_str()]));
-            _ctx.ghost("g").submit(send).await?;
+            _ctx.ghost(&bridgekit::RemoteUserId::from_static("g"))
+                .submit(send)
+                .await?;
         }
         Ok(())
     }
@@ -292,8 +294,8 @@ impl Bridge for Capture {
         &self,
         _ctx: &BridgeContext,
         _message: bridgekit::MatrixMessage,
-    ) -> Result<(), BridgeError> {
-        Ok(())
+    ) -> Result<bridgekit::Sent, BridgeError> {
+        Ok(bridgekit::Sent::pending())
     }
 }
 

@@ -4,11 +4,11 @@ use super::*;
 
 pub(crate) async fn message_mappings_resolve_both_ways_and_survive_reopen(mut s: Subject) {
     let store = s.store().await;
-    let caption = MessageMapping::new(room(), "m1", ev(1))
+    let caption = MessageMapping::new(room(), mid("m1"), ev(1))
         .with_sender(ghost("alice"))
-        .with_timestamp(1_700_000_000_000);
-    let image = MessageMapping::new(room(), "m1", ev(2)).with_part("image");
-    let tenth = MessageMapping::new(room(), "m1", ev(3)).with_part("10");
+        .with_timestamp(ts(1_700_000_000_000));
+    let image = MessageMapping::new(room(), mid("m1"), ev(2)).with_part(pid("image"));
+    let tenth = MessageMapping::new(room(), mid("m1"), ev(3)).with_part(pid("10"));
     for m in [&caption, &image, &tenth] {
         store.insert_message(m).await.unwrap();
     }
@@ -17,27 +17,33 @@ pub(crate) async fn message_mappings_resolve_both_ways_and_survive_reopen(mut s:
     drop(store);
     let store = s.reopen().await;
     assert_eq!(
-        store.message_by_remote(&room(), "m1", "").await.unwrap(),
+        store
+            .message_by_remote(&room(), &mid("m1"), &pid(""))
+            .await
+            .unwrap(),
         Some(caption.clone())
     );
     assert_eq!(
         store.message_by_event(&ev(2)).await.unwrap(),
         Some(image.clone())
     );
-    let parts = store.message_parts(&room(), "m1").await.unwrap();
+    let parts = store.message_parts(&room(), &mid("m1")).await.unwrap();
     assert_eq!(
         parts,
         [caption.clone(), tenth, image.clone()],
         "ordered by part"
     );
     assert_eq!(
-        store.message_by_remote(&room(), "m2", "").await.unwrap(),
+        store
+            .message_by_remote(&room(), &mid("m2"), &pid(""))
+            .await
+            .unwrap(),
         None
     );
     let other_room = owned_room_id!("!other:example.org");
     assert_eq!(
         store
-            .message_by_remote(&other_room, "m1", "")
+            .message_by_remote(&other_room, &mid("m1"), &pid(""))
             .await
             .unwrap(),
         None,
@@ -47,7 +53,7 @@ pub(crate) async fn message_mappings_resolve_both_ways_and_survive_reopen(mut s:
     assert_eq!(store.delete_message(&ev(2)).await.unwrap(), Some(image));
     assert_eq!(
         store
-            .message_by_remote(&room(), "m1", "image")
+            .message_by_remote(&room(), &mid("m1"), &pid("image"))
             .await
             .unwrap(),
         None
@@ -55,38 +61,51 @@ pub(crate) async fn message_mappings_resolve_both_ways_and_survive_reopen(mut s:
     assert_eq!(store.message_by_event(&ev(2)).await.unwrap(), None);
     assert_eq!(store.delete_message(&ev(2)).await.unwrap(), None);
     // Once deleted, the remote part can be mapped again.
-    let again = MessageMapping::new(room(), "m1", ev(4)).with_part("image");
+    let again = MessageMapping::new(room(), mid("m1"), ev(4)).with_part(pid("image"));
     store.insert_message(&again).await.unwrap();
-    assert_eq!(store.message_parts(&room(), "m1").await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .message_parts(&room(), &mid("m1"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 pub(crate) async fn conflicting_message_mappings_change_nothing(mut s: Subject) {
     let store = s.store().await;
-    let first = MessageMapping::new(room(), "r1", ev("a"));
+    let first = MessageMapping::new(room(), mid("r1"), ev("a"));
     store.insert_message(&first).await.unwrap();
-    let same_remote = MessageMapping::new(room(), "r1", ev("b"));
-    let same_event = MessageMapping::new(room(), "r2", ev("a"));
+    let same_remote = MessageMapping::new(room(), mid("r1"), ev("b"));
+    let same_event = MessageMapping::new(room(), mid("r2"), ev("a"));
     let same_but_sender = first.clone().with_sender(ghost("x"));
     for bad in [&same_remote, &same_event, &same_but_sender] {
         let err = store.insert_message(bad).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     }
     assert_eq!(
-        store.message_by_remote(&room(), "r2", "").await.unwrap(),
+        store
+            .message_by_remote(&room(), &mid("r2"), &pid(""))
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(store.message_by_event(&ev("b")).await.unwrap(), None);
     assert_eq!(
-        store.message_by_remote(&room(), "r1", "").await.unwrap(),
+        store
+            .message_by_remote(&room(), &mid("r1"), &pid(""))
+            .await
+            .unwrap(),
         Some(first)
     );
 }
 
 pub(crate) async fn reactions_are_keyed_by_target_sender_and_key(mut s: Subject) {
     let store = s.store().await;
-    let thumbs =
-        ReactionMapping::new(room(), "m1", ghost("bob"), "👍", ev("r1")).with_remote_id("x1");
-    let heart = ReactionMapping::new(room(), "m1", ghost("bob"), "❤️", ev("r2"));
+    let thumbs = ReactionMapping::new(room(), mid("m1"), ghost("bob"), "👍", ev("r1"))
+        .with_remote_id(mid("x1"));
+    let heart = ReactionMapping::new(room(), mid("m1"), ghost("bob"), "❤️", ev("r2"));
     store.insert_reaction(&thumbs).await.unwrap();
     store.insert_reaction(&heart).await.unwrap();
     store.insert_reaction(&thumbs).await.unwrap();
@@ -94,14 +113,14 @@ pub(crate) async fn reactions_are_keyed_by_target_sender_and_key(mut s: Subject)
     let store = s.reopen().await;
     assert_eq!(
         store
-            .reaction(&room(), "m1", &ghost("bob"), "👍")
+            .reaction(&room(), &mid("m1"), &ghost("bob"), "👍")
             .await
             .unwrap(),
         Some(thumbs.clone())
     );
     assert_eq!(
         store
-            .reaction(&room(), "m1", &ghost("carol"), "👍")
+            .reaction(&room(), &mid("m1"), &ghost("carol"), "👍")
             .await
             .unwrap(),
         None
@@ -111,7 +130,7 @@ pub(crate) async fn reactions_are_keyed_by_target_sender_and_key(mut s: Subject)
         Some(heart)
     );
     // The same reaction key by the same sender on the same message is one reaction.
-    let duplicate = ReactionMapping::new(room(), "m1", ghost("bob"), "👍", ev("r3"));
+    let duplicate = ReactionMapping::new(room(), mid("m1"), ghost("bob"), "👍", ev("r3"));
     assert!(matches!(
         store.insert_reaction(&duplicate).await,
         Err(StoreError::Conflict(_))
@@ -123,7 +142,7 @@ pub(crate) async fn reactions_are_keyed_by_target_sender_and_key(mut s: Subject)
     );
     assert_eq!(
         store
-            .reaction(&room(), "m1", &ghost("bob"), "👍")
+            .reaction(&room(), &mid("m1"), &ghost("bob"), "👍")
             .await
             .unwrap(),
         None
@@ -143,11 +162,11 @@ pub(crate) async fn portals_are_unique_both_ways(mut s: Subject) {
         topic: "rust".into(),
         modes: vec!['n', 't'],
     };
-    let channel = Portal::new(PortalKey::new("#rust"), room())
+    let channel = Portal::new(PortalKey::new(cid("#rust")), room())
         .with_metadata(&info)
         .unwrap();
     let dm = Portal::new(
-        PortalKey::new("alice").with_receiver("bob"),
+        PortalKey::new(cid("alice")).with_receiver(lid("bob")),
         owned_room_id!("!dm:example.org"),
     );
     store.put_portal(&channel).await.unwrap();
@@ -155,7 +174,7 @@ pub(crate) async fn portals_are_unique_both_ways(mut s: Subject) {
     drop(store);
     let store = s.reopen().await;
     let found = store
-        .portal_by_key(&PortalKey::new("#rust"))
+        .portal_by_key(&PortalKey::new(cid("#rust")))
         .await
         .unwrap()
         .unwrap();
@@ -165,29 +184,38 @@ pub(crate) async fn portals_are_unique_both_ways(mut s: Subject) {
         Some(channel.clone())
     );
     assert_eq!(
-        store.portal_by_key(&PortalKey::new("alice")).await.unwrap(),
+        store
+            .portal_by_key(&PortalKey::new(cid("alice")))
+            .await
+            .unwrap(),
         None,
         "a receiver makes a different portal"
     );
     assert_eq!(
         store
-            .portal_by_key(&PortalKey::new("alice").with_receiver("bob"))
+            .portal_by_key(&PortalKey::new(cid("alice")).with_receiver(lid("bob")))
             .await
             .unwrap(),
         Some(dm.clone())
     );
     // A room already bridged to another chat is refused.
-    let thief = Portal::new(PortalKey::new("#go"), room());
+    let thief = Portal::new(PortalKey::new(cid("#go")), room());
     assert!(matches!(
         store.put_portal(&thief).await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(
-        store.portal_by_key(&PortalKey::new("#go")).await.unwrap(),
+        store
+            .portal_by_key(&PortalKey::new(cid("#go")))
+            .await
+            .unwrap(),
         None
     );
     // A chat moved to a new room frees its old one.
-    let moved = Portal::new(PortalKey::new("#rust"), owned_room_id!("!new:example.org"));
+    let moved = Portal::new(
+        PortalKey::new(cid("#rust")),
+        owned_room_id!("!new:example.org"),
+    );
     store.put_portal(&moved).await.unwrap();
     assert_eq!(store.portal_by_room(&room()).await.unwrap(), None);
     store.put_portal(&thief).await.unwrap();
@@ -201,13 +229,16 @@ pub(crate) async fn portals_are_unique_both_ways(mut s: Subject) {
     assert_eq!(
         keys,
         [
-            PortalKey::new("#go"),
-            PortalKey::new("#rust"),
-            PortalKey::new("alice").with_receiver("bob")
+            PortalKey::new(cid("#go")),
+            PortalKey::new(cid("#rust")),
+            PortalKey::new(cid("alice")).with_receiver(lid("bob"))
         ]
     );
     assert_eq!(
-        store.delete_portal(&PortalKey::new("#go")).await.unwrap(),
+        store
+            .delete_portal(&PortalKey::new(cid("#go")))
+            .await
+            .unwrap(),
         Some(thief)
     );
     assert_eq!(store.portal_by_room(&room()).await.unwrap(), None);
@@ -220,7 +251,7 @@ pub(crate) async fn ghosts_keep_remote_ids_rooms_profiles_and_metadata(mut s: Su
     let updated = store
         .update_ghost(&alice, &|g| {
             g.registered = true;
-            g.remote_id = Some("alice@irc".into());
+            g.remote_id = Some(uid("alice@irc"));
             g.displayname = Some("Alice".into());
             g.set_metadata(&vec![1, 2, 3]).unwrap();
         })
@@ -244,7 +275,11 @@ pub(crate) async fn ghosts_keep_remote_ids_rooms_profiles_and_metadata(mut s: Su
         record.metadata_as::<Vec<u32>>().unwrap(),
         Some(vec![1, 2, 3])
     );
-    let (user, by_remote) = store.ghost_by_remote("alice@irc").await.unwrap().unwrap();
+    let (user, by_remote) = store
+        .ghost_by_remote(&uid("alice@irc"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((user, by_remote), (alice.clone(), updated));
     assert_eq!(
         store.joined_rooms(&alice).await.unwrap(),
@@ -262,9 +297,7 @@ pub(crate) async fn ghosts_keep_remote_ids_rooms_profiles_and_metadata(mut s: Su
 
     // A remote user has one ghost.
     let err = store
-        .update_ghost(&ghost("mallory"), &|g| {
-            g.remote_id = Some("alice@irc".into())
-        })
+        .update_ghost(&ghost("mallory"), &|g| g.remote_id = Some(uid("alice@irc")))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
@@ -274,13 +307,19 @@ pub(crate) async fn ghosts_keep_remote_ids_rooms_profiles_and_metadata(mut s: Su
     );
     // Renaming the remote ID frees the old one.
     store
-        .update_ghost(&alice, &|g| g.remote_id = Some("alice2@irc".into()))
+        .update_ghost(&alice, &|g| g.remote_id = Some(uid("alice2@irc")))
         .await
         .unwrap();
-    assert!(store.ghost_by_remote("alice@irc").await.unwrap().is_none());
+    assert!(
+        store
+            .ghost_by_remote(&uid("alice@irc"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
         store
-            .ghost_by_remote("alice2@irc")
+            .ghost_by_remote(&uid("alice2@irc"))
             .await
             .unwrap()
             .unwrap()

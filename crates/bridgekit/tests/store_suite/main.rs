@@ -24,6 +24,30 @@ use queues::*;
 use serde_json::value::RawValue;
 use transfer::*;
 
+pub(crate) fn mid(s: &str) -> bridgekit::MessageId {
+    bridgekit::MessageId::new(s).unwrap()
+}
+
+pub(crate) fn pid(s: &str) -> bridgekit::PartId {
+    bridgekit::PartId::new(s).unwrap()
+}
+
+pub(crate) fn cid(s: &str) -> bridgekit::ChatId {
+    bridgekit::ChatId::new(s).unwrap()
+}
+
+pub(crate) fn lid(s: &str) -> bridgekit::LoginId {
+    bridgekit::LoginId::new(s).unwrap()
+}
+
+pub(crate) fn uid(s: &str) -> bridgekit::RemoteUserId {
+    bridgekit::RemoteUserId::new(s).unwrap()
+}
+
+pub(crate) fn ts(millis: u64) -> bridgekit::ruma::MilliSecondsSinceUnixEpoch {
+    bridgekit::ruma::MilliSecondsSinceUnixEpoch(bridgekit::ruma::UInt::new(millis).unwrap())
+}
+
 type Opener = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Arc<dyn Store>, StoreError>>>>>;
 
 /// A store under test and a way to open it again (after dropping the first handle).
@@ -152,7 +176,7 @@ async fn a_postgres_schema_from_version_1_is_upgraded_and_a_newer_one_refused() 
     {
         let store = PostgresStore::open(url, &schema).await.unwrap();
         let m = store
-            .message_by_remote(&room(), "old", "")
+            .message_by_remote(&room(), &mid("old"), &pid(""))
             .await
             .unwrap()
             .unwrap();
@@ -169,7 +193,7 @@ async fn a_postgres_schema_from_version_1_is_upgraded_and_a_newer_one_refused() 
         );
         // Version 2 features work on the upgraded schema.
         store
-            .insert_message(&MessageMapping::new(room(), "old", ev(9)).with_part("2"))
+            .insert_message(&MessageMapping::new(room(), mid("old"), ev(9)).with_part(pid("2")))
             .await
             .unwrap();
     }

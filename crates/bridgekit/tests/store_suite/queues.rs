@@ -126,7 +126,7 @@ pub(crate) fn outgoing(n: u32) -> OutboxEntry {
             content: RawValue::from_string(format!(r#"{{"body":"{n}"}}"#)).unwrap(),
         },
         timestamp: None,
-        remote_id: Some(format!("r{n}")),
+        remote_id: Some(bridgekit::MessageId::new(format!("r{n}")).unwrap()),
     }
 }
 
@@ -150,7 +150,7 @@ pub(crate) async fn outbox_survives_reopen_and_completion_stores_the_mapping(mut
         "content kept byte for byte"
     );
 
-    let mapping = MessageMapping::new(room(), "r1", ev("out1"));
+    let mapping = MessageMapping::new(room(), mid("r1"), ev("out1"));
     store.outbox_complete(one, Some(&mapping)).await.unwrap();
     assert_eq!(store.stats().await.unwrap().outbox_depth, 2);
     assert_eq!(
@@ -158,7 +158,7 @@ pub(crate) async fn outbox_survives_reopen_and_completion_stores_the_mapping(mut
         Some(mapping)
     );
     // A mapping that conflicts still completes the send (it cannot be retried into shape).
-    let clash = MessageMapping::new(room(), "r1", ev("out2"));
+    let clash = MessageMapping::new(room(), mid("r1"), ev("out2"));
     let err = store.outbox_complete(two, Some(&clash)).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     assert_eq!(store.stats().await.unwrap().outbox_depth, 1);
@@ -179,7 +179,8 @@ pub(crate) async fn concurrent_writers_never_split_a_mapping(mut s: Subject) {
             tokio::spawn(async move {
                 let mut won = 0;
                 for n in 0..50 {
-                    let m = MessageMapping::new(room(), format!("r{n}"), ev(format!("{w}_{n}")));
+                    let m =
+                        MessageMapping::new(room(), mid(&format!("r{n}")), ev(format!("{w}_{n}")));
                     match store.insert_message(&m).await {
                         Ok(()) => won += 1,
                         Err(StoreError::Conflict(_)) => {}
@@ -197,7 +198,7 @@ pub(crate) async fn concurrent_writers_never_split_a_mapping(mut s: Subject) {
     assert_eq!(total, 50, "each remote ID is won exactly once");
     for n in 0..50 {
         let m = store
-            .message_by_remote(&room(), &format!("r{n}"), "")
+            .message_by_remote(&room(), &mid(&format!("r{n}")), &pid(""))
             .await
             .unwrap()
             .unwrap();

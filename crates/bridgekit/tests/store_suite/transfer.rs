@@ -5,16 +5,22 @@ use super::*;
 /// Fills a store with one of everything.
 pub(crate) async fn fill(store: &dyn Store) {
     store
-        .insert_message(&MessageMapping::new(room(), "m1", ev(1)).with_sender(ghost("a")))
+        .insert_message(&MessageMapping::new(room(), mid("m1"), ev(1)).with_sender(ghost("a")))
         .await
         .unwrap();
     store
-        .insert_reaction(&ReactionMapping::new(room(), "m1", ghost("a"), "👍", ev(2)))
+        .insert_reaction(&ReactionMapping::new(
+            room(),
+            mid("m1"),
+            ghost("a"),
+            "👍",
+            ev(2),
+        ))
         .await
         .unwrap();
     store
         .put_portal(&Portal::new(
-            PortalKey::new("#c").with_receiver("me"),
+            PortalKey::new(cid("#c")).with_receiver(lid("me")),
             room(),
         ))
         .await
@@ -22,7 +28,7 @@ pub(crate) async fn fill(store: &dyn Store) {
     store
         .update_ghost(&ghost("a"), &|g| {
             g.registered = true;
-            g.remote_id = Some("a".into());
+            g.remote_id = Some(uid("a"));
         })
         .await
         .unwrap();

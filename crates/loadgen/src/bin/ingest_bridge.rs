@@ -11,8 +11,8 @@ impl Bridge for Ingest {
         &self,
         _ctx: &BridgeContext,
         _message: MatrixMessage,
-    ) -> Result<(), BridgeError> {
-        Ok(())
+    ) -> Result<bridgekit::Sent, BridgeError> {
+        Ok(bridgekit::Sent::pending())
     }
 }
 

@@ -19,7 +19,7 @@ pub(super) fn portal_from_row(row: &Row) -> Result<Portal, StoreError> {
     Ok(Portal {
         key: PortalKey {
             remote_id: row.get(0),
-            receiver: (!receiver.is_empty()).then_some(receiver),
+            receiver: crate::ids::LoginId::new(receiver).ok(),
         },
         room_id: RoomId::parse(room).map_err(|e| corrupt("portals", e))?,
         metadata: row.get::<_, Option<Value>>(3).unwrap_or(Value::Null),

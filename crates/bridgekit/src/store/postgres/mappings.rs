@@ -32,7 +32,10 @@ pub(super) fn message_from_row(row: &Row) -> Result<MessageMapping, StoreError> 
             .get::<_, Option<&str>>(4)
             .map(|s| parse(t, s, |s| UserId::parse(s)))
             .transpose()?,
-        timestamp: row.get::<_, Option<i64>>(5).map(|ts| ts as u64),
+        timestamp: row
+            .get::<_, Option<i64>>(5)
+            .and_then(|ts| ruma::UInt::try_from(ts).ok())
+            .map(ruma::MilliSecondsSinceUnixEpoch),
     })
 }
 
@@ -52,7 +55,7 @@ pub(super) async fn insert_message(
     c: &impl GenericClient,
     m: &MessageMapping,
 ) -> Result<(), StoreError> {
-    let ts = m.timestamp.map(|t| t as i64);
+    let ts = m.timestamp.map(|t| i64::from(t.get()));
     let sender = m.sender.as_ref().map(|s| s.as_str());
     let inserted = run(
         c,

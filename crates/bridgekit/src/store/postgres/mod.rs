@@ -9,6 +9,7 @@
 //! refused instead of sharing the queues.
 
 mod entities;
+mod id_columns;
 mod mappings;
 mod queues;
 mod schema;

@@ -1,5 +1,6 @@
 //! [`Store`] for [`PostgresStore`].
 
+use crate::ids::{MessageId, PartId, RemoteUserId};
 use async_trait::async_trait;
 use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::Value;
@@ -38,22 +39,27 @@ impl Store for PostgresStore {
     async fn message_by_remote(
         &self,
         room_id: &RoomId,
-        remote_id: &str,
-        part: &str,
+        remote_id: &MessageId,
+        part: &PartId,
     ) -> Result<Option<MessageMapping>, StoreError> {
         let c = self.client().await?;
         let filter = "WHERE room_id = $1 AND remote_id = $2 AND part = $3";
-        let rows = message_query(&c, filter, &[&room_id.as_str(), &remote_id, &part]).await?;
+        let rows = message_query(
+            &c,
+            filter,
+            &[&room_id.as_str(), &remote_id.as_str(), &part.as_str()],
+        )
+        .await?;
         Ok(first(rows))
     }
     async fn message_parts(
         &self,
         room_id: &RoomId,
-        remote_id: &str,
+        remote_id: &MessageId,
     ) -> Result<Vec<MessageMapping>, StoreError> {
         let c = self.client().await?;
         let filter = "WHERE room_id = $1 AND remote_id = $2 ORDER BY part COLLATE \"C\"";
-        message_query(&c, filter, &[&room_id.as_str(), &remote_id]).await
+        message_query(&c, filter, &[&room_id.as_str(), &remote_id.as_str()]).await
     }
     async fn delete_message(
         &self,
@@ -74,14 +80,18 @@ impl Store for PostgresStore {
     async fn reaction(
         &self,
         room_id: &RoomId,
-        target_remote_id: &str,
+        target_remote_id: &MessageId,
         sender: &UserId,
         key: &str,
     ) -> Result<Option<ReactionMapping>, StoreError> {
         let c = self.client().await?;
         let filter = "WHERE room_id = $1 AND target_remote_id = $2 AND sender = $3 AND key = $4";
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-            [&room_id.as_str(), &target_remote_id, &sender.as_str(), &key];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+            &room_id.as_str(),
+            &target_remote_id.as_str(),
+            &sender.as_str(),
+            &key,
+        ];
         Ok(first(reaction_query(&c, filter, &params).await?))
     }
     async fn reaction_by_event(
@@ -113,7 +123,10 @@ impl Store for PostgresStore {
         let row = row_opt(
             &c,
             &format!("SELECT {PORTAL_COLUMNS} FROM portals WHERE remote_id = $1 AND receiver = $2"),
-            &[&key.remote_id, &key.receiver.as_deref().unwrap_or("")],
+            &[
+                &key.remote_id.as_str(),
+                &key.receiver.as_ref().map_or("", |r| r.as_str()),
+            ],
         )
         .await?;
         row.as_ref().map(portal_from_row).transpose()
@@ -134,7 +147,7 @@ impl Store for PostgresStore {
                 &format!(
                     "DELETE FROM portals WHERE remote_id = $1 AND receiver = $2 RETURNING {PORTAL_COLUMNS}"
                 ),
-                &[&key.remote_id, &key.receiver.as_deref().unwrap_or("")],
+                &[&key.remote_id.as_str(), &key.receiver.as_ref().map_or("", |r| r.as_str())],
             ).await?;
         row.as_ref().map(portal_from_row).transpose()
     }
@@ -177,13 +190,13 @@ impl Store for PostgresStore {
     }
     async fn ghost_by_remote(
         &self,
-        remote_id: &str,
+        remote_id: &RemoteUserId,
     ) -> Result<Option<(OwnedUserId, GhostRecord)>, StoreError> {
         let c = self.client().await?;
         let row = row_opt(
             &c,
             &format!("SELECT {GHOST_COLUMNS} FROM ghosts WHERE remote_id = $1"),
-            &[&remote_id],
+            &[&remote_id.as_str()],
         )
         .await?;
         row.as_ref().map(ghost_from_row).transpose()

@@ -184,7 +184,11 @@ mod tests {
         assert_eq!(store.message_by_remote_sync(room, "r1", "").unwrap(), None);
 
         // The event goes to another remote message: r1's stale key must not resolve to it.
-        let r2 = MessageMapping::new(room.to_owned(), "r2", event_id!("$e1").to_owned());
+        let r2 = MessageMapping::new(
+            room.to_owned(),
+            crate::ids::MessageId::from_static("r2"),
+            event_id!("$e1").to_owned(),
+        );
         store.insert_message_sync(&r2).unwrap();
         assert_eq!(store.message_by_remote_sync(room, "r1", "").unwrap(), None);
         assert!(store.message_parts_sync(room, "r1").unwrap().is_empty());
@@ -194,7 +198,11 @@ mod tests {
         );
 
         // And r1 can be mapped afresh.
-        let r1 = MessageMapping::new(room.to_owned(), "r1", event_id!("$e9").to_owned());
+        let r1 = MessageMapping::new(
+            room.to_owned(),
+            crate::ids::MessageId::from_static("r1"),
+            event_id!("$e9").to_owned(),
+        );
         store.insert_message_sync(&r1).unwrap();
         assert_eq!(
             store.message_by_remote_sync(room, "r1", "").unwrap(),

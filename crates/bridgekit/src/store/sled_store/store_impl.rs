@@ -1,6 +1,7 @@
 //! [`Store`] for [`SledStore`]: each call is a few microseconds of sled work done inline;
 //! only flushes leave the task (to the shared flusher thread).
 
+use crate::ids::{MessageId, PartId, RemoteUserId};
 use async_trait::async_trait;
 use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::Value;
@@ -32,17 +33,17 @@ impl Store for SledStore {
     async fn message_by_remote(
         &self,
         room_id: &RoomId,
-        remote_id: &str,
-        part: &str,
+        remote_id: &MessageId,
+        part: &PartId,
     ) -> Result<Option<MessageMapping>, StoreError> {
-        self.message_by_remote_sync(room_id, remote_id, part)
+        self.message_by_remote_sync(room_id, remote_id.as_str(), part.as_str())
     }
     async fn message_parts(
         &self,
         room_id: &RoomId,
-        remote_id: &str,
+        remote_id: &MessageId,
     ) -> Result<Vec<MessageMapping>, StoreError> {
-        self.message_parts_sync(room_id, remote_id)
+        self.message_parts_sync(room_id, remote_id.as_str())
     }
     async fn delete_message(
         &self,
@@ -57,11 +58,11 @@ impl Store for SledStore {
     async fn reaction(
         &self,
         room_id: &RoomId,
-        target_remote_id: &str,
+        target_remote_id: &MessageId,
         sender: &UserId,
         key: &str,
     ) -> Result<Option<ReactionMapping>, StoreError> {
-        self.reaction_sync(room_id, target_remote_id, sender, key)
+        self.reaction_sync(room_id, target_remote_id.as_str(), sender, key)
     }
     async fn reaction_by_event(
         &self,
@@ -104,9 +105,9 @@ impl Store for SledStore {
     }
     async fn ghost_by_remote(
         &self,
-        remote_id: &str,
+        remote_id: &RemoteUserId,
     ) -> Result<Option<(OwnedUserId, GhostRecord)>, StoreError> {
-        self.ghost_by_remote_sync(remote_id)
+        self.ghost_by_remote_sync(remote_id.as_str())
     }
     async fn set_joined(
         &self,

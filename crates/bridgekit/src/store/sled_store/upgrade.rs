@@ -77,6 +77,7 @@ fn v1_to_v2(trees: &Trees) -> Result<(), StoreError> {
 mod tests {
     use ruma::{owned_event_id, owned_room_id, owned_user_id};
 
+    use crate::ids::{MessageId, PartId};
     use crate::store::{DEFAULT_CACHE_BYTES, SledStore, Store, StoreError};
 
     fn write_v1(path: &std::path::Path) {
@@ -112,12 +113,16 @@ mod tests {
         let room = owned_room_id!("!r:x");
         let ghost = owned_user_id!("@_g:x");
         let by_remote = store
-            .message_by_remote(&room, "remote-1", "")
+            .message_by_remote(&room, &MessageId::from_static("remote-1"), &PartId::only())
             .await
             .unwrap();
         assert_eq!(by_remote.unwrap().event_id, owned_event_id!("$ev1"));
         assert_eq!(
-            store.message_parts(&room, "remote-1").await.unwrap().len(),
+            store
+                .message_parts(&room, &MessageId::from_static("remote-1"))
+                .await
+                .unwrap()
+                .len(),
             1
         );
         let record = store.ghost(&ghost).await.unwrap();
