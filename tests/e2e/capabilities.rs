@@ -176,7 +176,9 @@ async fn remote_events_become_matrix_events_and_matrix_events_reach_the_bridge_r
         ctx.remote_event(
             &key,
             RemoteEvent::Message(text(&format!("q{n}"), "carol", &format!("queued {n}"))),
-        );
+        )
+        .await
+        .unwrap();
     }
 
     wait_for("the queued messages", || async {

@@ -4,7 +4,9 @@
 //!
 //! The framework calls these after the homeserver's transaction is durably recorded and
 //! acknowledged, in order within a room and concurrently across rooms. An error a handler
-//! returns is logged with the event; it never makes the homeserver resend anything.
+//! returns is logged with the event and reported to the room; it never makes the homeserver
+//! resend anything. A [`RetryLater`](crate::RetryLater) error makes the framework hand the
+//! event over again, later.
 
 use std::collections::BTreeMap;
 

@@ -12,8 +12,10 @@
 //! | `bridgekit_handler_seconds` (histogram), `bridgekit_handler_errors_total` | `kind` |
 //! | `bridgekit_homeserver_request_seconds` (histogram) | |
 //! | `bridgekit_homeserver_errors_total` | `errcode` (or `network`, `http`) |
-//! | `bridgekit_outbox_sent_total`, `bridgekit_outbox_failed_total` | |
-//! | `bridgekit_inbox_depth`, `bridgekit_outbox_depth`, `bridgekit_store_bytes` | |
+//! | `bridgekit_outbox_sent_total`, `bridgekit_outbox_failed_total`, `bridgekit_outbox_given_up_total` | |
+//! | `bridgekit_handler_retries_total`: Matrix events retried after `RetryLater` | |
+//! | `bridgekit_remote_failed_total`: remote events that could not be applied (told to the room) | |
+//! | `bridgekit_inbox_depth`, `bridgekit_outbox_depth`, `bridgekit_remote_queue_depth`, `bridgekit_store_bytes` | |
 //! | `bridgekit_outbox_oldest_seconds`: how long the oldest queued send has waited (0 when empty) | |
 
 use std::sync::OnceLock;
@@ -57,6 +59,7 @@ pub(crate) async fn render(
         Ok(stats) => {
             metrics::gauge!("bridgekit_inbox_depth").set(stats.inbox_depth as f64);
             metrics::gauge!("bridgekit_outbox_depth").set(stats.outbox_depth as f64);
+            metrics::gauge!("bridgekit_remote_queue_depth").set(stats.remote_depth as f64);
             if let Some(bytes) = stats.bytes {
                 metrics::gauge!("bridgekit_store_bytes").set(bytes as f64);
             }

@@ -173,6 +173,13 @@ pub async fn run_with_store(
                 "resuming sends queued before the last stop"
             );
         }
+        let resumed = ctx.shared.remote.resume(&*store).await?;
+        if resumed > 0 {
+            tracing::info!(
+                events = resumed,
+                "resuming remote events handed over before the last stop"
+            );
+        }
         bridge.start(&ctx).await.map_err(RunError::Bridge)?;
         let _ = started_tx.send(true);
         state.ready.store(true, Ordering::Release);

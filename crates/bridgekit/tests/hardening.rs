@@ -175,6 +175,18 @@ impl Store for FullDisk {
     ) -> Result<(), StoreError> {
         self.inner.outbox_complete(seq, m).await
     }
+    async fn remote_push(&self, item: &bridgekit::store::RemoteItem) -> Result<u64, StoreError> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(disk_full());
+        }
+        self.inner.remote_push(item).await
+    }
+    async fn remote_pending(&self) -> Result<Vec<(u64, bridgekit::store::RemoteItem)>, StoreError> {
+        self.inner.remote_pending().await
+    }
+    async fn remote_complete(&self, seq: u64) -> Result<(), StoreError> {
+        self.inner.remote_complete(seq).await
+    }
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.inner.stats().await
     }

@@ -2,8 +2,9 @@
 //!
 //! Every ID the remote network hands out (a chat, a user, a message, one part of a message, a
 //! login) is a newtype over a string, serialized as the bare string. IDs are checked when
-//! made: none is empty (except [`PartId`], where empty names the only part) and none holds a
-//! NUL, which PostgreSQL cannot store. Matrix-side IDs are ruma's types.
+//! made and when read back: none is empty (except [`PartId`], where empty names the only
+//! part) and none holds a NUL, which PostgreSQL cannot store. Matrix-side IDs are ruma's
+//! types.
 //!
 //! ```
 //! use bridgekit::ids::{ChatId, MessageId, RemoteUserId};
@@ -63,9 +64,16 @@ fn check(kind: &'static str, value: &str, may_be_empty: bool) -> Result<(), Inva
 macro_rules! remote_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal, may_be_empty = $empty:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
         #[serde(transparent)]
         pub struct $name(String);
+
+        /// Read as the bare string, and checked like [`new`](Self::new).
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Self::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
 
         impl $name {
             /// Checks `value` and wraps it.
@@ -163,7 +171,7 @@ remote_id!(
 );
 remote_id!(
     /// One part of a remote message (a caption and its image, say); empty for the only part,
-    /// which is what [`PartId::default`] gives.
+    /// which is what [`PartId::only`] and [`PartId::default`] give.
     PartId, "part ID", may_be_empty = true
 );
 remote_id!(
@@ -180,12 +188,18 @@ remote_id!(
 impl PartId {
     /// The only part of a single-part message.
     pub fn only() -> Self {
-        Self::default()
+        Self(String::new())
     }
 
     /// Whether this names the only part.
     pub fn is_only(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+impl Default for PartId {
+    fn default() -> Self {
+        Self::only()
     }
 }
 
@@ -205,6 +219,11 @@ mod tests {
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"ferris\"");
         let back: RemoteUserId = serde_json::from_str("\"ferris\"").unwrap();
         assert_eq!(back, id);
+        assert!(
+            serde_json::from_str::<MessageId>("\"\"").is_err(),
+            "checked when read"
+        );
+        assert!(serde_json::from_str::<PartId>("\"\"").unwrap().is_only());
         assert_eq!(id, "ferris");
         let long = "é".repeat(80);
         assert!(MessageId::new(format!("{long}\0")).unwrap_err().value.len() <= 100);

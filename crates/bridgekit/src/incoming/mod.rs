@@ -22,7 +22,7 @@ use crate::store::{MessageMapping, Portal, ReactionMapping};
 pub use books::Sent;
 pub(crate) use books::{echo_origin, record_mapping};
 pub use commands::{CommandCall, CommandHelp};
-pub(crate) use outcome::{report as outcome_report, report_given_up};
+pub(crate) use outcome::{report as outcome_report, report_given_up, report_remote_failure};
 
 /// Where and from whom a Matrix event came.
 #[derive(Clone, Debug)]
@@ -158,10 +158,13 @@ pub struct MatrixRoomChange {
 #[error("{0} are not supported by this bridge")]
 pub struct Unsupported(pub &'static str);
 
-/// Returned by a Matrix → remote handler when the remote side failed for a reason that may
-/// pass (the network is down, a rate limit): the event stays in the inbox and is handed over
-/// again with backoff, holding the room's later events so order is kept, until it succeeds
-/// or `bridge.handler_retry_secs` runs out. A crash meanwhile loses nothing.
+/// Returned by a timeline handler (a message, edit, reaction, redaction, membership or room
+/// change) when the remote side failed for a reason that may pass (the network is down, a
+/// rate limit): the event stays in the inbox and is handed over again with backoff, holding
+/// the room's later events so order is kept, until it succeeds or `bridge.handler_retry_secs`
+/// runs out (counted from this process's first attempt), when it is reported as not
+/// bridged. A crash meanwhile loses nothing: the event is handed over again at the next
+/// start. Commands, ephemeral and to-device handlers do not retry.
 ///
 /// ```
 /// # use bridgekit::{BridgeError, RetryLater};

@@ -69,6 +69,33 @@ pub(crate) async fn report(
     }
 }
 
+/// Tells the portal's room that a remote event could not be applied
+/// (`bridge.error_notices`), so it is never only a log line.
+pub(crate) async fn report_remote_failure(
+    ctx: &BridgeContext,
+    key: &crate::store::PortalKey,
+    error: &(dyn std::error::Error + Send + Sync),
+) {
+    metrics::counter!("bridgekit_remote_failed_total").increment(1);
+    if !ctx.options().error_notices {
+        return;
+    }
+    let Ok(Some(portal)) = ctx.store().portal_by_key(key).await else {
+        return; // no room to tell
+    };
+    let notice = RoomMessageEventContent::notice_plain(format!(
+        "⚠️ Something from the remote network could not be bridged: {error}"
+    ));
+    match Outgoing::message(&portal.room_id, &notice) {
+        Ok(outgoing) => {
+            if let Err(e) = ctx.bot().queue(outgoing).await {
+                tracing::warn!(error = %e, room_id = %portal.room_id, "could not queue a notice");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not build a notice"),
+    }
+}
+
 /// Tells the room that a send was given up (`bridge.error_notices`), so it is never only a
 /// log line. The bot's own sends (notices, statuses) are not reported, so a room that refuses
 /// the bot does not start a loop.

@@ -337,8 +337,24 @@ fn media_by_reference(
             }
             MessageType::Image(c)
         }
-        "m.video" => MessageType::Video(VideoMessageEventContent::plain(body, url)),
-        "m.audio" => MessageType::Audio(AudioMessageEventContent::plain(body, url)),
+        "m.video" => {
+            let mut c = VideoMessageEventContent::plain(body, url);
+            if let Some(m) = mimetype {
+                let mut info = ruma::events::room::message::VideoInfo::new();
+                info.mimetype = Some(m);
+                c.info = Some(Box::new(info));
+            }
+            MessageType::Video(c)
+        }
+        "m.audio" => {
+            let mut c = AudioMessageEventContent::plain(body, url);
+            if let Some(m) = mimetype {
+                let mut info = ruma::events::room::message::AudioInfo::new();
+                info.mimetype = Some(m);
+                c.info = Some(Box::new(info));
+            }
+            MessageType::Audio(c)
+        }
         "m.file" => {
             let mut c = FileMessageEventContent::plain(body, url);
             if let Some(m) = mimetype {

@@ -2,12 +2,15 @@
 //!
 //! A bridge describes the event in the remote network's terms (remote message IDs, remote
 //! user IDs, a [`PortalKey`]); the framework resolves them through the store, acts as the
-//! right ghost, and sends through the outbox. Events for one portal are applied in the order
-//! they were given ([`BridgeContext::remote_event`]); portals proceed concurrently.
+//! right ghost, and sends through the outbox. [`BridgeContext::remote_event`] stores the
+//! event before it returns (so the bridge may acknowledge it to its network), and events for
+//! one portal are applied in the order they were given, also across a crash; portals proceed
+//! concurrently. Ghost-level changes (a profile, a rename) are [`GhostEvent`]s, not portal
+//! events.
 //!
 //! Applying is idempotent where the network's IDs allow: a message whose remote ID is
 //! already mapped is skipped, and sends use transaction IDs derived from remote IDs, so
-//! handing the same event over again after a crash changes nothing.
+//! applying the same event again after a crash changes nothing.
 
 mod apply;
 mod chat;
@@ -67,6 +70,7 @@ pub enum RemoteContent {
         /// Plain text.
         body: String,
         /// HTML, if the network formats.
+        #[serde(default)]
         html: Option<String>,
     },
     /// A notice (automated or low-priority text).
@@ -311,10 +315,20 @@ pub enum GhostEvent {
 }
 
 impl BridgeContext {
-    /// Queues `event` for `portal`, behind that portal's earlier events; returns at once.
-    /// Failures are logged (use [`apply_remote_event`](Self::apply_remote_event) to see them).
-    pub fn remote_event(&self, portal: &PortalKey, event: RemoteEvent) {
-        self.shared.remote.push(portal.clone(), event);
+    /// Queues `event` for `portal`, behind that portal's earlier events, and returns once it
+    /// is durably stored: the bridge may acknowledge it to its network right after. It is
+    /// applied in order per portal, also after a crash; one that cannot be applied is told
+    /// to the portal's room (`bridge.error_notices`) and counted, not only logged. Use
+    /// [`apply_remote_event`](Self::apply_remote_event) to apply now and see the outcome.
+    pub async fn remote_event(
+        &self,
+        portal: &PortalKey,
+        event: RemoteEvent,
+    ) -> Result<(), crate::StoreError> {
+        self.shared
+            .remote
+            .push(self.store(), portal.clone(), event)
+            .await
     }
 
     /// Applies `event` to `portal` now and says how it went. The caller keeps the order.

@@ -8,7 +8,7 @@ use ruma::{OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::queues::{InboxItem, OutboxEntry};
+use super::queues::{InboxItem, OutboxEntry, RemoteItem};
 use super::records::{GhostRecord, MessageMapping, Portal, ReactionMapping};
 use super::{Store, StoreError};
 
@@ -69,6 +69,8 @@ pub enum Record {
     Inbox(InboxItem),
     /// A send not yet done.
     Outbox(OutboxEntry),
+    /// A remote event not yet applied.
+    Remote(RemoteItem),
     /// The boot counter.
     Boot(u64),
 }

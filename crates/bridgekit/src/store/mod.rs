@@ -33,13 +33,13 @@ use serde_json::Value;
 
 pub use export::{Record, RecordSink};
 pub use ext::StoreExt;
-pub use queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded};
+pub use queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded, RemoteItem};
 pub use records::{GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, RoomProfile};
 pub use sled_store::SledStore;
 
 /// Version of the record layout written by this build, shared by every backend. Bumped when
 /// an encoding changes; each backend upgrades older layouts on open.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Default sled page cache: sled's own default (1 GiB) is sized for a database server,
 /// not for a sidecar next to a homeserver.
@@ -108,6 +108,8 @@ pub struct StoreStats {
     pub inbox_depth: u64,
     /// Sends queued and not yet done.
     pub outbox_depth: u64,
+    /// Remote events handed over and not yet applied.
+    pub remote_depth: u64,
     /// Bytes on disk, where the backend can tell.
     pub bytes: Option<u64>,
 }
@@ -268,6 +270,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         seq: u64,
         mapping: Option<&MessageMapping>,
     ) -> Result<(), StoreError>;
+    /// Appends a remote event durably and returns its sequence number.
+    async fn remote_push(&self, item: &RemoteItem) -> Result<u64, StoreError>;
+    /// Every remote event not yet applied, oldest first.
+    async fn remote_pending(&self) -> Result<Vec<(u64, RemoteItem)>, StoreError>;
+    /// Removes an applied remote event. Need not be durable at once: an event whose removal
+    /// is lost is applied again, which changes nothing (applying is idempotent by remote ID).
+    async fn remote_complete(&self, seq: u64) -> Result<(), StoreError>;
     /// Queue depths and size, for metrics.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
     /// Makes everything written so far durable.

@@ -152,3 +152,14 @@ pub struct OutboxEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_id: Option<crate::ids::MessageId>,
 }
+
+/// A remote event a bridge handed over with
+/// [`BridgeContext::remote_event`](crate::BridgeContext::remote_event), kept until it is
+/// applied, so the bridge may acknowledge it to its network at once.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RemoteItem {
+    /// The portal it happened in.
+    pub portal: crate::store::PortalKey,
+    /// The [`RemoteEvent`](crate::RemoteEvent), as JSON.
+    pub event: Box<RawValue>,
+}

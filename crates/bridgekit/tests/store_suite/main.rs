@@ -135,6 +135,7 @@ on_both_backends!(
     transactions_are_recorded_once_and_the_inbox_survives_reopen,
     handled_items_stay_handled_across_reopen,
     outbox_survives_reopen_and_completion_stores_the_mapping,
+    the_remote_queue_survives_reopen_in_order,
     the_boot_counter_grows_across_reopen,
     concurrent_writers_never_split_a_mapping,
     a_second_open_is_refused_while_the_first_holds_the_store,

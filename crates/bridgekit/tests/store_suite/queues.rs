@@ -164,6 +164,42 @@ pub(crate) async fn outbox_survives_reopen_and_completion_stores_the_mapping(mut
     assert_eq!(store.stats().await.unwrap().outbox_depth, 1);
 }
 
+pub(crate) fn remote_item(n: u32) -> bridgekit::store::RemoteItem {
+    bridgekit::store::RemoteItem {
+        portal: bridgekit::PortalKey::new(cid(&format!("chat{}", n % 2))),
+        event: RawValue::from_string(format!(r#"{{"message":{{"id":"m{n}"}}}}"#)).unwrap(),
+    }
+}
+
+pub(crate) async fn the_remote_queue_survives_reopen_in_order(mut s: Subject) {
+    let store = s.store().await;
+    let mut seqs = Vec::new();
+    for n in 1..=4 {
+        seqs.push(store.remote_push(&remote_item(n)).await.unwrap());
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    store.remote_complete(seqs[1]).await.unwrap();
+    assert_eq!(store.stats().await.unwrap().remote_depth, 3);
+    drop(store);
+    let store = s.reopen().await;
+    let pending = store.remote_pending().await.unwrap();
+    let events: Vec<&str> = pending.iter().map(|(_, i)| i.event.get()).collect();
+    assert_eq!(
+        events,
+        [
+            r#"{"message":{"id":"m1"}}"#,
+            r#"{"message":{"id":"m3"}}"#,
+            r#"{"message":{"id":"m4"}}"#
+        ],
+        "oldest first, byte for byte"
+    );
+    assert_eq!(pending[1].1.portal, bridgekit::PortalKey::new(cid("chat1")));
+    for (seq, _) in pending {
+        store.remote_complete(seq).await.unwrap();
+    }
+    assert_eq!(store.stats().await.unwrap().remote_depth, 0);
+}
+
 pub(crate) async fn the_boot_counter_grows_across_reopen(mut s: Subject) {
     let a = s.store().await.next_boot().await.unwrap();
     let b = s.reopen().await.next_boot().await.unwrap();

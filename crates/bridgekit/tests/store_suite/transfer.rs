@@ -44,6 +44,7 @@ pub(crate) async fn fill(store: &dyn Store) {
         .unwrap();
     store.outbox_push(&outgoing(1)).await.unwrap();
     store.outbox_push(&outgoing(2)).await.unwrap();
+    store.remote_push(&remote_item(1)).await.unwrap();
     store.next_boot().await.unwrap();
 }
 
@@ -63,7 +64,7 @@ pub(crate) async fn export_then_import_reproduces_every_record(mut s: Subject) {
     assert!(!store.is_empty().await.unwrap());
     let mut exported = Vec::new();
     store.export(&mut exported).await.unwrap();
-    assert_eq!(exported.len(), 13, "{exported:#?}");
+    assert_eq!(exported.len(), 14, "{exported:#?}");
 
     // Into a fresh store of the other backend, and back again.
     let dir = tempfile::tempdir().unwrap();
@@ -99,6 +100,8 @@ pub(crate) async fn export_then_import_reproduces_every_record(mut s: Subject) {
             .unwrap(),
         [Recorded::Duplicate]
     );
+    let remote = other.remote_pending().await.unwrap();
+    assert_eq!(remote.len(), 1, "the remote queue carried over");
     let pending = other.outbox_pending().await.unwrap();
     assert_eq!(pending.len(), 2);
     assert_eq!(pending[0].1.txn_id.as_str(), "t1");

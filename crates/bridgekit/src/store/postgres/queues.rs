@@ -5,7 +5,9 @@ use deadpool_postgres::GenericClient;
 
 use super::{PostgresStore, corrupt, db, row, rows, run};
 use crate::store::StoreError;
-use crate::store::queues::{InboxItem, IncomingTransaction, ItemKind, OutboxEntry, Recorded};
+use crate::store::queues::{
+    InboxItem, IncomingTransaction, ItemKind, OutboxEntry, Recorded, RemoteItem,
+};
 use crate::store::records::MessageMapping;
 
 fn item_from_row(row: &tokio_postgres::Row) -> Result<(u64, InboxItem), StoreError> {
@@ -55,6 +57,20 @@ pub(super) async fn append_outbox(
     let row = row(
         c,
         "INSERT INTO outbox (entry) VALUES ($1) RETURNING seq",
+        &[&text],
+    )
+    .await?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+pub(super) async fn append_remote(
+    c: &impl GenericClient,
+    item: &RemoteItem,
+) -> Result<u64, StoreError> {
+    let text = serde_json::to_string(item).map_err(|e| corrupt("remote_queue", e))?;
+    let row = row(
+        c,
+        "INSERT INTO remote_queue (item) VALUES ($1) RETURNING seq",
         &[&text],
     )
     .await?;
@@ -132,6 +148,34 @@ impl PostgresStore {
                 Ok((row.get::<_, i64>(0) as u64, entry))
             })
             .collect()
+    }
+
+    pub(super) async fn remote_pending_pg(&self) -> Result<Vec<(u64, RemoteItem)>, StoreError> {
+        let client = self.client().await?;
+        let rows = rows(
+            &client,
+            "SELECT seq, item FROM remote_queue ORDER BY seq",
+            &[],
+        )
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let item: String = row.get(1);
+                let item = serde_json::from_str(&item).map_err(|e| corrupt("remote_queue", e))?;
+                Ok((row.get::<_, i64>(0) as u64, item))
+            })
+            .collect()
+    }
+
+    pub(super) async fn remote_complete_pg(&self, seq: u64) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        run(
+            &client,
+            "DELETE FROM remote_queue WHERE seq = $1",
+            &[&(seq as i64)],
+        )
+        .await?;
+        Ok(())
     }
 
     pub(super) async fn outbox_complete_pg(

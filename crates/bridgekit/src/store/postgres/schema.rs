@@ -4,13 +4,14 @@
 //! - 1: queues, transaction record, messages keyed by (room, remote ID), ghosts, ghost rooms.
 //! - 2: message parts and timestamps, reactions, portals, ghost remote IDs and metadata,
 //!   bridge values.
+//! - 3: the remote queue.
 
 use crate::store::{SCHEMA_VERSION, StoreError};
 
 use super::db;
 
 /// Each step brings the schema from version `index` to `index + 1`.
-const STEPS: [&str; 2] = [
+const STEPS: [&str; 3] = [
     "
     CREATE TABLE txns (seq BIGSERIAL PRIMARY KEY, key BYTEA NOT NULL UNIQUE);
     CREATE TABLE inbox (
@@ -48,6 +49,9 @@ const STEPS: [&str; 2] = [
         namespace TEXT NOT NULL, key TEXT NOT NULL, value JSONB NOT NULL,
         PRIMARY KEY (namespace, key)
     );
+    ",
+    "
+    CREATE TABLE remote_queue (seq BIGSERIAL PRIMARY KEY, item TEXT NOT NULL);
     ",
 ];
 

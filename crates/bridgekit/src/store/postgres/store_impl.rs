@@ -9,7 +9,7 @@ use super::entities::{self, GHOST_COLUMNS, PORTAL_COLUMNS, ghost_from_row, porta
 use super::mappings::{self, message_query, reaction_query};
 use super::{PostgresStore, corrupt, db, row, row_opt, rows, run};
 use crate::store::export::{Record, RecordSink};
-use crate::store::queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded};
+use crate::store::queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded, RemoteItem};
 use crate::store::records::{
     GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, RoomProfile,
 };
@@ -302,6 +302,15 @@ impl Store for PostgresStore {
     }
     async fn outbox_push(&self, entry: &OutboxEntry) -> Result<u64, StoreError> {
         super::queues::append_outbox(&self.client().await?, entry).await
+    }
+    async fn remote_push(&self, item: &RemoteItem) -> Result<u64, StoreError> {
+        super::queues::append_remote(&self.client().await?, item).await
+    }
+    async fn remote_pending(&self) -> Result<Vec<(u64, RemoteItem)>, StoreError> {
+        self.remote_pending_pg().await
+    }
+    async fn remote_complete(&self, seq: u64) -> Result<(), StoreError> {
+        self.remote_complete_pg(seq).await
     }
     async fn outbox_pending(&self) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
         self.outbox_pending_pg().await

@@ -44,6 +44,13 @@ fn inbox(row: &tokio_postgres::Row) -> Result<Record, StoreError> {
     }))
 }
 
+fn remote(row: &tokio_postgres::Row) -> Result<Record, StoreError> {
+    let item: &str = row.get(0);
+    Ok(Record::Remote(
+        serde_json::from_str(item).map_err(|e| corrupt("remote_queue", e))?,
+    ))
+}
+
 fn outbox(row: &tokio_postgres::Row) -> Result<Record, StoreError> {
     let entry: &str = row.get(0);
     Ok(Record::Outbox(
@@ -63,7 +70,7 @@ impl PostgresStore {
         let reactions = format!("SELECT {} FROM reactions", mappings::reaction_columns());
         let portals = format!("SELECT {PORTAL_COLUMNS} FROM portals");
         let ghosts = format!("SELECT {GHOST_COLUMNS} FROM ghosts");
-        let tables: [(&str, ToRecord); 10] = [
+        let tables: [(&str, ToRecord); 11] = [
             (&portals, |r| Ok(Record::Portal(portal_from_row(r)?))),
             (&ghosts, |r| {
                 let (user_id, record) = ghost_from_row(r)?;
@@ -92,6 +99,7 @@ impl PostgresStore {
             }),
             ("SELECT kind, queue, json FROM inbox ORDER BY seq", inbox),
             ("SELECT entry FROM outbox ORDER BY seq", outbox),
+            ("SELECT item FROM remote_queue ORDER BY seq", remote),
         ];
         for (sql, to_record) in tables {
             let rows = client
@@ -151,6 +159,9 @@ impl PostgresStore {
                 Record::Outbox(entry) => {
                     append_outbox(c, entry).await?;
                 }
+                Record::Remote(item) => {
+                    super::queues::append_remote(c, item).await?;
+                }
                 Record::Boot(n) => {
                     run(c,
                         "INSERT INTO meta (key, value) VALUES ('boot', $1)
@@ -171,7 +182,7 @@ impl PostgresStore {
                     OR EXISTS (SELECT 1 FROM portals) OR EXISTS (SELECT 1 FROM ghosts)
                     OR EXISTS (SELECT 1 FROM ghost_rooms) OR EXISTS (SELECT 1 FROM kv)
                     OR EXISTS (SELECT 1 FROM txns) OR EXISTS (SELECT 1 FROM inbox)
-                    OR EXISTS (SELECT 1 FROM outbox))",
+                    OR EXISTS (SELECT 1 FROM outbox) OR EXISTS (SELECT 1 FROM remote_queue))",
             &[],
         )
         .await?;
@@ -183,6 +194,7 @@ impl PostgresStore {
         let row = row(
             &client,
             "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM outbox),
+                        (SELECT count(*) FROM remote_queue),
                         (SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c
                          JOIN pg_namespace n ON n.oid = c.relnamespace
                          WHERE n.nspname = current_schema() AND c.relkind = 'r')",
@@ -192,7 +204,8 @@ impl PostgresStore {
         Ok(StoreStats {
             inbox_depth: row.get::<_, i64>(0) as u64,
             outbox_depth: row.get::<_, i64>(1) as u64,
-            bytes: row.get::<_, Option<i64>>(2).map(|b| b as u64),
+            remote_depth: row.get::<_, i64>(2) as u64,
+            bytes: row.get::<_, Option<i64>>(3).map(|b| b as u64),
         })
     }
 }

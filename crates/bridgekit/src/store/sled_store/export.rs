@@ -77,6 +77,7 @@ impl SledStore {
             "txn_order" => Record::Transaction { key: v.to_vec() },
             "inbox" => Record::Inbox(InboxItem::decode(v)?),
             "outbox" => Record::Outbox(json(name, v)?),
+            "remote_queue" => Record::Remote(json(name, v)?),
             other => return Err(corrupt(other, "not exported")),
         })
     }
@@ -85,7 +86,7 @@ impl SledStore {
         let t = &self.trees;
         let boot = t.meta.get("boot")?.map(|v| decode_u64(&v)).unwrap_or(0);
         sink.accept(vec![Record::Boot(boot)]).await?;
-        let exported: [(&'static str, &Tree); 10] = [
+        let exported: [(&'static str, &Tree); 11] = [
             ("portals", &t.portals),
             ("ghosts", &t.ghosts),
             ("ghost_joined", &t.ghost_joined),
@@ -96,6 +97,7 @@ impl SledStore {
             ("txn_order", &t.txn_order),
             ("inbox", &t.inbox),
             ("outbox", &t.outbox),
+            ("remote_queue", &t.remote_queue),
         ];
         for (name, tree) in exported {
             let mut after = None;
@@ -165,6 +167,9 @@ impl SledStore {
                 }
                 Record::Outbox(entry) => {
                     self.outbox_append(entry)?;
+                }
+                Record::Remote(item) => {
+                    self.remote_append(item)?;
                 }
                 Record::Boot(n) => {
                     let n = *n;

@@ -14,6 +14,7 @@ mod messages;
 mod outbox;
 mod portals;
 mod reactions;
+mod remote_queue;
 mod store_impl;
 mod upgrade;
 
@@ -50,6 +51,8 @@ struct Trees {
     txns: Tree,
     txn_order: Tree,
     outbox: Tree,
+    /// sequence → a remote event not yet applied.
+    remote_queue: Tree,
     /// event ID → mapping JSON.
     msg_by_event: Tree,
     /// (room, remote ID, part) → event ID.
@@ -84,6 +87,7 @@ impl Trees {
             txns: db.open_tree("txns")?,
             txn_order: db.open_tree("txn_order")?,
             outbox: db.open_tree("outbox")?,
+            remote_queue: db.open_tree("remote_queue")?,
             msg_by_event: db.open_tree("msg_by_event")?,
             msg_by_remote: db.open_tree("msg_by_remote")?,
             reactions: db.open_tree("reactions")?,
@@ -99,7 +103,7 @@ impl Trees {
     }
 
     /// The trees holding records (all but `meta`), for emptiness checks and export.
-    fn records(&self) -> [&Tree; 17] {
+    fn records(&self) -> [&Tree; 18] {
         [
             &self.inbox,
             &self.inbox_batches,
@@ -107,6 +111,7 @@ impl Trees {
             &self.txns,
             &self.txn_order,
             &self.outbox,
+            &self.remote_queue,
             &self.msg_by_event,
             &self.msg_by_remote,
             &self.reactions,

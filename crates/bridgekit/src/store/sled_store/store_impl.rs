@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::SledStore;
 use super::keys::decode_u64;
 use crate::store::export::{Record, RecordSink};
-use crate::store::queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded};
+use crate::store::queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded, RemoteItem};
 use crate::store::records::{
     GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, RoomProfile,
 };
@@ -198,10 +198,22 @@ impl Store for SledStore {
     ) -> Result<(), StoreError> {
         self.outbox_complete_sync(seq, mapping)
     }
+    async fn remote_push(&self, item: &RemoteItem) -> Result<u64, StoreError> {
+        let seq = self.remote_append(item)?;
+        self.flush_async().await?;
+        Ok(seq)
+    }
+    async fn remote_pending(&self) -> Result<Vec<(u64, RemoteItem)>, StoreError> {
+        self.remote_pending_sync()
+    }
+    async fn remote_complete(&self, seq: u64) -> Result<(), StoreError> {
+        self.remote_complete_sync(seq)
+    }
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         Ok(StoreStats {
             inbox_depth: self.inbox_depth(),
             outbox_depth: self.trees.outbox.len() as u64,
+            remote_depth: self.trees.remote_queue.len() as u64,
             bytes: Some(self.size_on_disk()),
         })
     }
