@@ -73,6 +73,33 @@ async fn a_ghost_echoes_and_mirrors_edits_and_redactions() {
         "named after the sender's displayname"
     );
 
+    // Every message type comes back as it came: an emote with its formatting, a notice, and
+    // a file by reference.
+    let sent = [
+        json!({"msgtype": "m.emote", "body": "waves", "format": "org.matrix.custom.html",
+               "formatted_body": "<b>waves</b>"}),
+        json!({"msgtype": "m.notice", "body": "heads up"}),
+        json!({"msgtype": "m.image", "body": "cat.png", "url": "mxc://localhost/cat",
+               "info": {"mimetype": "image/png"}}),
+    ];
+    for content in &sent {
+        alice.send(&room, content.clone()).await;
+    }
+    for content in &sent {
+        wait_for(&format!("the echo of {content}"), || async {
+            alice.timeline(&room).await.into_iter().find(|e| {
+                let c = &e["content"];
+                e["sender"] == GHOST
+                    && c["msgtype"] == content["msgtype"]
+                    && c["body"] == content["body"]
+                    && c["formatted_body"] == content["formatted_body"]
+                    && c["url"] == content["url"]
+                    && c["info"]["mimetype"] == content["info"]["mimetype"]
+            })
+        })
+        .await;
+    }
+
     let edit = json!({
         "msgtype": "m.text", "body": "* hello again",
         "m.new_content": {"msgtype": "m.text", "body": "hello again"},

@@ -12,7 +12,8 @@
 //! connection however many Matrix users there are, so no IRC server limit on connections
 //! per host is hit, and nothing has to be set up per user; the cost is that Matrix users are
 //! not separate IRC users (no per-user JOIN, no private messages to them). A puppet
-//! connection per user would fix that and needs a login/provisioning API (see the notes).
+//! connection per user would fix that and needs per-user logins, which bridgekit does not have
+//! yet.
 
 pub mod connection;
 pub mod settings;

@@ -61,7 +61,7 @@ pub trait Bridge: Send + Sync + 'static {
         ctx: &BridgeContext,
         event: AnyTimelineEvent,
     ) -> Result<(), BridgeError> {
-        crate::incoming::route::dispatch(self, ctx, event).await
+        crate::incoming::resolve::hand_over(self, ctx, event).await
     }
 
     /// A message arrived in a room that is no portal (and is not a command): return the

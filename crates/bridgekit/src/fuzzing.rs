@@ -24,7 +24,7 @@ pub fn transaction(body: &[u8]) {
 /// One event as the router parses it (timeline, ephemeral, to-device).
 pub fn event(json: &str) {
     if let Ok(event) = serde_json::from_str::<AnyTimelineEvent>(json) {
-        let _ = crate::incoming::route::is_reportable(&event);
+        let _ = crate::incoming::resolve::is_reportable(&event);
         let _ = (event.event_id(), event.room_id(), event.sender());
     }
     let _ = serde_json::from_str::<EphemeralData>(json);

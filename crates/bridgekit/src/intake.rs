@@ -8,7 +8,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::dispatch::Dispatcher;
+use crate::keyed_queue::KeyedQueue;
 use std::sync::Arc;
 
 use crate::store::Store;
@@ -41,12 +41,12 @@ struct Job {
 #[derive(Clone)]
 pub(crate) struct Intake {
     jobs: mpsc::UnboundedSender<Job>,
-    dispatcher: Dispatcher<(u64, InboxItem)>,
+    dispatcher: KeyedQueue<(u64, InboxItem)>,
 }
 
 impl Intake {
     /// Starts the writer task. It ends when every `Intake` handle is dropped.
-    pub(crate) fn start(store: Arc<dyn Store>, dispatcher: Dispatcher<(u64, InboxItem)>) -> Self {
+    pub(crate) fn start(store: Arc<dyn Store>, dispatcher: KeyedQueue<(u64, InboxItem)>) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
         tokio::spawn(writer(store, dispatcher.clone(), rx));
         Self { jobs, dispatcher }
@@ -71,7 +71,7 @@ impl Intake {
 
 async fn writer(
     store: Arc<dyn Store>,
-    dispatcher: Dispatcher<(u64, InboxItem)>,
+    dispatcher: KeyedQueue<(u64, InboxItem)>,
     mut rx: mpsc::UnboundedReceiver<Job>,
 ) {
     let mut since_prune = 0u64;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
-use crate::dispatch::{Dispatcher, ItemHandler};
+use crate::keyed_queue::{ItemHandler, KeyedQueue};
 use crate::store::queues::IncomingTransaction;
 
 /// Parses a transaction body as `PUT /transactions/{txnId}` does: the inbox items to record
@@ -20,7 +20,7 @@ pub fn parse_transaction(txn_id: &str, body: &[u8]) -> Result<IncomingTransactio
 /// The per-room dispatcher with a handler that only counts: measures queueing, per-key
 /// ordering and task hand-off.
 pub struct CountingDispatcher {
-    dispatcher: Dispatcher<u64>,
+    dispatcher: KeyedQueue<u64>,
     counter: Arc<Counter>,
 }
 
@@ -49,7 +49,7 @@ impl CountingDispatcher {
             done: Notify::new(),
         });
         Self {
-            dispatcher: Dispatcher::new(counter.clone(), tokio::runtime::Handle::current()),
+            dispatcher: KeyedQueue::new(counter.clone(), tokio::runtime::Handle::current()),
             counter,
         }
     }

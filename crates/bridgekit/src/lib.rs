@@ -51,20 +51,20 @@ pub mod cli;
 pub mod client;
 pub mod config;
 mod context;
-mod dispatch;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod hash;
 pub mod ids;
+mod inbox_handler;
 pub mod incoming;
 mod intake;
 #[doc(hidden)]
 pub mod internals;
+mod keyed_queue;
 mod metrics;
 pub mod registration;
 pub mod remote;
-mod router;
 mod runtime;
 pub mod startup_check;
 pub mod store;

@@ -13,10 +13,10 @@ use crate::bridge::Bridge;
 use crate::client::{HomeserverClient, RetryPolicy, TxnIds};
 use crate::config::Config;
 use crate::context::{BridgeContext, Parts};
-use crate::dispatch::Dispatcher;
+use crate::inbox_handler::InboxHandler;
 use crate::intake::Intake;
+use crate::keyed_queue::KeyedQueue;
 use crate::registration::Registration;
-use crate::router::Router;
 
 /// Why a bridge stopped or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -105,12 +105,12 @@ pub async fn run_with_store(
     );
     let bridge: Arc<dyn Bridge> = Arc::new(bridge);
     let (started_tx, started) = tokio::sync::watch::channel(false);
-    let router = Arc::new(Router {
+    let router = Arc::new(InboxHandler {
         bridge: bridge.clone(),
         ctx: ctx.clone(),
         started,
     });
-    let dispatcher = Dispatcher::new(router, tokio::runtime::Handle::current());
+    let dispatcher = KeyedQueue::new(router, tokio::runtime::Handle::current());
 
     // What the last run acknowledged but did not finish goes first, in its original order.
     let pending = store.pending_items().await?;
@@ -132,6 +132,7 @@ pub async fn run_with_store(
         ctx: ctx.clone(),
         ready: false.into(),
         last_ping: Default::default(),
+        behind: false.into(),
     });
     let addr = config.appservice.listen;
     let listener = TcpListener::bind(addr).map_err(|e| RunError::Listen {

@@ -37,6 +37,9 @@ pub(crate) struct AppState {
     pub ready: AtomicBool,
     /// The `transaction_id` of the last homeserver ping, to confirm the startup ping arrived.
     pub last_ping: std::sync::Mutex<Option<String>>,
+    /// Whether transactions are being refused for a backlog (to log the change, not each
+    /// retry).
+    pub behind: AtomicBool,
 }
 
 /// Starts the HTTP server on `listener`; the returned server runs when awaited or spawned.

@@ -72,9 +72,6 @@ async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, MatrixErr
     Ok(body)
 }
 
-/// Whether transactions are being refused for a backlog (to log the change, not each retry).
-static BEHIND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// Every log line about one transaction carries its ID (the `transaction` span).
 async fn put_transaction(
     state: State,
@@ -125,7 +122,10 @@ async fn take_transaction(
     if pending >= crate::intake::MAX_PENDING_EVENTS {
         outcome("backlog");
         // Once when it starts: the homeserver retries often, and each retry is expected.
-        if !BEHIND.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        if !state
+            .behind
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
             tracing::warn!(
                 pending,
                 "the bridge is behind; asking the homeserver to retry later"
@@ -138,7 +138,10 @@ async fn take_transaction(
         )
         .response();
     }
-    if BEHIND.swap(false, std::sync::atomic::Ordering::Relaxed) {
+    if state
+        .behind
+        .swap(false, std::sync::atomic::Ordering::Relaxed)
+    {
         tracing::info!(pending, "the bridge caught up; taking transactions again");
     }
     let skipped = parsed.skipped;

@@ -13,7 +13,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::{ClientError, Intent};
 use crate::context::{BridgeContext, Shared};
-use crate::dispatch::{Dispatcher, ItemHandler};
+use crate::keyed_queue::{ItemHandler, KeyedQueue};
 use crate::store::queues::OutboxEntry;
 use crate::store::{MessageMapping, Store};
 
@@ -38,7 +38,7 @@ impl PendingSend {
 
 /// The queue of outbound sends.
 pub(crate) struct Outbox {
-    dispatcher: Dispatcher<(u64, OutboxEntry)>,
+    dispatcher: KeyedQueue<(u64, OutboxEntry)>,
     waiters: Waiters,
     queued_at: QueuedAt,
     shutdown: watch::Sender<bool>,
@@ -56,7 +56,7 @@ impl Outbox {
             stopping,
         });
         Self {
-            dispatcher: Dispatcher::new(sender, runtime),
+            dispatcher: KeyedQueue::new(sender, runtime),
             waiters,
             queued_at,
             shutdown,

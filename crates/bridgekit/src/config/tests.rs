@@ -140,3 +140,17 @@ fn listening_everywhere_requires_an_explicit_url() {
     let msg = refusal(&GOOD.replace("127.0.0.1:29333", "0.0.0.0:29333"), &[]);
     assert!(msg.contains("set appservice.url"), "{msg}");
 }
+
+#[test]
+fn the_readme_key_table_lists_exactly_the_keys_the_config_reads() {
+    let readme = include_str!("../../../../README.md");
+    let documented: Vec<&str> = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `")?.split_once("` |").map(|(k, _)| k))
+        .collect();
+    let known: Vec<&str> = super::KEYS.iter().map(|k| k.name).collect();
+    assert_eq!(
+        documented, known,
+        "README.md's config table and config::KEYS differ"
+    );
+}

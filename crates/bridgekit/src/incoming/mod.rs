@@ -9,7 +9,7 @@
 mod books;
 mod commands;
 mod outcome;
-pub(crate) mod route;
+pub(crate) mod resolve;
 
 use ruma::events::room::member::MembershipState;
 use ruma::events::room::message::{

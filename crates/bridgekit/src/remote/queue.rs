@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 
 use super::{RemoteEvent, apply};
 use crate::context::{BridgeContext, Shared};
-use crate::dispatch::{Dispatcher, ItemHandler};
+use crate::keyed_queue::{ItemHandler, KeyedQueue};
 use crate::store::queues::RemoteItem;
 use crate::store::{PortalKey, Store, StoreError};
 
@@ -16,7 +16,7 @@ type Queued = (u64, PortalKey, RemoteEvent);
 
 /// The queue [`BridgeContext::remote_event`] feeds.
 pub(crate) struct RemoteQueue {
-    dispatcher: Dispatcher<Queued>,
+    dispatcher: KeyedQueue<Queued>,
 }
 
 struct Applier {
@@ -49,7 +49,7 @@ impl ItemHandler<Queued> for Applier {
 impl RemoteQueue {
     pub(crate) fn new(ctx: Weak<Shared>, runtime: tokio::runtime::Handle) -> Self {
         Self {
-            dispatcher: Dispatcher::new(Arc::new(Applier { ctx }), runtime),
+            dispatcher: KeyedQueue::new(Arc::new(Applier { ctx }), runtime),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Per-key ordered queues: items with one key (a room, a user) are handled one after another,
 //! in the order they were queued; different keys run concurrently. A key's worker task exists
 //! only while the key has work, so idle rooms cost nothing. Used for inbound events (the
-//! inbox) and outbound sends (the outbox).
+//! inbox), outbound sends (the outbox) and remote events (the remote queue, per portal).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -16,11 +16,11 @@ pub(crate) trait ItemHandler<T>: Send + Sync + 'static {
 }
 
 /// Routes items to per-key workers.
-pub(crate) struct Dispatcher<T> {
+pub(crate) struct KeyedQueue<T> {
     inner: Arc<Inner<T>>,
 }
 
-impl<T> Clone for Dispatcher<T> {
+impl<T> Clone for KeyedQueue<T> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -36,7 +36,7 @@ struct Inner<T> {
     runtime: tokio::runtime::Handle,
 }
 
-impl<T: Send + 'static> Dispatcher<T> {
+impl<T: Send + 'static> KeyedQueue<T> {
     pub(crate) fn new(handler: Arc<dyn ItemHandler<T>>, runtime: tokio::runtime::Handle) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -162,7 +162,7 @@ mod tests {
             overlap: 0.into(),
             max_overlap: 0.into(),
         });
-        let dispatcher = Dispatcher::new(rec.clone(), tokio::runtime::Handle::current());
+        let dispatcher = KeyedQueue::new(rec.clone(), tokio::runtime::Handle::current());
         let rooms = ["!a", "!b", "!c", "!d"];
         for seq in 0..200u64 {
             let queue = rooms[(seq * 7 % 4) as usize].to_owned();

@@ -10,13 +10,13 @@ use ruma::events::{AnyStateEvent, AnyTimelineEvent};
 
 use crate::bridge::{Bridge, ToDeviceEvent};
 use crate::context::BridgeContext;
-use crate::dispatch::ItemHandler;
+use crate::keyed_queue::ItemHandler;
 use crate::store::queues::{InboxItem, ItemKind};
 
 /// Longest pause between attempts of an event whose handler asked to retry later.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
 
-pub(crate) struct Router {
+pub(crate) struct InboxHandler {
     pub bridge: Arc<dyn Bridge>,
     pub ctx: BridgeContext,
     /// Becomes true once the bridge has started; items wait for it (they are already durable).
@@ -24,7 +24,7 @@ pub(crate) struct Router {
 }
 
 #[async_trait::async_trait]
-impl ItemHandler<(u64, InboxItem)> for Router {
+impl ItemHandler<(u64, InboxItem)> for InboxHandler {
     async fn handle(&self, (seq, item): (u64, InboxItem)) {
         if !*self.started.borrow() {
             let _ = self.started.clone().wait_for(|started| *started).await;
@@ -59,7 +59,7 @@ impl ItemHandler<(u64, InboxItem)> for Router {
     }
 }
 
-impl Router {
+impl InboxHandler {
     /// Each of these returns false when the event could not be parsed or the bridge failed.
     async fn timeline(&self, json: &str) -> bool {
         let event: AnyTimelineEvent = match serde_json::from_str(json) {
@@ -86,7 +86,7 @@ impl Router {
         if self.ctx.is_own_user(event.sender()) {
             return true;
         }
-        let reportable = crate::incoming::route::is_reportable(&event);
+        let reportable = crate::incoming::resolve::is_reportable(&event);
         let room_id = event.room_id().to_owned();
         let Some(outcome) = self.handle_with_retries(event).await else {
             return false; // stopping: the item stays in the inbox for the next start

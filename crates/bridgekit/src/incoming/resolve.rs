@@ -48,7 +48,7 @@ async fn mapping(
 
 /// Hands `event` to the capability that handles it. Events whose target was never bridged
 /// (an edit of an unbridged message, say) are skipped: there is nothing to apply them to.
-pub(crate) async fn dispatch<B: Bridge + ?Sized>(
+pub(crate) async fn hand_over<B: Bridge + ?Sized>(
     bridge: &B,
     ctx: &BridgeContext,
     event: AnyTimelineEvent,
