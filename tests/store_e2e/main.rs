@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::web::Data;
 use bridgekit::ruma::{EventId, RoomId};
-use bridgekit::{MessageId, PartId, Store};
+use bridgekit::store::Backend;
+use bridgekit::{MessageId, PartId};
 use loadgen::fake_hs::{FakeState, serve};
 
 const EVENTS: usize = 1500;
@@ -279,7 +280,7 @@ impl Rig {
     }
 
     /// Stops the bridge gracefully and opens its store.
-    async fn stop_and_open_store(mut self) -> Arc<dyn Store> {
+    async fn stop_and_open_store(mut self) -> Arc<dyn Backend> {
         self.bridge.terminate();
         self.server.stop(false).await;
         bridgekit::store::open(&self.config.store.location)
@@ -288,7 +289,7 @@ impl Rig {
     }
 }
 
-async fn crash_repeatedly_under_load(store_yaml: &str, dir: &Path) -> Arc<dyn Store> {
+async fn crash_repeatedly_under_load(store_yaml: &str, dir: &Path) -> Arc<dyn Backend> {
     let _turn = SERIAL.lock().await;
     let mut rig = Rig::start(store_yaml, dir).await;
     let (refused, kills) = rig.push(0..EVENTS, Some(KILL_EVERY)).await;
@@ -304,7 +305,7 @@ async fn crash_repeatedly_under_load(store_yaml: &str, dir: &Path) -> Arc<dyn St
     rig.stop_and_open_store().await
 }
 
-async fn every_mapping_is_there(store: &dyn Store, events: usize) {
+async fn every_mapping_is_there(store: &dyn Backend, events: usize) {
     for i in 0..events {
         let room = RoomId::parse(format!("!r{}:localhost", i % ROOMS)).unwrap();
         let source = EventId::parse(format!("$e{i}")).unwrap();

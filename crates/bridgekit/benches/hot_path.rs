@@ -12,7 +12,7 @@ use bridgekit::ruma::api::client::message::send_message_event;
 use bridgekit::ruma::api::{MatrixVersion, SupportedVersions};
 use bridgekit::ruma::serde::Raw;
 use bridgekit::ruma::{OwnedRoomId, OwnedUserId};
-use bridgekit::store::{Recorded, SledStore, Store};
+use bridgekit::store::{Queues, Recorded, SledStore};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bridgekit::ruma::{OwnedEventId, OwnedRoomId};
 use bridgekit::store::postgres::PostgresStore;
 use bridgekit::store::queues::{InboxItem, IncomingTransaction, ItemKind};
-use bridgekit::store::{MessageMapping, Record, SledStore, Store};
+use bridgekit::store::{Backend, MessageMapping, Record, SledStore};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const PREFILLED: u64 = 100_000;
@@ -44,7 +44,7 @@ fn pick(i: u64) -> u64 {
         % PREFILLED
 }
 
-async fn prefill(store: &dyn Store) {
+async fn prefill(store: &dyn Backend) {
     for chunk in (0..PREFILLED).collect::<Vec<_>>().chunks(1000) {
         let records: Vec<Record> = chunk
             .iter()
@@ -71,7 +71,7 @@ fn transaction(n: u64) -> IncomingTransaction {
 fn bench_backend(
     c: &mut Criterion,
     name: &str,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Backend>,
     rt: &tokio::runtime::Runtime,
 ) {
     let empty = rt.block_on(store.stats()).unwrap().bytes.unwrap_or(0);
@@ -164,10 +164,10 @@ fn store_benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sled: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), 16 << 20).unwrap());
+    let sled: Arc<dyn Backend> = Arc::new(SledStore::open(dir.path(), 16 << 20).unwrap());
     bench_backend(c, "sled", sled, &rt);
     let url = postgres::cluster().url.clone();
-    let pg: Arc<dyn Store> = Arc::new(
+    let pg: Arc<dyn Backend> = Arc::new(
         rt.block_on(PostgresStore::open(&url, &postgres::fresh_schema("bench")))
             .unwrap(),
     );

@@ -7,7 +7,7 @@ use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
 
 use crate::client::{HomeserverClient, Intent, Outbox, TxnIds};
 use crate::ids::{RemoteUserId, escape_localpart, unescape_localpart};
-use crate::store::Store;
+use crate::store::{Backend, Store};
 
 /// The bridge's handle on the framework.
 #[derive(Clone)]
@@ -25,7 +25,7 @@ pub(crate) struct Shared {
 /// What the context is made of, before the outbox is attached.
 pub(crate) struct Parts {
     pub client: HomeserverClient,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Backend>,
     pub bot: OwnedUserId,
     pub server_name: OwnedServerName,
     pub ghost_prefix: String,
@@ -56,6 +56,17 @@ impl BridgeContext {
     /// The bridge's durable store (message mappings, ghosts, …).
     pub fn store(&self) -> &dyn Store {
         &*self.shared.parts.store
+    }
+
+    /// The whole backend, queues included: for the framework only.
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        &*self.shared.parts.store
+    }
+
+    /// How much work waits in the framework's queues and how big the store is (what
+    /// `/metrics` reports), for health checks and tests.
+    pub async fn queue_stats(&self) -> Result<crate::store::StoreStats, crate::StoreError> {
+        self.backend().stats().await
     }
 
     /// The appservice ID (the registration's `id`).

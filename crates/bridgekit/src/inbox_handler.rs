@@ -53,7 +53,7 @@ impl ItemHandler<(u64, InboxItem)> for InboxHandler {
             // error): it is handed over again at the next start.
             return;
         }
-        if let Err(error) = self.ctx.store().complete_item(seq).await {
+        if let Err(error) = self.ctx.backend().complete_item(seq).await {
             tracing::error!(%error, seq, "could not mark an inbox item handled; it will be handed over again after a restart");
         }
     }

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::keyed_queue::KeyedQueue;
 use std::sync::Arc;
 
-use crate::store::Store;
+use crate::store::Backend;
 use crate::store::queues::{InboxItem, IncomingTransaction, Recorded, TRANSACTION_RECORDS_KEPT};
 
 /// Most transactions recorded under one flush.
@@ -46,7 +46,7 @@ pub(crate) struct Intake {
 
 impl Intake {
     /// Starts the writer task. It ends when every `Intake` handle is dropped.
-    pub(crate) fn start(store: Arc<dyn Store>, dispatcher: KeyedQueue<(u64, InboxItem)>) -> Self {
+    pub(crate) fn start(store: Arc<dyn Backend>, dispatcher: KeyedQueue<(u64, InboxItem)>) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
         tokio::spawn(writer(store, dispatcher.clone(), rx));
         Self { jobs, dispatcher }
@@ -70,7 +70,7 @@ impl Intake {
 }
 
 async fn writer(
-    store: Arc<dyn Store>,
+    store: Arc<dyn Backend>,
     dispatcher: KeyedQueue<(u64, InboxItem)>,
     mut rx: mpsc::UnboundedReceiver<Job>,
 ) {

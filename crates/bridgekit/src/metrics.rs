@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::store::Store;
+use crate::store::Backend;
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -47,7 +47,7 @@ pub(crate) fn install() -> Option<&'static PrometheusHandle> {
 
 /// The exposition text, with the store gauges read now.
 pub(crate) async fn render(
-    store: &dyn Store,
+    store: &dyn Backend,
     outbox_oldest: Option<std::time::Duration>,
 ) -> String {
     let Some(handle) = install() else {

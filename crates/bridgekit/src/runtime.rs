@@ -68,7 +68,7 @@ pub async fn run_until(
 pub async fn run_with_store(
     bridge: impl Bridge,
     config: Config,
-    store: Arc<dyn crate::Store>,
+    store: Arc<dyn crate::store::Backend>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
     crate::metrics::install();

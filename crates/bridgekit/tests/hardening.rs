@@ -16,8 +16,8 @@ use bridgekit::ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use bridgekit::store::export::{Record, RecordSink};
 use bridgekit::store::queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded};
 use bridgekit::store::{
-    GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, RoomProfile, SledStore, Store,
-    StoreError, StoreStats,
+    GhostRecord, MessageMapping, Portal, PortalKey, Queues, ReactionMapping, RoomProfile,
+    SledStore, Store, StoreError, StoreStats, Transfer,
 };
 use bridgekit::{Bridge, BridgeContext, BridgeError, MatrixMessage, Outgoing, TxnIds};
 use common::{Capture, Fault, Harness, msg, wait_until};
@@ -38,21 +38,6 @@ fn disk_full() -> StoreError {
 impl Store for FullDisk {
     fn backend(&self) -> &'static str {
         "sled (full disk)"
-    }
-    async fn record_transactions(
-        &self,
-        txns: &[IncomingTransaction],
-    ) -> Result<Vec<Recorded>, StoreError> {
-        if self.full.load(Ordering::SeqCst) {
-            return Err(disk_full());
-        }
-        self.inner.record_transactions(txns).await
-    }
-    async fn outbox_push(&self, entry: &OutboxEntry) -> Result<u64, StoreError> {
-        if self.full.load(Ordering::SeqCst) {
-            return Err(disk_full());
-        }
-        self.inner.outbox_push(entry).await
     }
     async fn insert_message(&self, m: &MessageMapping) -> Result<(), StoreError> {
         self.inner.insert_message(m).await
@@ -153,6 +138,25 @@ impl Store for FullDisk {
     async fn set_value(&self, ns: &str, k: &str, v: Option<&Value>) -> Result<(), StoreError> {
         self.inner.set_value(ns, k, v).await
     }
+}
+
+#[async_trait]
+impl Queues for FullDisk {
+    async fn record_transactions(
+        &self,
+        txns: &[IncomingTransaction],
+    ) -> Result<Vec<Recorded>, StoreError> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(disk_full());
+        }
+        self.inner.record_transactions(txns).await
+    }
+    async fn outbox_push(&self, entry: &OutboxEntry) -> Result<u64, StoreError> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(disk_full());
+        }
+        self.inner.outbox_push(entry).await
+    }
     async fn next_boot(&self) -> Result<u64, StoreError> {
         self.inner.next_boot().await
     }
@@ -193,6 +197,10 @@ impl Store for FullDisk {
     async fn flush(&self) -> Result<(), StoreError> {
         self.inner.flush().await
     }
+}
+
+#[async_trait]
+impl Transfer for FullDisk {
     async fn is_empty(&self) -> Result<bool, StoreError> {
         self.inner.is_empty().await
     }

@@ -100,7 +100,7 @@ impl Bridge for Network {
 }
 
 /// Waits until every acknowledged event was handled.
-async fn wait_for_empty_inbox(store: &dyn bridgekit::Store) {
+async fn wait_for_empty_inbox(store: &dyn bridgekit::store::Backend) {
     for _ in 0..500 {
         if store.stats().await.unwrap().inbox_depth == 0 {
             return;

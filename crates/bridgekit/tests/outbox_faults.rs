@@ -233,7 +233,7 @@ async fn a_send_made_while_handling_an_event_waits_in_the_inbox_not_the_outbox()
     let txn = serde_json::json!({"events": [common::msg("!a:localhost", "$src1", "@alice:localhost", "echo: back")]});
     assert_eq!(h.push("1", &txn).await, 200);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let stats = ctx.store().stats().await.unwrap();
+    let stats = ctx.queue_stats().await.unwrap();
     assert_eq!(
         stats.outbox_depth, 0,
         "a derived-txnId send in a handler skips the outbox"
@@ -248,7 +248,7 @@ async fn a_send_made_while_handling_an_event_waits_in_the_inbox_not_the_outbox()
     assert_eq!(sent[0].0, "!a:localhost");
     assert_eq!(sent[0].2, "back");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while ctx.store().stats().await.unwrap().inbox_depth != 0 {
+    while ctx.queue_stats().await.unwrap().inbox_depth != 0 {
         assert!(Instant::now() < deadline, "the event never left the inbox");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use bridgekit::ruma::{OwnedEventId, OwnedRoomId};
 use bridgekit::store::queues::{InboxItem, IncomingTransaction, ItemKind, Recorded};
-use bridgekit::store::{MessageMapping, SledStore, Store, StoreError};
+use bridgekit::store::{MessageMapping, Queues, SledStore, Store, StoreError};
 use proptest::prelude::*;
 
 fn runtime() -> tokio::runtime::Runtime {

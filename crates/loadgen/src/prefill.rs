@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use bridgekit::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
-use bridgekit::store::{MessageMapping, Portal, PortalKey, SledStore, Store};
+use bridgekit::store::{MessageMapping, Portal, PortalKey, Queues, SledStore, Store};
 use bridgekit::{ChatId, MessageId, RemoteUserId};
 
 /// How much history to write.

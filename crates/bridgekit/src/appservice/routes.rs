@@ -345,7 +345,9 @@ async fn get_locations(state: State, req: HttpRequest) -> HttpResponse {
 async fn metrics_text(state: State) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::render(state.ctx.store(), state.ctx.shared.outbox.oldest_age()).await)
+        .body(
+            crate::metrics::render(state.ctx.backend(), state.ctx.shared.outbox.oldest_age()).await,
+        )
 }
 
 async fn live() -> HttpResponse {

@@ -123,7 +123,11 @@ impl Intent {
     /// Queues a send durably and returns once it is in the outbox.
     pub async fn queue(&self, outgoing: Outgoing) -> Result<PendingSend, ClientError> {
         let entry = self.entry_for(outgoing);
-        self.ctx.shared.outbox.queue(self.ctx.store(), entry).await
+        self.ctx
+            .shared
+            .outbox
+            .queue(self.ctx.backend(), entry)
+            .await
     }
 
     /// Queues a send and waits for its event ID (`None` only for a duplicate reaction).

@@ -15,7 +15,7 @@ use super::{ClientError, Intent};
 use crate::context::{BridgeContext, Shared};
 use crate::keyed_queue::{ItemHandler, KeyedQueue};
 use crate::store::queues::OutboxEntry;
-use crate::store::{MessageMapping, Store};
+use crate::store::{Backend, MessageMapping};
 
 /// When each entry still in the outbox was queued (or resumed, for a previous run's), by seq.
 type QueuedAt = Arc<Mutex<std::collections::BTreeMap<u64, std::time::Instant>>>;
@@ -66,7 +66,7 @@ impl Outbox {
     /// Writes `entry` durably and queues it behind the earlier sends to its room.
     pub(crate) async fn queue(
         &self,
-        store: &dyn Store,
+        store: &dyn Backend,
         entry: OutboxEntry,
     ) -> Result<PendingSend, ClientError> {
         if *self.shutdown.borrow() {
@@ -85,7 +85,7 @@ impl Outbox {
     }
 
     /// Queues what a previous run left in the outbox, oldest first.
-    pub(crate) async fn resume(&self, store: &dyn Store) -> Result<usize, ClientError> {
+    pub(crate) async fn resume(&self, store: &dyn Backend) -> Result<usize, ClientError> {
         let pending = store.outbox_pending().await?;
         let n = pending.len();
         for (seq, entry) in pending {
@@ -208,7 +208,7 @@ impl ItemHandler<(u64, OutboxEntry)> for Sender {
             // room hears that it was given up.
             crate::incoming::report_given_up(&ctx, &entry.room_id, &entry.sender, error).await;
         }
-        if let Err(error) = ctx.store().outbox_complete(seq, mapping.as_ref()).await {
+        if let Err(error) = ctx.backend().outbox_complete(seq, mapping.as_ref()).await {
             tracing::error!(%error, seq, "could not record a finished send");
         }
         self.queued_at

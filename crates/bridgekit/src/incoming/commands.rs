@@ -66,7 +66,7 @@ pub(super) async fn run<B: Bridge + ?Sized>(
         }
         "ping" => {
             let started = std::time::Instant::now();
-            let stats = ctx.store().stats().await?;
+            let stats = ctx.backend().stats().await?;
             Ok(format!(
                 "pong: store ({}) answered in {} ms, {} events waiting, {} sends queued",
                 ctx.store().backend(),

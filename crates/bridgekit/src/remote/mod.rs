@@ -327,7 +327,7 @@ impl BridgeContext {
     ) -> Result<(), crate::StoreError> {
         self.shared
             .remote
-            .push(self.store(), portal.clone(), event)
+            .push(self.backend(), portal.clone(), event)
             .await
     }
 

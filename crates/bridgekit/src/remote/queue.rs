@@ -10,7 +10,7 @@ use super::{RemoteEvent, apply};
 use crate::context::{BridgeContext, Shared};
 use crate::keyed_queue::{ItemHandler, KeyedQueue};
 use crate::store::queues::RemoteItem;
-use crate::store::{PortalKey, Store, StoreError};
+use crate::store::{Backend, PortalKey, StoreError};
 
 type Queued = (u64, PortalKey, RemoteEvent);
 
@@ -40,7 +40,7 @@ impl ItemHandler<Queued> for Applier {
             tracing::warn!(%error, chat = %key.remote_id, "could not apply a remote event");
             crate::incoming::report_remote_failure(&ctx, &key, &*error).await;
         }
-        if let Err(error) = ctx.store().remote_complete(seq).await {
+        if let Err(error) = ctx.backend().remote_complete(seq).await {
             tracing::error!(%error, seq, "could not mark a remote event applied; it is applied again after a restart");
         }
     }
@@ -56,7 +56,7 @@ impl RemoteQueue {
     /// Stores `event` durably, then queues it behind its portal's earlier events.
     pub(crate) async fn push(
         &self,
-        store: &dyn Store,
+        store: &dyn Backend,
         key: PortalKey,
         event: RemoteEvent,
     ) -> Result<(), StoreError> {
@@ -73,7 +73,7 @@ impl RemoteQueue {
 
     /// Queues what a previous run handed over and did not apply, oldest first. An entry
     /// that no longer decodes is dropped with an error (it fails alone).
-    pub(crate) async fn resume(&self, store: &dyn Store) -> Result<usize, StoreError> {
+    pub(crate) async fn resume(&self, store: &dyn Backend) -> Result<usize, StoreError> {
         let pending = store.remote_pending().await?;
         let n = pending.len();
         for (seq, item) in pending {

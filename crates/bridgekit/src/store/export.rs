@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::queues::{InboxItem, OutboxEntry, RemoteItem};
 use super::records::{GhostRecord, MessageMapping, Portal, ReactionMapping};
-use super::{Store, StoreError};
+use super::{Backend, StoreError};
 
 /// How many records an export hands over at once.
 pub const EXPORT_BATCH: usize = 1000;
@@ -108,7 +108,7 @@ pub struct MigrationReport {
 }
 
 struct Importer<'a> {
-    target: &'a dyn Store,
+    target: &'a dyn Backend,
     report: MigrationReport,
 }
 
@@ -131,8 +131,8 @@ impl RecordSink for Importer<'_> {
 
 /// Copies every record of `source` into `target`, which must be empty, then flushes it.
 pub async fn migrate(
-    source: &dyn Store,
-    target: &dyn Store,
+    source: &dyn Backend,
+    target: &dyn Backend,
 ) -> Result<MigrationReport, StoreError> {
     if !target.is_empty().await? {
         return Err(StoreError::TargetNotEmpty);

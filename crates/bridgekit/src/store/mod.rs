@@ -1,9 +1,13 @@
-//! Everything bridgekit and a bridge must remember across restarts, behind one async trait.
+//! Everything bridgekit and a bridge must remember across restarts, split by who may use it:
 //!
-//! [`Store`] is what the framework and bridges use: portals, ghosts, message and reaction
-//! mappings, the bridge's own metadata, and the framework's queues (the inbox of
-//! acknowledged homeserver events, the transaction record, the outbox). Two backends
-//! implement it:
+//! - [`Store`], what a bridge reads and writes through
+//!   [`BridgeContext::store`](crate::BridgeContext::store): portals, ghosts, message and
+//!   reaction mappings, the bridge's own values;
+//! - [`Queues`], the framework's own: the transaction record and the inbox of acknowledged
+//!   homeserver events, the outbox, the remote queue, the boot counter, the gauges;
+//! - [`Transfer`], moving every record between backends.
+//!
+//! A backend implements all three ([`Backend`]). Two do:
 //! - [`SledStore`]: embedded, one directory, nothing to install; the default.
 //! - [`PostgresStore`](postgres::PostgresStore) (feature `postgres`, on by default): for
 //!   several bridges in one database, or a bridge with a large history.
@@ -91,13 +95,21 @@ pub enum StoreError {
     Open(String),
     /// The embedded database failed (I/O, disk full, …).
     #[error("store I/O error: {0}")]
-    Sled(#[from] sled::Error),
+    Io(String),
     /// The database server failed or refused a statement.
     #[error("database error: {0}")]
     Database(String),
     /// [`export::migrate`] was pointed at a store that already holds records.
     #[error("the target store is not empty; migrate into a new, empty store")]
     TargetNotEmpty,
+}
+
+/// sled's errors become [`StoreError::Io`], so no backend's type is in the public API.
+#[doc(hidden)]
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        StoreError::Io(error.to_string())
+    }
 }
 
 /// Gauges an operator watches: how much work waits and how big the store is.
@@ -114,10 +126,12 @@ pub struct StoreStats {
     pub bytes: Option<u64>,
 }
 
-/// The bridge's durable state. Every backend keeps the same promises (see the module docs).
+/// What a bridge remembers: message and reaction mappings, portals, ghosts and its own
+/// values. Every backend keeps the same promises (see the module docs).
 ///
 /// Bridges reach it through [`BridgeContext::store`](crate::BridgeContext::store); typed
-/// metadata helpers are in [`StoreExt`]. Methods under "framework" are for bridgekit itself.
+/// metadata helpers are in [`StoreExt`]. The framework's own queues are [`Queues`], and
+/// moving between backends is [`Transfer`]: a backend implements all three ([`Backend`]).
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Which backend this is (`"sled"`, `"postgres"`), for logs.
@@ -242,9 +256,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         key: &str,
         value: Option<&Value>,
     ) -> Result<(), StoreError>;
+}
 
-    // ---- framework ----
-
+/// The framework's queues and counters: the transaction record and inbox, the outbox, the
+/// remote queue, the boot counter and the gauges. Backends implement it; bridges never see
+/// it (a bridge cannot complete an inbox item or drop a queued send by mistake).
+#[async_trait]
+pub trait Queues: Send + Sync + 'static {
     /// Counts this process start (durably); makes client transaction IDs unique.
     async fn next_boot(&self) -> Result<u64, StoreError>;
     /// Records a batch of transactions atomically and durably, skipping those recorded
@@ -281,9 +299,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn stats(&self) -> Result<StoreStats, StoreError>;
     /// Makes everything written so far durable.
     async fn flush(&self) -> Result<(), StoreError>;
+}
 
-    // ---- moving between backends ----
-
+/// Moving every record between backends (`migrate-store`, [`export::migrate`]).
+#[async_trait]
+pub trait Transfer: Send + Sync + 'static {
     /// Whether the store holds no records at all (the boot counter aside).
     async fn is_empty(&self) -> Result<bool, StoreError>;
     /// Hands every record to `sink`, in batches, queues in their order.
@@ -291,6 +311,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Writes exported records; queue items are appended in the order given.
     async fn import(&self, records: &[Record]) -> Result<(), StoreError>;
 }
+
+/// A whole store backend: what bridges use, the framework's queues and transfer. Implement
+/// [`Store`], [`Queues`] and [`Transfer`] and this comes for free; run a bridge on it with
+/// [`run_with_store`](crate::run_with_store).
+pub trait Backend: Store + Queues + Transfer {}
+
+impl<T: Store + Queues + Transfer> Backend for T {}
 
 /// Where the store lives, as the operator configured it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -325,7 +352,7 @@ impl std::fmt::Display for StoreLocation {
 }
 
 /// Opens the store at `location`.
-pub async fn open(location: &StoreLocation) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(location: &StoreLocation) -> Result<Arc<dyn Backend>, StoreError> {
     match location {
         StoreLocation::Sled { path, cache_bytes } => {
             let path = path.clone();

@@ -374,7 +374,7 @@ impl Harness {
     pub async fn run_with_store(
         &self,
         bridge: impl Bridge,
-        store: Arc<dyn bridgekit::Store>,
+        store: Arc<dyn bridgekit::store::Backend>,
     ) -> RunningBridge {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(bridgekit::run_with_store(
@@ -456,7 +456,7 @@ pub async fn wait_until(what: &str, secs: u64, check: impl Fn() -> bool) {
 
 /// Sends waiting in the outbox.
 pub async fn outbox_depth(ctx: &bridgekit::BridgeContext) -> u64 {
-    ctx.store().stats().await.unwrap().outbox_depth
+    ctx.queue_stats().await.unwrap().outbox_depth
 }
 
 /// Waits (up to `secs`) until the outbox is empty.

@@ -15,8 +15,8 @@ use bridgekit::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, owned_room_id};
 use bridgekit::store::postgres::PostgresStore;
 use bridgekit::store::queues::{InboxItem, IncomingTransaction, ItemKind, OutboxEntry, OutboxOp};
 use bridgekit::store::{
-    GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, Record, Recorded, SledStore,
-    Store, StoreError, StoreExt,
+    Backend, GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, Record, Recorded,
+    SledStore, Store, StoreError, StoreExt,
 };
 use common::postgres::{cluster, fresh_schema};
 use entities::*;
@@ -48,11 +48,11 @@ pub(crate) fn ts(millis: u64) -> bridgekit::ruma::MilliSecondsSinceUnixEpoch {
     bridgekit::ruma::MilliSecondsSinceUnixEpoch(bridgekit::ruma::UInt::new(millis).unwrap())
 }
 
-type Opener = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Arc<dyn Store>, StoreError>>>>>;
+type Opener = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Arc<dyn Backend>, StoreError>>>>>;
 
 /// A store under test and a way to open it again (after dropping the first handle).
 struct Subject {
-    store: Option<Arc<dyn Store>>,
+    store: Option<Arc<dyn Backend>>,
     open: Opener,
     _dir: Option<tempfile::TempDir>,
 }
@@ -65,7 +65,7 @@ impl Subject {
             let path = path.clone();
             Box::pin(async move {
                 let store = SledStore::open(&path, 4 << 20)?;
-                Ok(Arc::new(store) as Arc<dyn Store>)
+                Ok(Arc::new(store) as Arc<dyn Backend>)
             })
         });
         Self {
@@ -82,7 +82,7 @@ impl Subject {
             let (url, schema) = (url.clone(), schema.clone());
             Box::pin(async move {
                 let store = PostgresStore::open(&url, &schema).await?;
-                Ok(Arc::new(store) as Arc<dyn Store>)
+                Ok(Arc::new(store) as Arc<dyn Backend>)
             })
         });
         Self {
@@ -92,7 +92,7 @@ impl Subject {
         }
     }
 
-    async fn store(&mut self) -> Arc<dyn Store> {
+    async fn store(&mut self) -> Arc<dyn Backend> {
         if self.store.is_none() {
             self.store = Some((self.open)().await.unwrap());
         }
@@ -100,7 +100,7 @@ impl Subject {
     }
 
     /// Drops the open store (flushed first) and opens it again.
-    async fn reopen(&mut self) -> Arc<dyn Store> {
+    async fn reopen(&mut self) -> Arc<dyn Backend> {
         if let Some(store) = self.store.take() {
             store.flush().await.unwrap();
             drop(store);

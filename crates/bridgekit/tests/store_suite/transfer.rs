@@ -3,7 +3,7 @@
 use super::*;
 
 /// Fills a store with one of everything.
-pub(crate) async fn fill(store: &dyn Store) {
+pub(crate) async fn fill(store: &dyn Backend) {
     store
         .insert_message(&MessageMapping::new(room(), mid("m1"), ev(1)).with_sender(ghost("a")))
         .await
@@ -68,7 +68,7 @@ pub(crate) async fn export_then_import_reproduces_every_record(mut s: Subject) {
 
     // Into a fresh store of the other backend, and back again.
     let dir = tempfile::tempdir().unwrap();
-    let other: Arc<dyn Store> = if store.backend() == "sled" {
+    let other: Arc<dyn Backend> = if store.backend() == "sled" {
         Arc::new(
             PostgresStore::open(&cluster().url, &fresh_schema("copy"))
                 .await

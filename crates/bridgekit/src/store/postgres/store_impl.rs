@@ -13,7 +13,7 @@ use crate::store::queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded
 use crate::store::records::{
     GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, RoomProfile,
 };
-use crate::store::{Store, StoreError, StoreStats};
+use crate::store::{Queues, Store, StoreError, StoreStats, Transfer};
 
 fn first<T>(mut rows: Vec<T>) -> Option<T> {
     (!rows.is_empty()).then(|| rows.swap_remove(0))
@@ -273,7 +273,10 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         entities::set_value(&self.client().await?, namespace, key, value).await
     }
+}
 
+#[async_trait]
+impl Queues for PostgresStore {
     async fn next_boot(&self) -> Result<u64, StoreError> {
         let c = self.client().await?;
         let row = row(
@@ -329,7 +332,10 @@ impl Store for PostgresStore {
         // Every commit is durable when it returns.
         Ok(())
     }
+}
 
+#[async_trait]
+impl Transfer for PostgresStore {
     async fn is_empty(&self) -> Result<bool, StoreError> {
         self.is_empty_pg().await
     }

@@ -147,7 +147,7 @@ impl SledStore {
                     Ok::<_, ConflictableTransactionError<()>>(())
                 })
                 .map_err(|e| match e {
-                    sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+                    sled::transaction::TransactionError::Storage(e) => StoreError::from(e),
                     sled::transaction::TransactionError::Abort(()) => unreachable!("never aborted"),
                 })?;
             let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());

@@ -142,14 +142,14 @@ impl SledStore {
     /// open, and with [`StoreError::TooNew`] when a newer version wrote it. An older layout
     /// is upgraded in place.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(path).map_err(|e| StoreError::Sled(e.into()))?;
+        std::fs::create_dir_all(path).map_err(|e| StoreError::Io(e.to_string()))?;
         restrict_permissions(path);
         let location = path.display().to_string();
         let db = open_waiting_for_lock(path, cache_bytes, &location)?;
         let trees = Trees::open(&db)?;
         // sled's log file, synced after each flush (see the `flusher` module).
         let log = std::sync::Arc::new(
-            std::fs::File::open(path.join("db")).map_err(|e| StoreError::Sled(e.into()))?,
+            std::fs::File::open(path.join("db")).map_err(|e| StoreError::Io(e.to_string()))?,
         );
         upgrade::to_current(&db, &trees, &location)?;
         Ok(SledStore {
@@ -211,7 +211,7 @@ fn open_waiting_for_lock(
                 }
                 std::thread::sleep(std::time::Duration::from_millis(25));
             }
-            Err(other) => return Err(StoreError::Sled(other)),
+            Err(other) => return Err(other.into()),
         }
     }
 }
@@ -246,7 +246,7 @@ fn tx_result<T>(
 ) -> Result<T, StoreError> {
     result.map_err(|e| match e {
         sled::transaction::TransactionError::Abort(msg) => StoreError::Conflict(msg),
-        sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+        sled::transaction::TransactionError::Storage(e) => StoreError::from(e),
     })
 }
 

@@ -13,7 +13,7 @@ use crate::store::queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded
 use crate::store::records::{
     GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, RoomProfile,
 };
-use crate::store::{Store, StoreError, StoreStats};
+use crate::store::{Queues, Store, StoreError, StoreStats, Transfer};
 
 #[async_trait]
 impl Store for SledStore {
@@ -150,7 +150,10 @@ impl Store for SledStore {
     ) -> Result<(), StoreError> {
         self.set_value_sync(namespace, key, value)
     }
+}
 
+#[async_trait]
+impl Queues for SledStore {
     async fn next_boot(&self) -> Result<u64, StoreError> {
         let next = self
             .trees
@@ -220,7 +223,10 @@ impl Store for SledStore {
     async fn flush(&self) -> Result<(), StoreError> {
         self.flush_async().await
     }
+}
 
+#[async_trait]
+impl Transfer for SledStore {
     async fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.is_empty_sync())
     }
