@@ -158,7 +158,28 @@ impl BridgeContext {
             .then(|| Intent::new(self.clone(), user_id.to_owned()))
     }
 
-    /// The remote user behind a ghost's user ID, or `None` if `user_id` is not a ghost.
+    /// The remote user a ghost stands for now: the one recorded for it (it follows
+    /// [`crate::GhostEvent::Renamed`]), else the one its user ID names; `None` if
+    /// `user_id` is not a ghost.
+    pub async fn remote_user_behind(
+        &self,
+        user_id: &UserId,
+    ) -> Result<Option<RemoteUserId>, crate::StoreError> {
+        let Some(named) = self.remote_user_of(user_id) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.store()
+                .ghost(user_id)
+                .await?
+                .remote_id
+                .unwrap_or(named),
+        ))
+    }
+
+    /// The remote user a ghost's user ID names (decoded from its localpart, so it does not
+    /// follow renames: see [`remote_user_behind`](Self::remote_user_behind)), or `None` if
+    /// `user_id` is not a ghost.
     pub fn remote_user_of(&self, user_id: &UserId) -> Option<RemoteUserId> {
         if user_id.server_name() != self.shared.parts.server_name {
             return None;

@@ -135,7 +135,7 @@ pub(crate) async fn hand_over<B: Bridge + ?Sized>(
         }
         AnyTimelineEvent::State(AnyStateEvent::RoomMember(StateEvent::Original(member))) => {
             let membership = MatrixMembership {
-                remote_user: ctx.remote_user_of(&member.state_key),
+                remote_user: ctx.remote_user_behind(&member.state_key).await?,
                 user_id: member.state_key,
                 membership: member.content.membership,
                 displayname: member.content.displayname,
