@@ -8,13 +8,17 @@
 //! lock on the schema for as long as the store is open, so a second copy of the bridge is
 //! refused instead of sharing the queues.
 
-mod entities;
+mod export;
+mod ghosts;
 mod id_columns;
-mod mappings;
-mod queues;
-mod schema;
+mod inbox;
+mod messages;
+mod outbox;
+mod portals;
+mod reactions;
+mod remote_queue;
 mod store_impl;
-mod transfer;
+mod upgrade;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -62,7 +66,7 @@ impl PostgresStore {
         let location = format!("PostgreSQL schema {schema:?}");
         let lock = connect(&config, &location).await?;
         take_lock(&lock, schema, &location).await?;
-        schema::to_current(&lock, schema, &location).await?;
+        upgrade::to_current(&lock, schema, &location).await?;
 
         // Every pooled connection works inside the bridge's schema.
         let options = match config.get_options() {
@@ -99,7 +103,7 @@ impl PostgresStore {
             .parse()
             .map_err(|e| StoreError::Open(format!("invalid connection string: {e}")))?;
         let client = connect(&config, schema).await?;
-        schema::migrate(&client, schema, schema, version).await
+        upgrade::migrate(&client, schema, schema, version).await
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -172,6 +176,20 @@ fn corrupt(table: &'static str, reason: impl ToString) -> StoreError {
         tree: table,
         reason: reason.to_string(),
     }
+}
+
+/// A `metadata` JSONB column's value: SQL `NULL` for JSON `null`.
+fn metadata(value: &serde_json::Value) -> Option<&serde_json::Value> {
+    (!value.is_null()).then_some(value)
+}
+
+/// An ID read from `table`, parsed with `parse`; a bad one is [`StoreError::Corrupt`].
+fn parse<T>(
+    table: &'static str,
+    value: &str,
+    parse: impl Fn(&str) -> Result<T, ruma::IdParseError>,
+) -> Result<T, StoreError> {
+    parse(value).map_err(|e| corrupt(table, format!("{value:?}: {e}")))
 }
 
 type Params<'a> = &'a [&'a (dyn tokio_postgres::types::ToSql + Sync)];

@@ -5,8 +5,10 @@ use async_trait::async_trait;
 use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::Value;
 
-use super::entities::{self, GHOST_COLUMNS, PORTAL_COLUMNS, ghost_from_row, portal_from_row};
-use super::mappings::{self, message_query, reaction_query};
+use super::ghosts::{self, GHOST_COLUMNS, ghost_from_row};
+use super::messages::{self, message_query};
+use super::portals::{self, PORTAL_COLUMNS, portal_from_row};
+use super::reactions::{self, reaction_query};
 use super::{PostgresStore, corrupt, db, row, row_opt, rows, run};
 use crate::store::export::{Record, RecordSink};
 use crate::store::queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded, RemoteItem};
@@ -26,7 +28,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_message(&self, mapping: &MessageMapping) -> Result<(), StoreError> {
-        mappings::insert_message(&self.client().await?, mapping).await
+        messages::insert_message(&self.client().await?, mapping).await
     }
     async fn message_by_event(
         &self,
@@ -68,14 +70,14 @@ impl Store for PostgresStore {
         let c = self.client().await?;
         let sql = format!(
             "DELETE FROM messages WHERE event_id = $1 RETURNING {}",
-            mappings::message_columns()
+            messages::message_columns()
         );
         let row = row_opt(&c, &sql, &[&event_id.as_str()]).await?;
-        row.as_ref().map(mappings::message_from_row).transpose()
+        row.as_ref().map(messages::message_from_row).transpose()
     }
 
     async fn insert_reaction(&self, reaction: &ReactionMapping) -> Result<(), StoreError> {
-        mappings::insert_reaction(&self.client().await?, reaction).await
+        reactions::insert_reaction(&self.client().await?, reaction).await
     }
     async fn reaction(
         &self,
@@ -109,14 +111,14 @@ impl Store for PostgresStore {
         let c = self.client().await?;
         let sql = format!(
             "DELETE FROM reactions WHERE event_id = $1 RETURNING {}",
-            mappings::reaction_columns()
+            reactions::reaction_columns()
         );
         let row = row_opt(&c, &sql, &[&event_id.as_str()]).await?;
-        row.as_ref().map(mappings::reaction_from_row).transpose()
+        row.as_ref().map(reactions::reaction_from_row).transpose()
     }
 
     async fn put_portal(&self, portal: &Portal) -> Result<(), StoreError> {
-        entities::put_portal(&self.client().await?, portal).await
+        portals::put_portal(&self.client().await?, portal).await
     }
     async fn portal_by_key(&self, key: &PortalKey) -> Result<Option<Portal>, StoreError> {
         let c = self.client().await?;
@@ -166,7 +168,7 @@ impl Store for PostgresStore {
     }
 
     async fn ghost(&self, user_id: &UserId) -> Result<GhostRecord, StoreError> {
-        entities::load_ghost(&self.client().await?, user_id, false).await
+        ghosts::load_ghost(&self.client().await?, user_id, false).await
     }
     async fn update_ghost(
         &self,
@@ -182,9 +184,9 @@ impl Store for PostgresStore {
             &[&user_id.as_str()],
         )
         .await?;
-        let mut record = entities::load_ghost(&tx, user_id, true).await?;
+        let mut record = ghosts::load_ghost(&tx, user_id, true).await?;
         change(&mut record);
-        entities::store_ghost(&tx, user_id, &record).await?;
+        ghosts::store_ghost(&tx, user_id, &record).await?;
         tx.commit().await.map_err(db)?;
         Ok(record)
     }
@@ -207,7 +209,7 @@ impl Store for PostgresStore {
         room_id: &RoomId,
         joined: bool,
     ) -> Result<(), StoreError> {
-        entities::set_joined(&self.client().await?, user_id, room_id, joined).await
+        ghosts::set_joined(&self.client().await?, user_id, room_id, joined).await
     }
     async fn is_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<bool, StoreError> {
         let c = self.client().await?;
@@ -252,7 +254,7 @@ impl Store for PostgresStore {
         room_id: &RoomId,
         profile: &RoomProfile,
     ) -> Result<(), StoreError> {
-        entities::set_room_profile(&self.client().await?, user_id, room_id, profile).await
+        ghosts::set_room_profile(&self.client().await?, user_id, room_id, profile).await
     }
 
     async fn value(&self, namespace: &str, key: &str) -> Result<Option<Value>, StoreError> {
@@ -271,7 +273,7 @@ impl Store for PostgresStore {
         key: &str,
         value: Option<&Value>,
     ) -> Result<(), StoreError> {
-        entities::set_value(&self.client().await?, namespace, key, value).await
+        super::export::set_value(&self.client().await?, namespace, key, value).await
     }
 }
 
@@ -304,10 +306,10 @@ impl Queues for PostgresStore {
         self.prune_pg(keep).await
     }
     async fn outbox_push(&self, entry: &OutboxEntry) -> Result<u64, StoreError> {
-        super::queues::append_outbox(&self.client().await?, entry).await
+        super::outbox::append_outbox(&self.client().await?, entry).await
     }
     async fn remote_push(&self, item: &RemoteItem) -> Result<u64, StoreError> {
-        super::queues::append_remote(&self.client().await?, item).await
+        super::remote_queue::append_remote(&self.client().await?, item).await
     }
     async fn remote_pending(&self) -> Result<Vec<(u64, RemoteItem)>, StoreError> {
         self.remote_pending_pg().await

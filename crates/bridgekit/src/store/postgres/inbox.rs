@@ -1,14 +1,11 @@
-//! The framework's queues in PostgreSQL: the transaction record and inbox (written in one
-//! transaction per batch), and the outbox.
+//! The inbox in PostgreSQL, and the record of transactions already taken in: a batch of
+//! transactions is recorded and its items appended in one database transaction.
 
 use deadpool_postgres::GenericClient;
 
-use super::{PostgresStore, corrupt, db, row, rows, run};
+use super::{PostgresStore, corrupt, db, rows, run};
 use crate::store::StoreError;
-use crate::store::queues::{
-    InboxItem, IncomingTransaction, ItemKind, OutboxEntry, Recorded, RemoteItem,
-};
-use crate::store::records::MessageMapping;
+use crate::store::queues::{InboxItem, IncomingTransaction, ItemKind, Recorded};
 
 fn item_from_row(row: &tokio_postgres::Row) -> Result<(u64, InboxItem), StoreError> {
     let code: i16 = row.get(1);
@@ -47,34 +44,6 @@ pub(super) async fn append_items(
     // Sequence values are taken in insertion order, which follows `n`.
     seqs.sort_unstable();
     Ok(seqs)
-}
-
-pub(super) async fn append_outbox(
-    c: &impl GenericClient,
-    entry: &OutboxEntry,
-) -> Result<u64, StoreError> {
-    let text = serde_json::to_string(entry).map_err(|e| corrupt("outbox", e))?;
-    let row = row(
-        c,
-        "INSERT INTO outbox (entry) VALUES ($1) RETURNING seq",
-        &[&text],
-    )
-    .await?;
-    Ok(row.get::<_, i64>(0) as u64)
-}
-
-pub(super) async fn append_remote(
-    c: &impl GenericClient,
-    item: &RemoteItem,
-) -> Result<u64, StoreError> {
-    let text = serde_json::to_string(item).map_err(|e| corrupt("remote_queue", e))?;
-    let row = row(
-        c,
-        "INSERT INTO remote_queue (item) VALUES ($1) RETURNING seq",
-        &[&text],
-    )
-    .await?;
-    Ok(row.get::<_, i64>(0) as u64)
 }
 
 pub(super) async fn record_key(c: &impl GenericClient, key: &[u8]) -> Result<bool, StoreError> {
@@ -136,67 +105,5 @@ impl PostgresStore {
             &[&(keep as i64)],
         )
         .await
-    }
-
-    pub(super) async fn outbox_pending_pg(&self) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
-        let client = self.client().await?;
-        let rows = rows(&client, "SELECT seq, entry FROM outbox ORDER BY seq", &[]).await?;
-        rows.iter()
-            .map(|row| {
-                let entry: String = row.get(1);
-                let entry = serde_json::from_str(&entry).map_err(|e| corrupt("outbox", e))?;
-                Ok((row.get::<_, i64>(0) as u64, entry))
-            })
-            .collect()
-    }
-
-    pub(super) async fn remote_pending_pg(&self) -> Result<Vec<(u64, RemoteItem)>, StoreError> {
-        let client = self.client().await?;
-        let rows = rows(
-            &client,
-            "SELECT seq, item FROM remote_queue ORDER BY seq",
-            &[],
-        )
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let item: String = row.get(1);
-                let item = serde_json::from_str(&item).map_err(|e| corrupt("remote_queue", e))?;
-                Ok((row.get::<_, i64>(0) as u64, item))
-            })
-            .collect()
-    }
-
-    pub(super) async fn remote_complete_pg(&self, seq: u64) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        run(
-            &client,
-            "DELETE FROM remote_queue WHERE seq = $1",
-            &[&(seq as i64)],
-        )
-        .await?;
-        Ok(())
-    }
-
-    pub(super) async fn outbox_complete_pg(
-        &self,
-        seq: u64,
-        mapping: Option<&MessageMapping>,
-    ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        let stored = match mapping {
-            Some(mapping) => super::mappings::insert_message(&tx, mapping).await,
-            None => Ok(()),
-        };
-        run(&tx, "DELETE FROM outbox WHERE seq = $1", &[&(seq as i64)]).await?;
-        match stored {
-            // The send is done whatever the mapping says; keeping it would repeat it forever.
-            Ok(()) | Err(StoreError::Conflict(_)) => {
-                tx.commit().await.map_err(db)?;
-                stored
-            }
-            Err(other) => Err(other),
-        }
     }
 }

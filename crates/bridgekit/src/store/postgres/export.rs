@@ -1,13 +1,20 @@
-//! Export and import of every record (for `migrate-store`), queue gauges and the emptiness
-//! check. Export streams each table through one query; import writes each batch in one
-//! transaction, so a million mappings cost a thousand commits, not a million.
+//! Export and import of every record (for `migrate-store`), queue gauges, the emptiness
+//! check, and the bridge's own values. Export streams each table through one query; import
+//! writes each batch in one transaction, so a million mappings cost a thousand commits, not a
+//! million.
 
+use deadpool_postgres::GenericClient;
 use futures_util::StreamExt;
 use ruma::{RoomId, UserId};
+use serde_json::Value;
 
-use super::entities::{self, GHOST_COLUMNS, PORTAL_COLUMNS, ghost_from_row, portal_from_row};
-use super::mappings::{self, message_from_row, reaction_from_row};
-use super::queues::{append_items, append_outbox, record_key};
+use super::ghosts::{GHOST_COLUMNS, ghost_from_row, set_joined, set_room_profile, store_ghost};
+use super::inbox::{append_items, record_key};
+use super::messages::{insert_message, message_columns, message_from_row};
+use super::outbox::append_outbox;
+use super::portals::{PORTAL_COLUMNS, portal_from_row, put_portal};
+use super::reactions::{insert_reaction, reaction_columns, reaction_from_row};
+use super::remote_queue::append_remote;
 use super::{PostgresStore, corrupt, db, row, row_opt, run};
 use crate::store::export::{EXPORT_BATCH, Record, RecordSink};
 use crate::store::queues::{InboxItem, ItemKind};
@@ -66,8 +73,8 @@ impl PostgresStore {
             .map(|r| r.get::<_, i64>(0) as u64)
             .unwrap_or(0);
         sink.accept(vec![Record::Boot(boot)]).await?;
-        let messages = format!("SELECT {} FROM messages", mappings::message_columns());
-        let reactions = format!("SELECT {} FROM reactions", mappings::reaction_columns());
+        let messages = format!("SELECT {} FROM messages", message_columns());
+        let reactions = format!("SELECT {} FROM reactions", reaction_columns());
         let portals = format!("SELECT {PORTAL_COLUMNS} FROM portals");
         let ghosts = format!("SELECT {GHOST_COLUMNS} FROM ghosts");
         let tables: [(&str, ToRecord); 11] = [
@@ -127,14 +134,12 @@ impl PostgresStore {
         let c = &tx;
         for record in records {
             match record {
-                Record::Message(m) => mappings::insert_message(c, m).await?,
-                Record::Reaction(r) => mappings::insert_reaction(c, r).await?,
-                Record::Portal(p) => entities::put_portal(c, p).await?,
-                Record::Ghost { user_id, record } => {
-                    entities::store_ghost(c, user_id, record).await?
-                }
+                Record::Message(m) => insert_message(c, m).await?,
+                Record::Reaction(r) => insert_reaction(c, r).await?,
+                Record::Portal(p) => put_portal(c, p).await?,
+                Record::Ghost { user_id, record } => store_ghost(c, user_id, record).await?,
                 Record::Joined { user_id, room_id } => {
-                    entities::set_joined(c, user_id, room_id, true).await?
+                    set_joined(c, user_id, room_id, true).await?
                 }
                 Record::RoomProfile {
                     user_id,
@@ -143,13 +148,13 @@ impl PostgresStore {
                     avatar_url,
                 } => {
                     let profile = (displayname.clone(), avatar_url.clone());
-                    entities::set_room_profile(c, user_id, room_id, &profile).await?
+                    set_room_profile(c, user_id, room_id, &profile).await?
                 }
                 Record::Value {
                     namespace,
                     key,
                     value,
-                } => entities::set_value(c, namespace, key, Some(value)).await?,
+                } => set_value(c, namespace, key, Some(value)).await?,
                 Record::Transaction { key } => {
                     record_key(c, key).await?;
                 }
@@ -160,7 +165,7 @@ impl PostgresStore {
                     append_outbox(c, entry).await?;
                 }
                 Record::Remote(item) => {
-                    super::queues::append_remote(c, item).await?;
+                    append_remote(c, item).await?;
                 }
                 Record::Boot(n) => {
                     run(c,
@@ -208,4 +213,32 @@ impl PostgresStore {
             bytes: row.get::<_, Option<i64>>(3).map(|b| b as u64),
         })
     }
+}
+
+pub(super) async fn set_value(
+    c: &impl GenericClient,
+    namespace: &str,
+    key: &str,
+    value: Option<&Value>,
+) -> Result<(), StoreError> {
+    match value {
+        Some(value) => {
+            run(
+                c,
+                "INSERT INTO kv (namespace, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value",
+                &[&namespace, &key, value],
+            )
+            .await
+        }
+        None => {
+            run(
+                c,
+                "DELETE FROM kv WHERE namespace = $1 AND key = $2",
+                &[&namespace, &key],
+            )
+            .await
+        }
+    }?;
+    Ok(())
 }

@@ -1,30 +1,16 @@
-//! Portals, ghosts (with their rooms) and the bridge's values in PostgreSQL.
+//! Ghosts in PostgreSQL, with their rooms (joined, and the profile set per room).
 
 use deadpool_postgres::GenericClient;
 use ruma::{OwnedUserId, RoomId, UserId};
 use serde_json::Value;
 use tokio_postgres::Row;
 
-use super::{corrupt, row_opt, run};
+use super::{corrupt, metadata, row_opt, run};
 use crate::store::StoreError;
-use crate::store::records::{GhostRecord, Portal, PortalKey, RoomProfile};
+use crate::store::records::{GhostRecord, RoomProfile};
 
-pub(super) const PORTAL_COLUMNS: &str = "remote_id, receiver, room_id, metadata";
 pub(super) const GHOST_COLUMNS: &str =
     "user_id, remote_id, registered, displayname, avatar_url, metadata";
-
-pub(super) fn portal_from_row(row: &Row) -> Result<Portal, StoreError> {
-    let receiver: String = row.get(1);
-    let room: &str = row.get(2);
-    Ok(Portal {
-        key: PortalKey {
-            remote_id: row.get(0),
-            receiver: crate::ids::LoginId::new(receiver).ok(),
-        },
-        room_id: RoomId::parse(room).map_err(|e| corrupt("portals", e))?,
-        metadata: row.get::<_, Option<Value>>(3).unwrap_or(Value::Null),
-    })
-}
 
 pub(super) fn ghost_from_row(row: &Row) -> Result<(OwnedUserId, GhostRecord), StoreError> {
     let user: &str = row.get(0);
@@ -38,27 +24,6 @@ pub(super) fn ghost_from_row(row: &Row) -> Result<(OwnedUserId, GhostRecord), St
             metadata: row.get::<_, Option<Value>>(5).unwrap_or(Value::Null),
         },
     ))
-}
-
-fn metadata(value: &Value) -> Option<&Value> {
-    (!value.is_null()).then_some(value)
-}
-
-pub(super) async fn put_portal(c: &impl GenericClient, p: &Portal) -> Result<(), StoreError> {
-    run(
-        c,
-        "INSERT INTO portals (remote_id, receiver, room_id, metadata) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (remote_id, receiver)
-         DO UPDATE SET room_id = EXCLUDED.room_id, metadata = EXCLUDED.metadata",
-        &[
-            &p.key.remote_id,
-            &p.key.receiver.as_deref().unwrap_or(""),
-            &p.room_id.as_str(),
-            &metadata(&p.metadata),
-        ],
-    )
-    .await?;
-    Ok(())
 }
 
 pub(super) async fn load_ghost(
@@ -132,33 +97,5 @@ pub(super) async fn set_room_profile(
          DO UPDATE SET displayname = EXCLUDED.displayname, avatar_url = EXCLUDED.avatar_url",
         &[&user_id.as_str(), &room_id.as_str(), &profile.0, &profile.1],
     ).await?;
-    Ok(())
-}
-
-pub(super) async fn set_value(
-    c: &impl GenericClient,
-    namespace: &str,
-    key: &str,
-    value: Option<&Value>,
-) -> Result<(), StoreError> {
-    match value {
-        Some(value) => {
-            run(
-                c,
-                "INSERT INTO kv (namespace, key, value) VALUES ($1, $2, $3)
-                 ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value",
-                &[&namespace, &key, value],
-            )
-            .await
-        }
-        None => {
-            run(
-                c,
-                "DELETE FROM kv WHERE namespace = $1 AND key = $2",
-                &[&namespace, &key],
-            )
-            .await
-        }
-    }?;
     Ok(())
 }

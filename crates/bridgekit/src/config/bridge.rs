@@ -1,0 +1,82 @@
+//! `bridge.*`: how the framework reports on and talks to users.
+
+use std::time::Duration;
+
+use super::ConfigError;
+use super::key::{Key, Source, WithDefault, with_default};
+
+const ERROR_NOTICES: WithDefault<bool> = with_default!(
+    "bridge.error_notices",
+    "tell the room with a notice when a message could not be bridged",
+    true
+);
+const MESSAGE_STATUS: WithDefault<bool> = with_default!(
+    "bridge.message_status",
+    "send com.beeper.message_send_status events for every bridged message",
+    false
+);
+const SEND_DEADLINE_SECS: WithDefault<u64> = with_default!(
+    "bridge.send_deadline_secs",
+    "how long a send the homeserver refuses for a reason that time cures (a ghost not yet in the room) is retried before it is given up and reported",
+    600
+);
+const HANDLER_RETRY_SECS: WithDefault<u64> = with_default!(
+    "bridge.handler_retry_secs",
+    "how long a Matrix event whose remote send failed for a reason that may pass (the bridge answered RetryLater) is retried, holding its room, before it is reported as not bridged",
+    900
+);
+const COMMAND_PREFIX: WithDefault<&str> = with_default!(
+    "bridge.command_prefix",
+    "prefix of bot commands in rooms that are not portals",
+    "!"
+);
+
+/// This section's keys, in README order.
+pub(super) const KEYS: &[&Key] = &[
+    &ERROR_NOTICES.key,
+    &MESSAGE_STATUS.key,
+    &SEND_DEADLINE_SECS.key,
+    &HANDLER_RETRY_SECS.key,
+    &COMMAND_PREFIX.key,
+];
+
+/// How the framework reports on and talks to users (`bridge.*`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BridgeOptions {
+    /// Send a notice to the room when a Matrix event could not be bridged.
+    pub error_notices: bool,
+    /// Send `com.beeper.message_send_status` events for bridged messages.
+    pub message_status: bool,
+    /// Prefix of bot commands in management rooms.
+    pub command_prefix: String,
+    /// How long a send refused for a reason that time cures (a ghost the homeserver does not
+    /// see in the room yet, right after its join) is retried before it is given up.
+    pub send_deadline: Duration,
+    /// How long a Matrix event whose handler answered [`RetryLater`](crate::RetryLater) is
+    /// retried before it is reported as not bridged.
+    pub handler_retry: Duration,
+}
+
+impl Default for BridgeOptions {
+    /// The keys' defaults, as when none is set.
+    fn default() -> Self {
+        Self {
+            error_notices: ERROR_NOTICES.default,
+            message_status: MESSAGE_STATUS.default,
+            command_prefix: COMMAND_PREFIX.default.into(),
+            send_deadline: Duration::from_secs(SEND_DEADLINE_SECS.default),
+            handler_retry: Duration::from_secs(HANDLER_RETRY_SECS.default),
+        }
+    }
+}
+
+pub(super) fn read(src: &Source<'_>) -> Result<BridgeOptions, ConfigError> {
+    Ok(BridgeOptions {
+        error_notices: src.flag(&ERROR_NOTICES)?,
+        message_status: src.flag(&MESSAGE_STATUS)?,
+        command_prefix: src.text(&COMMAND_PREFIX)?,
+        send_deadline: Duration::from_secs(src.number(&SEND_DEADLINE_SECS)?),
+        handler_retry: Duration::from_secs(src.number(&HANDLER_RETRY_SECS)?),
+    })
+}
