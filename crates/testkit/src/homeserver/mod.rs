@@ -131,7 +131,7 @@ impl TestHomeserver {
     }
 
     /// Registers the appservice: its tokens, where it listens, its bot and ghost prefix
-    /// (what its registration's namespaces say). [`TestBridge`](crate::TestBridge) does this.
+    /// (what its registration's namespaces say).
     pub fn register_appservice(
         &self,
         url: &str,
