@@ -12,7 +12,7 @@ use crate::store::{Backend, Store};
 /// The bridge's handle on the framework.
 #[derive(Clone)]
 pub struct BridgeContext {
-    pub(crate) shared: Arc<Shared>,
+    shared: Arc<Shared>,
 }
 
 /// What the context shares: its parts and the outbox, which needs a handle back to them.
@@ -51,6 +51,21 @@ impl BridgeContext {
             remote: crate::remote::RemoteQueue::new(weak.clone(), runtime),
         });
         Self { shared }
+    }
+
+    /// The context a framework task holds weakly (the outbox, the remote queue).
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The outbox: sends waiting for the homeserver.
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.shared.outbox
+    }
+
+    /// The durable queue of remote events.
+    pub(crate) fn remote_queue(&self) -> &crate::remote::RemoteQueue {
+        &self.shared.remote
     }
 
     /// The bridge's durable store (message mappings, ghosts, …).

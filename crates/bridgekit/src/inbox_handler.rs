@@ -48,7 +48,7 @@ impl ItemHandler<(u64, InboxItem)> for InboxHandler {
         if !ok {
             metrics::counter!("bridgekit_handler_errors_total", "kind" => kind).increment(1);
         }
-        if self.ctx.shared.outbox.is_stopping() {
+        if self.ctx.outbox().is_stopping() {
             // The shutdown may have cut its sends short (and a bridge may have ignored the
             // error): it is handed over again at the next start.
             return;
@@ -129,7 +129,7 @@ impl InboxHandler {
                 tracing::warn!(%error, event_id = %event.event_id(), retry_in_ms = backoff.as_millis() as u64, "the bridge could not carry out an event for now; it stays in the inbox and is retried");
             }
             metrics::counter!("bridgekit_handler_retries_total").increment(1);
-            let outbox = &self.ctx.shared.outbox;
+            let outbox = self.ctx.outbox();
             tokio::select! {
                 _ = tokio::time::sleep(crate::client::jitter(backoff)) => {}
                 _ = outbox.stopped() => return None,

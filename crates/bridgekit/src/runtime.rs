@@ -163,8 +163,7 @@ pub async fn run_with_store(
             "homeserver and bridge reach each other"
         );
         let resumed = ctx
-            .shared
-            .outbox
+            .outbox()
             .resume(&*store)
             .await
             .map_err(|e| RunError::Other(e.to_string()))?;
@@ -174,7 +173,7 @@ pub async fn run_with_store(
                 "resuming sends queued before the last stop"
             );
         }
-        let resumed = ctx.shared.remote.resume(&*store).await?;
+        let resumed = ctx.remote_queue().resume(&*store).await?;
         if resumed > 0 {
             tracing::info!(
                 events = resumed,
@@ -197,14 +196,14 @@ pub async fn run_with_store(
     // and the outbox for next time.
     for _ in 0..50 {
         if dispatcher.active_queues() == 0
-            && ctx.shared.remote.active() == 0
-            && ctx.shared.outbox.active_rooms() == 0
+            && ctx.remote_queue().active() == 0
+            && ctx.outbox().active_rooms() == 0
         {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    ctx.shared.outbox.stop();
+    ctx.outbox().stop();
     if result.is_ok() {
         bridge.stop(&ctx).await;
     }

@@ -345,9 +345,7 @@ async fn get_locations(state: State, req: HttpRequest) -> HttpResponse {
 async fn metrics_text(state: State) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(
-            crate::metrics::render(state.ctx.backend(), state.ctx.shared.outbox.oldest_age()).await,
-        )
+        .body(crate::metrics::render(state.ctx.backend(), state.ctx.outbox().oldest_age()).await)
 }
 
 async fn live() -> HttpResponse {

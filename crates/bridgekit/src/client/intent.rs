@@ -70,7 +70,7 @@ impl Intent {
     }
 
     pub(crate) fn is_bot(&self) -> bool {
-        self.user_id == self.ctx.shared.parts.bot
+        self.user_id == self.ctx.bot_user_id()
     }
 
     /// Sends any request as this user (the bot sends without `?user_id=`).
@@ -123,11 +123,7 @@ impl Intent {
     /// Queues a send durably and returns once it is in the outbox.
     pub async fn queue(&self, outgoing: Outgoing) -> Result<PendingSend, ClientError> {
         let entry = self.entry_for(outgoing);
-        self.ctx
-            .shared
-            .outbox
-            .queue(self.ctx.backend(), entry)
-            .await
+        self.ctx.outbox().queue(self.ctx.backend(), entry).await
     }
 
     /// Queues a send and waits for its event ID (`None` only for a duplicate reaction).
@@ -136,7 +132,7 @@ impl Intent {
     /// the outbox and goes out at once: the event stays in the inbox until its handler
     /// returns, so a crash repeats the send with the same transaction ID instead of losing it.
     pub async fn submit(&self, outgoing: Outgoing) -> Result<Option<OwnedEventId>, ClientError> {
-        let outbox = &self.ctx.shared.outbox;
+        let outbox = self.ctx.outbox();
         if outbox.may_send_inline(&outgoing) {
             let entry = self.entry_for(outgoing);
             return outbox.send_inline(&self.ctx, entry).await;

@@ -192,7 +192,7 @@ impl ItemHandler<(u64, OutboxEntry)> for Sender {
         let Some(shared) = self.ctx.upgrade() else {
             return;
         };
-        let ctx = BridgeContext { shared };
+        let ctx = BridgeContext::from_shared(shared);
         let Some(result) = deliver(&ctx, &entry, self.stopping.clone()).await else {
             return; // stopping: the entry stays in the outbox
         };

@@ -325,8 +325,7 @@ impl BridgeContext {
         portal: &PortalKey,
         event: RemoteEvent,
     ) -> Result<(), crate::StoreError> {
-        self.shared
-            .remote
+        self.remote_queue()
             .push(self.backend(), portal.clone(), event)
             .await
     }

@@ -29,11 +29,11 @@ impl ItemHandler<Queued> for Applier {
         let Some(shared) = self.ctx.upgrade() else {
             return;
         };
-        let ctx = BridgeContext { shared };
+        let ctx = BridgeContext::from_shared(shared);
         // Like an inbox item, the event stays queued until applied, so its sends may go out
         // at once with their derived transaction IDs.
         let outcome = crate::client::with_durable_origin(apply::apply(&ctx, &key, event)).await;
-        if ctx.shared.outbox.is_stopping() {
+        if ctx.outbox().is_stopping() {
             return; // cut short by the shutdown: applied again at the next start
         }
         if let Err(error) = outcome {
