@@ -156,6 +156,11 @@ pub(crate) struct World {
     pub next_id: u64,
 }
 
+/// Synapse's refusal of an event from a non-member (the "(None)" names its auth check).
+fn not_in_room(user: &str, room_id: &str) -> MatrixError {
+    MatrixError::forbidden(format!("User {user} not in room {room_id} (None)"))
+}
+
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -254,18 +259,7 @@ impl World {
         content: Value,
         ts: Option<u64>,
     ) -> Result<RoomEvent, MatrixError> {
-        let room = self.room(room_id)?;
-        if !room.is_joined(sender) {
-            return Err(MatrixError::forbidden(format!(
-                "User {sender} not in room {room_id} (None)"
-            )));
-        }
-        let (have, need) = (room.power_of(sender), room.needed_for(event_type, false));
-        if have < need {
-            return Err(MatrixError::forbidden(format!(
-                "You don't have permission to post that to the room. user_level ({have}) < send_level ({need})"
-            )));
-        }
+        self.check_may_send(room_id, sender, event_type, false)?;
         self.append(room_id, sender, event_type, None, content, ts)
     }
 
@@ -279,19 +273,30 @@ impl World {
         content: Value,
         ts: Option<u64>,
     ) -> Result<RoomEvent, MatrixError> {
+        self.check_may_send(room_id, sender, event_type, true)?;
+        self.append(room_id, sender, event_type, Some(state_key), content, ts)
+    }
+
+    /// Synapse's two checks on a send: the sender is joined, and has the level `event_type`
+    /// needs (a state event when `state`).
+    fn check_may_send(
+        &mut self,
+        room_id: &str,
+        sender: &str,
+        event_type: &str,
+        state: bool,
+    ) -> Result<(), MatrixError> {
         let room = self.room(room_id)?;
         if !room.is_joined(sender) {
-            return Err(MatrixError::forbidden(format!(
-                "User {sender} not in room {room_id} (None)"
-            )));
+            return Err(not_in_room(sender, room_id));
         }
-        let (have, need) = (room.power_of(sender), room.needed_for(event_type, true));
+        let (have, need) = (room.power_of(sender), room.needed_for(event_type, state));
         if have < need {
             return Err(MatrixError::forbidden(format!(
                 "You don't have permission to post that to the room. user_level ({have}) < send_level ({need})"
             )));
         }
-        self.append(room_id, sender, event_type, Some(state_key), content, ts)
+        Ok(())
     }
 
     /// `sender` redacts `target`: allowed for its own events or with the redact level.
@@ -305,9 +310,7 @@ impl World {
     ) -> Result<RoomEvent, MatrixError> {
         let room = self.room(room_id)?;
         if !room.is_joined(sender) {
-            return Err(MatrixError::forbidden(format!(
-                "User {sender} not in room {room_id} (None)"
-            )));
+            return Err(not_in_room(sender, room_id));
         }
         let own = room
             .timeline
@@ -390,9 +393,7 @@ impl World {
         let current = room.membership(target).map(str::to_owned);
         let own = sender == target;
         if !own && !room.is_joined(sender) {
-            return Err(MatrixError::forbidden(format!(
-                "User {sender} not in room {room_id} (None)"
-            )));
+            return Err(not_in_room(sender, room_id));
         }
         let needed = match (membership, own) {
             ("invite", _) => room.action_level("invite"),
