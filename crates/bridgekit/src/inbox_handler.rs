@@ -21,6 +21,9 @@ pub(crate) struct InboxHandler {
     pub ctx: BridgeContext,
     /// Becomes true once the bridge has started; items wait for it (they are already durable).
     pub started: tokio::sync::watch::Receiver<bool>,
+    /// Rooms whose first event waits to be retried: shutdown does not wait for them (the
+    /// event stays in the inbox for the next run).
+    pub waiting_to_retry: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[async_trait::async_trait]
@@ -130,9 +133,15 @@ impl InboxHandler {
             }
             metrics::counter!("bridgekit_handler_retries_total").increment(1);
             let outbox = self.ctx.outbox();
-            tokio::select! {
-                _ = tokio::time::sleep(crate::client::jitter(backoff)) => {}
-                _ = outbox.stopped() => return None,
+            let waiting = &self.waiting_to_retry;
+            waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let stopped = tokio::select! {
+                _ = tokio::time::sleep(crate::client::jitter(backoff)) => false,
+                _ = outbox.stopped() => true,
+            };
+            waiting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            if stopped {
+                return None;
             }
             backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
         }

@@ -105,10 +105,12 @@ pub async fn run_with_store(
     );
     let bridge: Arc<dyn Bridge> = Arc::new(bridge);
     let (started_tx, started) = tokio::sync::watch::channel(false);
+    let waiting_to_retry = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let router = Arc::new(InboxHandler {
         bridge: bridge.clone(),
         ctx: ctx.clone(),
         started,
+        waiting_to_retry: waiting_to_retry.clone(),
     });
     let dispatcher = KeyedQueue::new(router, tokio::runtime::Handle::current());
 
@@ -192,10 +194,10 @@ pub async fn run_with_store(
     tracing::info!("stopping: no new transactions are accepted");
     server_handle.stop(true).await;
     let _ = server_task.await;
-    // Give in-flight handlers and sends a moment; whatever is unfinished stays in the inbox
-    // and the outbox for next time.
+    // Give in-flight handlers and sends a moment (not those waiting to retry); whatever is
+    // unfinished stays in the inbox and the outbox for next time.
     for _ in 0..50 {
-        if dispatcher.active_queues() == 0
+        if dispatcher.active_queues() <= waiting_to_retry.load(Ordering::SeqCst)
             && ctx.remote_queue().active() == 0
             && ctx.outbox().active_rooms() == 0
         {
