@@ -57,12 +57,8 @@ async fn the_bot_accepts_invites() {
         "content": {"membership": "invite"},
     }]});
     assert_eq!(h.push("1", &invite).await, 200);
-    let state = h.hs.state.clone();
-    wait_until("the bot's join", 5, || {
-        !state.joins.lock().unwrap().is_empty()
-    })
-    .await;
-    assert_eq!(state.joins.lock().unwrap().as_slice(), ["!r:localhost"]);
+    wait_until("the bot's join", 5, || !h.hs.joins().is_empty()).await;
+    assert_eq!(h.hs.joins().as_slice(), ["!r:localhost"]);
     running.stop().await;
 }
 

@@ -20,7 +20,7 @@ use bridgekit::store::{
     SledStore, Store, StoreError, StoreStats, Transfer,
 };
 use bridgekit::{Bridge, BridgeContext, BridgeError, MatrixMessage, Outgoing, TxnIds};
-use common::{Capture, Fault, Harness, msg, wait_until};
+use common::{Capture, Fault, Harness, SentLog, msg, wait_until};
 use serde_json::{Value, json};
 
 /// A sled store whose durable writes fail while `full` is set, as on a full disk.
@@ -502,9 +502,12 @@ async fn random_send_faults_still_deliver_each_answer_once_in_room_order() {
             200
         );
     }
-    wait_until("every answer", 90, || h.hs.sent().len() >= rooms * per_room).await;
+    wait_until("every answer", 90, || {
+        h.hs.sends().len() >= rooms * per_room
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await; // let late duplicates show
-    let sent = h.hs.sent();
+    let sent = h.hs.sends();
     assert_eq!(sent.len(), rooms * per_room, "each answer exactly once");
     for r in 0..rooms {
         let bodies: Vec<&str> = sent

@@ -14,7 +14,7 @@ use bridgekit::{
     MessageId, PartId, PortalKey, RemoteContent, RemoteEvent, RemoteMessage, RemoteUser,
     RemoteUserId, RetryLater, Sent, async_trait,
 };
-use common::{Harness, msg, wait_until};
+use common::{Harness, SentLog, msg, wait_until};
 use serde_json::json;
 
 /// A remote network in memory: it takes messages while up, and remembers what it took.
@@ -175,8 +175,8 @@ async fn a_retry_limit_ends_in_a_notice_not_a_silent_drop() {
     let running = h.run(network.clone()).await;
     assert_eq!(h.push("1", &messages(0..1)).await, 200);
     wait_until("a notice about the message", 20, || {
-        h.hs.sent().iter().any(|(room, sender, body)| {
-            room == ROOM && sender == "bot" && body.contains("temporary failure")
+        h.hs.sends().iter().any(|(room, sender, body)| {
+            room == ROOM && sender == "@tbot:localhost" && body.contains("temporary failure")
         })
     })
     .await;
@@ -229,9 +229,9 @@ async fn the_networks_echo_of_a_bridged_message_is_recognised_not_bridged_again(
     );
     // The echoes carried the transaction IDs: nothing was sent back into the room.
     assert!(
-        h.hs.sent().is_empty(),
+        h.hs.sends().is_empty(),
         "the echo was bridged again: {:?}",
-        h.hs.sent()
+        h.hs.sends()
     );
     let room = RoomId::parse(ROOM).unwrap();
     let first = store

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bridgekit::ruma::events::room::message::RoomMessageEventContent;
 use bridgekit::ruma::{OwnedRoomId, RoomId};
 use bridgekit::{BridgeContext, Outgoing, PendingSend};
-use common::{Capture, Fault, Harness, outbox_depth, wait_for_empty_outbox, wait_until};
+use common::{Capture, Fault, Harness, SentLog, outbox_depth, wait_for_empty_outbox, wait_until};
 
 fn room(name: &str) -> OwnedRoomId {
     RoomId::parse(format!("!{name}:localhost")).unwrap()
@@ -63,7 +63,7 @@ async fn server_errors_are_retried_until_every_event_is_in() {
     for p in queue(&ctx, &rooms, 5).await {
         assert!(p.event_id().await.unwrap().is_some());
     }
-    assert_once_in_order(&h.hs.sent(), &rooms, 5);
+    assert_once_in_order(&h.hs.sends(), &rooms, 5);
     assert_eq!(outbox_depth(&ctx).await, 0, "done sends leave the outbox");
     running.stop().await;
 }
@@ -80,14 +80,14 @@ async fn rate_limits_wait_for_retry_after_before_the_body_field() {
     for p in queue(&ctx, &rooms, 3).await {
         p.event_id().await.unwrap();
     }
-    let attempts = h.hs.state.attempts.lock().unwrap().clone();
+    let attempts = h.hs.send_attempts();
     let gap = attempts[1] - attempts[0];
     assert!(
         gap >= Duration::from_millis(950),
         "retried after {gap:?}: Retry-After (1 s) must win over retry_after_ms (1 ms)"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_once_in_order(&h.hs.sent(), &rooms, 3);
+    assert_once_in_order(&h.hs.sends(), &rooms, 3);
     running.stop().await;
 }
 
@@ -101,7 +101,7 @@ async fn an_unreachable_homeserver_only_delays_sends() {
     let rooms = [room("a"), room("b")];
     let pending = queue(&ctx, &rooms, 4).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(h.hs.sent().is_empty());
+    assert!(h.hs.sends().is_empty());
     assert_eq!(outbox_depth(&ctx).await, 8, "queued sends wait on disk");
     let metrics = common::scrape_metrics(&h.as_url).await;
     let gauge = |name: &str| common::metric(&metrics, name);
@@ -115,7 +115,7 @@ async fn an_unreachable_homeserver_only_delays_sends() {
     for p in pending {
         p.event_id().await.unwrap();
     }
-    assert_once_in_order(&h.hs.sent(), &rooms, 4);
+    assert_once_in_order(&h.hs.sends(), &rooms, 4);
     running.stop().await;
 }
 
@@ -132,10 +132,10 @@ async fn a_timed_out_send_is_retried_with_the_same_transaction_id() {
     }
     tokio::time::sleep(Duration::from_millis(2600)).await; // the late first attempt completes too
     assert!(
-        h.hs.state.attempts.lock().unwrap().len() >= 4,
+        h.hs.send_attempts().len() >= 4,
         "the first send was attempted twice"
     );
-    assert_once_in_order(&h.hs.sent(), &rooms, 3);
+    assert_once_in_order(&h.hs.sends(), &rooms, 3);
     running.stop().await;
 }
 
@@ -159,14 +159,14 @@ async fn sends_queued_when_the_bridge_stops_go_out_after_restart() {
             ));
         }
     }
-    assert!(h.hs.sent().is_empty());
+    assert!(h.hs.sends().is_empty());
     h.hs.up();
     let bridge = Capture::default();
     let running = h.run(bridge.clone()).await;
     let ctx = ctx_of(&bridge).await;
-    wait_until("the resumed sends", 20, || h.hs.sent().len() >= 6).await;
+    wait_until("the resumed sends", 20, || h.hs.sends().len() >= 6).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_once_in_order(&h.hs.sent(), &rooms, 3);
+    assert_once_in_order(&h.hs.sends(), &rooms, 3);
     wait_for_empty_outbox(&ctx, 5).await;
     drop(ctx);
     running.stop().await;
@@ -178,24 +178,20 @@ async fn a_failing_room_does_not_hold_up_the_others() {
     let bridge = Capture::default();
     let running = h.run(bridge.clone()).await;
     let ctx = ctx_of(&bridge).await;
-    h.hs.state
-        .blocked_rooms
-        .lock()
-        .unwrap()
-        .insert("!a:localhost".into());
+    h.hs.block_room("!a:localhost", true);
     let rooms = [room("a"), room("b")];
     let pending = queue(&ctx, &rooms, 3).await;
-    wait_until("room b's sends", 10, || h.hs.sent().len() == 3).await;
+    wait_until("room b's sends", 10, || h.hs.sends().len() == 3).await;
     assert!(
-        h.hs.sent().iter().all(|(r, _, _)| r == "!b:localhost"),
+        h.hs.sends().iter().all(|(r, _, _)| r == "!b:localhost"),
         "only b got through: {:?}",
-        h.hs.sent()
+        h.hs.sends()
     );
-    h.hs.state.blocked_rooms.lock().unwrap().clear();
+    h.hs.block_room("!a:localhost", false);
     for p in pending {
         p.event_id().await.unwrap();
     }
-    assert_once_in_order(&h.hs.sent(), &rooms, 3);
+    assert_once_in_order(&h.hs.sends(), &rooms, 3);
     running.stop().await;
 }
 
@@ -206,11 +202,7 @@ async fn profiles_are_sent_only_when_they_change() {
     let running = h.run(bridge.clone()).await;
     let ctx = ctx_of(&bridge).await;
     let ghost = ctx.ghost(&bridgekit::RemoteUserId::from_static("g"));
-    let writes = || {
-        h.hs.state
-            .profile_writes
-            .load(std::sync::atomic::Ordering::SeqCst)
-    };
+    let writes = || h.hs.profile_writes();
     ghost.set_displayname("G").await.unwrap();
     ghost.set_displayname("G").await.unwrap();
     assert_eq!(writes(), 1);
@@ -243,8 +235,8 @@ async fn a_send_made_while_handling_an_event_waits_in_the_inbox_not_the_outbox()
         "its event stays in the inbox until the send is in"
     );
     h.hs.up();
-    wait_until("the answer arrives", 30, || h.hs.sent().len() == 1).await;
-    let sent = h.hs.sent();
+    wait_until("the answer arrives", 30, || h.hs.sends().len() == 1).await;
+    let sent = h.hs.sends();
     assert_eq!(sent[0].0, "!a:localhost");
     assert_eq!(sent[0].2, "back");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -265,21 +257,18 @@ async fn a_ghost_the_homeserver_does_not_see_in_the_room_yet_is_retried_until_it
         .ghost(&bridgekit::RemoteUserId::from_static("g0"))
         .user_id()
         .to_string();
-    h.hs.state.not_in_room.lock().unwrap().insert(ghost.clone());
+    h.hs.refuse_not_in_room(&ghost, true);
     let rooms = [room("a")];
     let pending = queue(&ctx, &rooms, 3).await;
     // Longer than the quick re-join retries inside one attempt (~1.5 s).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(h.hs.sent().is_empty(), "refused while not in the room");
-    h.hs.state.not_in_room.lock().unwrap().remove(&ghost);
+    assert!(h.hs.sends().is_empty(), "refused while not in the room");
+    h.hs.refuse_not_in_room(&ghost, false);
     for p in pending {
         assert!(p.event_id().await.unwrap().is_some());
     }
-    assert_once_in_order(&h.hs.sent(), &rooms, 3);
-    let nudges =
-        h.hs.state
-            .dummy_events
-            .load(std::sync::atomic::Ordering::SeqCst);
+    assert_once_in_order(&h.hs.sends(), &rooms, 3);
+    let nudges = h.hs.dummy_events();
     assert!(
         nudges >= 5,
         "each refusal merges the room's extremities ({nudges})"
@@ -294,11 +283,7 @@ async fn a_send_given_up_at_the_deadline_is_told_to_the_caller_and_the_room() {
     let running = h.run(bridge.clone()).await;
     let ctx = ctx_of(&bridge).await;
     let ghost = ctx.ghost(&bridgekit::RemoteUserId::from_static("g0"));
-    h.hs.state
-        .not_in_room
-        .lock()
-        .unwrap()
-        .insert(ghost.user_id().to_string());
+    h.hs.refuse_not_in_room(ghost.user_id().as_str(), true);
     let content = RoomMessageEventContent::text_plain("waited for");
     let waited = ghost.queue(Outgoing::message(&room("a"), &content).unwrap());
     let error = waited.await.unwrap().event_id().await.unwrap_err();
@@ -311,19 +296,19 @@ async fn a_send_given_up_at_the_deadline_is_told_to_the_caller_and_the_room() {
             .unwrap(),
     );
     wait_until("the room to hear of the given-up send", 20, || {
-        h.hs.sent().iter().any(|(room, sender, body)| {
-            room == "!b:localhost" && sender == "bot" && body.contains("given up")
+        h.hs.sends().iter().any(|(room, sender, body)| {
+            room == "!b:localhost" && sender == "@tbot:localhost" && body.contains("given up")
         })
     })
     .await;
     let waited_notice =
-        h.hs.sent()
+        h.hs.sends()
             .iter()
             .any(|(room, _, _)| room == "!a:localhost");
     assert!(
         !waited_notice,
         "a caller that waits is told instead: {:?}",
-        h.hs.sent()
+        h.hs.sends()
     );
     wait_for_empty_outbox(&ctx, 10).await;
     running.stop().await;

@@ -5,7 +5,7 @@
 mod common;
 
 use bridgekit::{Bridge, BridgeContext, BridgeError, MatrixMessage, async_trait};
-use common::{Harness, msg, wait_until};
+use common::{Harness, SentLog, msg, wait_until};
 use serde_json::{Value, json};
 
 /// Handles messages only (no reactions), and fails on "fail".
@@ -58,12 +58,9 @@ async fn failures_get_a_notice_and_every_outcome_a_status_event() {
         reaction,
     ]});
     assert_eq!(h.push("1", &txn).await, 200);
-    wait_until("four reports", 10, || {
-        h.hs.state.events.lock().unwrap().len() >= 4
-    })
-    .await;
+    wait_until("four reports", 10, || h.hs.sent_events().len() >= 4).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let events = h.hs.state.events.lock().unwrap().clone();
+    let events = h.hs.sent_events();
     let mut statuses = statuses(&events);
     statuses.sort();
     assert_eq!(
@@ -114,15 +111,9 @@ async fn commands_in_a_room_that_is_not_a_portal_are_answered_by_the_bot() {
         msg("!m:localhost", "$c3", a, "!help"),
     ]});
     assert_eq!(h.push("1", &txn).await, 200);
-    wait_until("three answers", 10, || {
-        h.hs.state.events.lock().unwrap().len() >= 3
-    })
-    .await;
+    wait_until("three answers", 10, || h.hs.sent_events().len() >= 3).await;
     let bodies: Vec<String> =
-        h.hs.state
-            .events
-            .lock()
-            .unwrap()
+        h.hs.sent_events()
             .iter()
             .map(|(_, c)| c["body"].as_str().unwrap_or("").to_owned())
             .collect();

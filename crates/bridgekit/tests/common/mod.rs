@@ -1,232 +1,49 @@
-//! A fake homeserver and a way to run a bridge in-process against it.
+//! The framework's own tests run against bridgekit-testkit's fake homeserver, as a bridge's
+//! tests would. The fake answers the startup ping by calling the bridge back, accepts
+//! registrations, joins and profile changes, and records sends with Synapse's idempotency
+//! scope (per appservice and request path, not per ghost: docs/homeserver-behaviour.md §2).
+//! Faults can be scripted per send attempt, and the whole server can be taken down
+//! (connection refused) and brought back.
 //!
-//! The fake answers the startup ping by calling the bridge back, accepts registrations, joins
-//! and profile changes, and records sends with Synapse's idempotency scope (per appservice
-//! and request path, not per ghost: docs/homeserver-behaviour.md §2). Faults can be scripted per send attempt,
-//! and the whole server can be taken down (connection refused) and brought back.
+//! These tests push hand-written transactions themselves, so the fake's rooms spring into
+//! being when named and it pushes nothing on its own.
 #![allow(dead_code)]
 
 pub mod postgres;
 
-use std::collections::{HashMap, VecDeque};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bridgekit::ruma::events::{AnyMessageLikeEvent, AnyTimelineEvent, MessageLikeEvent};
 use bridgekit::{Bridge, BridgeContext, BridgeError, Config, Registration, async_trait};
+#[allow(unused_imports)]
+pub use bridgekit_testkit::{Fault, TestHomeserver};
 use serde_json::{Value, json};
 
-/// What the fake does to one send attempt.
-#[derive(Clone, Debug)]
-pub enum Fault {
-    /// Answer with this status and an `M_UNKNOWN` body.
-    Status(u16),
-    /// 429 with `Retry-After: secs` and a `retry_after_ms` that disagrees (the header wins).
-    RateLimit { secs: u64 },
-    /// Wait this long before answering normally (longer than the client's timeout).
-    Delay(Duration),
-}
-
-#[derive(Default)]
-pub struct FakeState {
-    pub as_url: String,
-    pub hs_token: String,
-    pub ping_answer: Option<(u16, Value)>,
-    pub faults: Mutex<VecDeque<Fault>>,
-    /// Event IDs by request path (the idempotency scope).
-    pub by_path: Mutex<HashMap<String, String>>,
+/// What the legacy assertions read of the fake's record of sends.
+pub trait SentLog {
     /// (room, sender, body) of each distinct send, in arrival order.
-    pub sent: Mutex<Vec<(String, String, String)>>,
+    fn sends(&self) -> Vec<(String, String, String)>;
     /// (event type, content) of each distinct send, in arrival order.
-    pub events: Mutex<Vec<(String, Value)>>,
-    pub attempts: Mutex<Vec<std::time::Instant>>,
-    pub joins: Mutex<Vec<String>>,
-    /// Rooms whose sends answer 503 until removed.
-    pub blocked_rooms: Mutex<std::collections::HashSet<String>>,
-    /// Users whose sends are refused with 403 "not in room" (as Synapse does for a while
-    /// after a join, docs/homeserver-behaviour.md §3) until removed.
-    pub not_in_room: Mutex<std::collections::HashSet<String>>,
-    /// How many `org.matrix.dummy_event`s arrived (they take no fault and are not in `sent`).
-    pub dummy_events: std::sync::atomic::AtomicUsize,
-    /// How many profile writes arrived.
-    pub profile_writes: std::sync::atomic::AtomicUsize,
+    fn sent_events(&self) -> Vec<(String, Value)>;
 }
 
-pub struct FakeHomeserver {
-    pub port: u16,
-    pub state: web::Data<FakeState>,
-    handle: Mutex<Option<ServerHandle>>,
-}
-
-async fn ping(hs: web::Data<FakeState>, body: web::Json<Value>) -> HttpResponse {
-    if let Some((status, answer)) = &hs.ping_answer {
-        return HttpResponse::build(actix_web::http::StatusCode::from_u16(*status).unwrap())
-            .json(answer);
-    }
-    let r = reqwest::Client::new()
-        .post(format!("{}/_matrix/app/v1/ping", hs.as_url))
-        .bearer_auth(&hs.hs_token)
-        .json(&json!({"transaction_id": body["transaction_id"]}))
-        .send()
-        .await
-        .unwrap();
-    if r.status() == 200 {
-        HttpResponse::Ok().json(json!({"duration_ms": 1}))
-    } else {
-        HttpResponse::BadGateway()
-            .json(json!({"errcode": "M_BAD_STATUS", "status": r.status().as_u16()}))
-    }
-}
-
-async fn ok(_: HttpRequest) -> HttpResponse {
-    HttpResponse::Ok().json(json!({}))
-}
-
-async fn profile(hs: web::Data<FakeState>) -> HttpResponse {
-    hs.profile_writes
-        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    HttpResponse::Ok().json(json!({}))
-}
-
-async fn register(body: web::Json<Value>) -> HttpResponse {
-    HttpResponse::Ok().json(
-        json!({"user_id": format!("@{}:localhost", body["username"].as_str().unwrap_or("x"))}),
-    )
-}
-
-async fn join(hs: web::Data<FakeState>, room: web::Path<String>) -> HttpResponse {
-    hs.joins.lock().unwrap().push(room.clone());
-    HttpResponse::Ok().json(json!({"room_id": room.into_inner()}))
-}
-
-fn user_of(req: &HttpRequest) -> String {
-    req.query_string()
-        .split('&')
-        .find_map(|p| p.strip_prefix("user_id="))
-        .map(|u| u.replace("%40", "@").replace("%3A", ":"))
-        .unwrap_or_else(|| "bot".into())
-}
-
-async fn send(
-    hs: web::Data<FakeState>,
-    req: HttpRequest,
-    path: web::Path<(String, String, String)>,
-    body: web::Json<Value>,
-) -> HttpResponse {
-    if path.1 == "org.matrix.dummy_event" {
-        hs.dummy_events
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        return HttpResponse::Ok().json(json!({"event_id": "$dummy"}));
-    }
-    if hs.not_in_room.lock().unwrap().contains(&user_of(&req)) {
-        return HttpResponse::Forbidden().json(json!({
-            "errcode": "M_FORBIDDEN",
-            "error": format!("User {} not in room {} (None)", user_of(&req), path.0),
-        }));
-    }
-    hs.attempts.lock().unwrap().push(std::time::Instant::now());
-    let fault = hs.faults.lock().unwrap().pop_front();
-    match fault {
-        Some(Fault::Status(status)) => {
-            return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
-                .json(json!({"errcode": "M_UNKNOWN", "error": "injected"}));
-        }
-        Some(Fault::RateLimit { secs }) => {
-            return HttpResponse::TooManyRequests()
-                .insert_header(("Retry-After", secs.to_string()))
-                .json(json!({"errcode": "M_LIMIT_EXCEEDED", "error": "slow down", "retry_after_ms": 1}));
-        }
-        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
-        None => {}
-    }
-    let (room, event_type, _) = path.into_inner();
-    if hs.blocked_rooms.lock().unwrap().contains(&room) {
-        return HttpResponse::ServiceUnavailable()
-            .json(json!({"errcode": "M_UNKNOWN", "error": "room blocked"}));
-    }
-    let key = req.path().to_owned();
-    let mut by_path = hs.by_path.lock().unwrap();
-    let n = by_path.len();
-    let event_id = by_path.entry(key).or_insert_with(|| {
-        let body_text = body["body"].as_str().unwrap_or("").to_owned();
-        hs.sent
-            .lock()
-            .unwrap()
-            .push((room.clone(), user_of(&req), body_text));
-        hs.events.lock().unwrap().push((event_type, body.0.clone()));
-        format!("$ev{n}")
-    });
-    HttpResponse::Ok().json(json!({"event_id": event_id}))
-}
-
-impl FakeHomeserver {
-    pub fn new(state: FakeState, port: u16) -> Arc<Self> {
-        let hs = Arc::new(Self {
-            port,
-            state: web::Data::new(state),
-            handle: Mutex::default(),
-        });
-        hs.up();
-        hs
+impl SentLog for TestHomeserver {
+    fn sends(&self) -> Vec<(String, String, String)> {
+        self.sent()
+            .into_iter()
+            .map(|e| {
+                let body = e.body().unwrap_or("").to_owned();
+                (e.room_id, e.sender, body)
+            })
+            .collect()
     }
 
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts serving (again) on the same port.
-    pub fn up(&self) {
-        let data = self.state.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .route(
-                    "/_matrix/client/v1/appservice/{id}/ping",
-                    web::post().to(ping),
-                )
-                .route("/_matrix/client/v3/register", web::post().to(register))
-                .route("/_matrix/client/v3/rooms/{room}/join", web::post().to(join))
-                .route("/_matrix/client/v3/rooms/{room}/invite", web::post().to(ok))
-                .route(
-                    "/_matrix/client/v3/profile/{user}/displayname",
-                    web::put().to(profile),
-                )
-                .route(
-                    "/_matrix/client/v3/profile/{user}/avatar_url",
-                    web::put().to(profile),
-                )
-                .route(
-                    "/_matrix/client/v3/rooms/{room}/send/{type}/{txn}",
-                    web::put().to(send),
-                )
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(0)
-        .bind(("127.0.0.1", self.port))
-        .unwrap()
-        .run();
-        *self.handle.lock().unwrap() = Some(server.handle());
-        tokio::spawn(server);
-    }
-
-    /// Stops serving: connections are refused until [`up`](Self::up).
-    pub async fn down(&self) {
-        let handle = self.handle.lock().unwrap().take();
-        if let Some(h) = handle {
-            h.stop(false).await;
-        }
-    }
-
-    pub fn sent(&self) -> Vec<(String, String, String)> {
-        self.state.sent.lock().unwrap().clone()
-    }
-
-    pub fn fault(&self, faults: impl IntoIterator<Item = Fault>) {
-        self.state.faults.lock().unwrap().extend(faults);
+    fn sent_events(&self) -> Vec<(String, Value)> {
+        self.sent()
+            .into_iter()
+            .map(|e| (e.event_type, e.content))
+            .collect()
     }
 }
 
@@ -303,7 +120,7 @@ impl Bridge for Capture {
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub config: Config,
-    pub hs: Arc<FakeHomeserver>,
+    pub hs: Arc<TestHomeserver>,
     pub as_url: String,
     pub hs_token: String,
 }
@@ -333,25 +150,32 @@ impl Harness {
     ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
-        let (as_port, hs_port) = (free_port(), free_port());
+        let hs = TestHomeserver::start();
+        hs.open_rooms();
+        hs.set_pushing(false);
+        if let Some((status, body)) = ping_answer {
+            hs.answer_ping_with(status, body);
+        }
+        let as_port = bridgekit_testkit::free_port();
         let as_url = format!("http://127.0.0.1:{as_port}");
         let text = format!(
-            "homeserver: {{url: 'http://127.0.0.1:{hs_port}', server_name: localhost, startup_timeout_secs: 2{extra_homeserver_keys}}}\n\
+            "homeserver: {{url: '{}', server_name: localhost, startup_timeout_secs: 2{extra_homeserver_keys}}}\n\
              appservice: {{id: t, listen: '127.0.0.1:{as_port}', bot: tbot, registration: reg.yaml}}\n\
-             store: {{path: store}}\n{extra_config}"
+             store: {{path: store}}\n{extra_config}",
+            hs.url()
         );
         let config = Config::parse(&text, &dir.path().join("config.yaml"), &|_| None).unwrap();
         let registration = Registration::generate(&config, vec![]);
         registration
             .write(&config.appservice.registration, false)
             .unwrap();
-        let state = FakeState {
-            as_url: as_url.clone(),
-            hs_token: registration.hs_token.clone(),
-            ping_answer,
-            ..FakeState::default()
-        };
-        let hs = FakeHomeserver::new(state, hs_port);
+        hs.register_appservice(
+            &as_url,
+            &registration.as_token,
+            &registration.hs_token,
+            &config.appservice.bot,
+            &config.appservice.ghost_prefix,
+        );
         Harness {
             dir,
             config,
@@ -428,14 +252,6 @@ impl Harness {
             .status()
             .as_u16()
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn msg(room: &str, id: &str, sender: &str, body: &str) -> Value {
