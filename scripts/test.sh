@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 tests/postgres/ensure.sh >/dev/null
 tests/irc/ensure-ngircd.sh >/dev/null
 cargo fmt --all -- --check
-cargo clippy --locked --workspace --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets --features bridgekit/internals -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 cargo test --locked --workspace
 # Every fuzz target for 10 s from its corpus (longer runs: scripts/fuzz.sh --runs N).

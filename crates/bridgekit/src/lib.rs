@@ -59,6 +59,7 @@ pub mod ids;
 mod inbox_handler;
 pub mod incoming;
 mod intake;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals;
 mod keyed_queue;
