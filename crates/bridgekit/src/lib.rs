@@ -39,6 +39,10 @@
 //! new chat, …) and applies it as the right ghost, in order per portal ([`remote`]). Remote
 //! IDs are typed ([`ids`]): a message ID cannot be passed where a user ID belongs.
 //!
+//! Test a bridge in-process with the `bridgekit-testkit` crate: a fake homeserver that
+//! behaves like Synapse towards an appservice, Matrix users to act in it, and a harness that
+//! runs your bridge against it (`crates/testkit`, and `docs/writing-a-bridge.md` §12).
+//!
 //! The pieces, in the order data flows: [`appservice`] (HTTP edge) →
 //! intake (durable record) → per-room dispatch → your [`Bridge`] → [`Intent`] (acting as a
 //! ghost) → [`HomeserverClient`]. [`Store`] lies under all of them.
