@@ -205,6 +205,34 @@ pub trait Bridge: Send + Sync + 'static {
         Ok(false)
     }
 
+    /// The ways a user can log in to the network. Empty (the default): the bridge has no
+    /// per-user logins, and the login commands do not exist.
+    fn login_flows(&self) -> Vec<crate::logins::LoginFlow> {
+        Vec::new()
+    }
+
+    /// Starts a login by `flow` (one of [`login_flows`](Self::login_flows)) for `user`: the
+    /// framework walks them through the process's steps.
+    async fn start_login(
+        &self,
+        _ctx: &BridgeContext,
+        _user: &UserId,
+        _flow: &str,
+    ) -> Result<Box<dyn crate::logins::LoginProcess>, BridgeError> {
+        Err(Unsupported("logins").into())
+    }
+
+    /// Makes the network client of a login: right after the user logged in, and for every
+    /// stored login at startup. The framework then calls its
+    /// [`connect`](crate::logins::NetworkClient::connect).
+    async fn load_login(
+        &self,
+        _ctx: &BridgeContext,
+        _login: &crate::store::LoginRecord,
+    ) -> Result<std::sync::Arc<dyn crate::logins::NetworkClient>, BridgeError> {
+        Err(Unsupported("logins").into())
+    }
+
     /// The third-party protocols this bridge serves; written into the registration file.
     fn protocols(&self) -> Vec<String> {
         Vec::new()

@@ -135,11 +135,12 @@ async fn migrate_store(
             )
         })?;
     println!(
-        "copied {} messages, {} reactions, {} portals, {} ghosts and {} other records from {} to {target} in {:.1} s",
+        "copied {} messages, {} reactions, {} portals, {} ghosts, {} logins and {} other records from {} to {target} in {:.1} s",
         report.messages,
         report.reactions,
         report.portals,
         report.ghosts,
+        report.logins,
         report.other,
         config.store.location,
         started.elapsed().as_secs_f64()

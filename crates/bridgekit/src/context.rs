@@ -20,6 +20,7 @@ pub(crate) struct Shared {
     pub parts: Parts,
     pub outbox: Outbox,
     pub remote: crate::remote::RemoteQueue,
+    pub logins: crate::logins::registry::Registry,
 }
 
 /// What the context is made of, before the outbox is attached.
@@ -49,6 +50,7 @@ impl BridgeContext {
             parts,
             outbox: Outbox::new(weak.clone(), runtime.clone()),
             remote: crate::remote::RemoteQueue::new(weak.clone(), runtime),
+            logins: crate::logins::registry::Registry::default(),
         });
         Self { shared }
     }
@@ -58,9 +60,25 @@ impl BridgeContext {
         Self { shared }
     }
 
+    /// A handle that does not keep the context (and its store) alive, for tasks that may
+    /// outlive the bridge's run.
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Shared> {
+        Arc::downgrade(&self.shared)
+    }
+
     /// The outbox: sends waiting for the homeserver.
     pub(crate) fn outbox(&self) -> &Outbox {
         &self.shared.outbox
+    }
+
+    /// The logins running in this process.
+    pub(crate) fn logins(&self) -> &crate::logins::registry::Registry {
+        &self.shared.logins
+    }
+
+    /// Who may do what (`bridge.permissions`).
+    pub fn permissions(&self) -> &crate::logins::Permissions {
+        &self.shared.parts.options.permissions
     }
 
     /// The durable queue of remote events.

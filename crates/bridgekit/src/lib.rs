@@ -67,6 +67,7 @@ mod intake;
 #[doc(hidden)]
 pub mod internals;
 mod keyed_queue;
+pub mod logins;
 mod metrics;
 pub mod registration;
 pub mod remote;

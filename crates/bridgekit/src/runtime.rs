@@ -104,6 +104,7 @@ pub async fn run_with_store(
         tokio::runtime::Handle::current(),
     );
     let bridge: Arc<dyn Bridge> = Arc::new(bridge);
+    ctx.logins().set_bridge(&bridge);
     let (started_tx, started) = tokio::sync::watch::channel(false);
     let waiting_to_retry = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let router = Arc::new(InboxHandler {
@@ -183,6 +184,7 @@ pub async fn run_with_store(
             );
         }
         bridge.start(&ctx).await.map_err(RunError::Bridge)?;
+        crate::logins::registry::reconnect_all(bridge.clone(), ctx.clone());
         let _ = started_tx.send(true);
         state.ready.store(true, Ordering::Release);
         tracing::info!(bot = %ctx.bot_user_id(), "bridge ready");
@@ -207,6 +209,9 @@ pub async fn run_with_store(
     }
     ctx.outbox().stop();
     if result.is_ok() {
+        for client in ctx.logins().all() {
+            client.disconnect().await;
+        }
         bridge.stop(&ctx).await;
     }
     store.flush().await?;

@@ -11,13 +11,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bridgekit::LoginId;
 use bridgekit::ruma::events::room::message::RoomMessageEventContent;
 use bridgekit::ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use bridgekit::store::export::{Record, RecordSink};
 use bridgekit::store::queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded};
 use bridgekit::store::{
-    GhostRecord, MessageMapping, Portal, PortalKey, Queues, ReactionMapping, RoomProfile,
-    SledStore, Store, StoreError, StoreStats, Transfer,
+    GhostRecord, LoginRecord, MessageMapping, Portal, PortalKey, PortalLogin, Queues,
+    ReactionMapping, RoomProfile, SledStore, Store, StoreError, StoreStats, Transfer, UserRecord,
 };
 use bridgekit::{Bridge, BridgeContext, BridgeError, MatrixMessage, Outgoing, TxnIds};
 use common::{Capture, Fault, Harness, SentLog, msg, wait_until};
@@ -131,6 +132,39 @@ impl Store for FullDisk {
         p: &RoomProfile,
     ) -> Result<(), StoreError> {
         self.inner.set_room_profile(u, r, p).await
+    }
+    async fn user(&self, u: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.user(u).await
+    }
+    async fn put_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+        self.inner.put_user(u).await
+    }
+    async fn put_login(&self, l: &LoginRecord) -> Result<(), StoreError> {
+        self.inner.put_login(l).await
+    }
+    async fn login(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError> {
+        self.inner.login(id).await
+    }
+    async fn logins_of(&self, u: &UserId) -> Result<Vec<LoginRecord>, StoreError> {
+        self.inner.logins_of(u).await
+    }
+    async fn all_logins(&self) -> Result<Vec<LoginRecord>, StoreError> {
+        self.inner.all_logins().await
+    }
+    async fn delete_login(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError> {
+        self.inner.delete_login(id).await
+    }
+    async fn put_portal_login(&self, l: &PortalLogin) -> Result<(), StoreError> {
+        self.inner.put_portal_login(l).await
+    }
+    async fn remove_portal_login(&self, p: &PortalKey, id: &LoginId) -> Result<(), StoreError> {
+        self.inner.remove_portal_login(p, id).await
+    }
+    async fn portal_logins(&self, p: &PortalKey) -> Result<Vec<PortalLogin>, StoreError> {
+        self.inner.portal_logins(p).await
+    }
+    async fn login_portals(&self, id: &LoginId) -> Result<Vec<PortalLogin>, StoreError> {
+        self.inner.login_portals(id).await
     }
     async fn value(&self, ns: &str, k: &str) -> Result<Option<Value>, StoreError> {
         self.inner.value(ns, k).await

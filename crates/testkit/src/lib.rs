@@ -10,7 +10,8 @@
 //!   edits, reacts, redacts.
 //! - [`TestBridge`] runs your bridge against it — real listener, real sled store in a
 //!   temporary directory — and stops or restarts it on the same store.
-//! - [`ScriptedNetwork`] and [`LineServer`] stand in for the remote network.
+//! - [`ScriptedNetwork`] and [`LineServer`] stand in for the remote network; a scripted
+//!   network keeps accounts too, to test a bridge's login flow.
 //!
 //! A test reads like the story it checks:
 //!
@@ -52,7 +53,7 @@ mod network;
 
 pub use bridge::{TestBridge, TestBridgeBuilder};
 pub use homeserver::{Fault, MatrixError, MatrixUser, RoomEvent, TestHomeserver};
-pub use network::{LineServer, NetworkDown, ScriptedNetwork};
+pub use network::{LineServer, LoginRefused, NetworkDown, ScriptedNetwork};
 
 /// A TCP port nobody listens on now (for a bridge's listener or a fake server).
 pub fn free_port() -> u16 {

@@ -37,7 +37,29 @@ struct Shared<T> {
     received: Mutex<Vec<T>>,
     down: Mutex<bool>,
     arrived: Notify,
+    /// Account name → secret, for bridges with logins.
+    accounts: Mutex<std::collections::HashMap<String, String>>,
 }
+
+/// Why the scripted network refused a login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginRefused {
+    /// No such account.
+    NoAccount,
+    /// The secret is wrong.
+    WrongSecret,
+}
+
+impl std::fmt::Display for LoginRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LoginRefused::NoAccount => "no such account",
+            LoginRefused::WrongSecret => "wrong password",
+        })
+    }
+}
+
+impl std::error::Error for LoginRefused {}
 
 impl<T> Clone for ScriptedNetwork<T> {
     fn clone(&self) -> Self {
@@ -54,6 +76,7 @@ impl<T> Default for ScriptedNetwork<T> {
                 received: Mutex::default(),
                 down: Mutex::new(false),
                 arrived: Notify::new(),
+                accounts: Mutex::default(),
             }),
         }
     }
@@ -88,6 +111,25 @@ impl<T: Clone> ScriptedNetwork<T> {
     /// Whether it is down.
     pub fn is_down(&self) -> bool {
         *self.shared.down.lock().unwrap()
+    }
+
+    /// Opens an account `name` with `secret` (or changes its secret: sessions made with the
+    /// old one stop passing [`check_login`](Self::check_login), as after a password change).
+    pub fn set_account(&self, name: &str, secret: &str) {
+        self.shared
+            .accounts
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), secret.to_owned());
+    }
+
+    /// What the bridge's fake client calls to log in (or to reconnect a session).
+    pub fn check_login(&self, name: &str, secret: &str) -> Result<(), LoginRefused> {
+        match self.shared.accounts.lock().unwrap().get(name) {
+            None => Err(LoginRefused::NoAccount),
+            Some(s) if s != secret => Err(LoginRefused::WrongSecret),
+            Some(_) => Ok(()),
+        }
     }
 
     /// Everything received so far, in order.

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use super::ConfigError;
+use serde_norway::Value;
+
 use super::key::{Key, Source, WithDefault, with_default};
+use crate::logins::{Permission, Permissions};
 
 const ERROR_NOTICES: WithDefault<bool> = with_default!(
     "bridge.error_notices",
@@ -30,6 +33,15 @@ const COMMAND_PREFIX: WithDefault<&str> = with_default!(
     "prefix of bot commands in rooms that are not portals",
     "!"
 );
+const PERMISSIONS: Key = Key {
+    name: "bridge.permissions",
+    help: "who may do what: a map from `*`, a server name or a user ID to none, relay, commands, user (may log in) or admin (default: the homeserver's own users user, everyone else commands)",
+};
+const KICK_ON_LOGOUT: WithDefault<bool> = with_default!(
+    "bridge.kick_on_logout",
+    "on logout, remove the user from the portals their login was in",
+    false
+);
 
 /// This section's keys, in README order.
 pub(super) const KEYS: &[&Key] = &[
@@ -38,6 +50,8 @@ pub(super) const KEYS: &[&Key] = &[
     &SEND_DEADLINE_SECS.key,
     &HANDLER_RETRY_SECS.key,
     &COMMAND_PREFIX.key,
+    &PERMISSIONS,
+    &KICK_ON_LOGOUT.key,
 ];
 
 /// How the framework reports on and talks to users (`bridge.*`).
@@ -56,6 +70,10 @@ pub struct BridgeOptions {
     /// How long a Matrix event whose handler answered [`RetryLater`](crate::RetryLater) is
     /// retried before it is reported as not bridged.
     pub handler_retry: Duration,
+    /// Who may do what.
+    pub permissions: Permissions,
+    /// Whether logging out removes the user from their login's portals.
+    pub kick_on_logout: bool,
 }
 
 impl Default for BridgeOptions {
@@ -67,16 +85,70 @@ impl Default for BridgeOptions {
             command_prefix: COMMAND_PREFIX.default.into(),
             send_deadline: Duration::from_secs(SEND_DEADLINE_SECS.default),
             handler_retry: Duration::from_secs(HANDLER_RETRY_SECS.default),
+            permissions: Permissions::default_for("localhost"),
+            kick_on_logout: KICK_ON_LOGOUT.default,
         }
     }
 }
 
-pub(super) fn read(src: &Source<'_>) -> Result<BridgeOptions, ConfigError> {
+/// `bridge.permissions`, or the default for the homeserver `server_name`.
+fn permissions(src: &Source<'_>, server_name: &str) -> Result<Permissions, ConfigError> {
+    let value = src
+        .root
+        .get("bridge")
+        .and_then(Value::as_mapping)
+        .and_then(|b| b.get("permissions"));
+    let map = match value {
+        None | Some(Value::Null) => return Ok(Permissions::default_for(server_name)),
+        Some(Value::Mapping(map)) => map,
+        Some(other) => {
+            return Err(src.invalid(
+                &PERMISSIONS,
+                &format!("{other:?}"),
+                "expected a map such as {'*': relay, 'example.org': user}",
+            ));
+        }
+    };
+    let mut rules = Vec::new();
+    for (who, level) in map {
+        let (Some(who), Some(level_text)) = (who.as_str(), level.as_str()) else {
+            return Err(src.invalid(
+                &PERMISSIONS,
+                &format!("{who:?}: {level:?}"),
+                "expected text: level",
+            ));
+        };
+        let shown = format!("{who}: {level_text}");
+        let level = Permission::parse(level_text).ok_or_else(|| {
+            src.invalid(
+                &PERMISSIONS,
+                &shown,
+                "levels are none, relay, commands, user and admin",
+            )
+        })?;
+        let valid_who = who == "*"
+            || (who.starts_with('@') && ruma::UserId::parse(who).is_ok())
+            || ruma::ServerName::parse(who).is_ok();
+        if !valid_who {
+            return Err(src.invalid(
+                &PERMISSIONS,
+                &shown,
+                "name `*`, a server name (example.org) or a user ID (@alice:example.org)",
+            ));
+        }
+        rules.push((who.to_owned(), level));
+    }
+    Ok(Permissions::from_rules(rules))
+}
+
+pub(super) fn read(src: &Source<'_>, server_name: &str) -> Result<BridgeOptions, ConfigError> {
     Ok(BridgeOptions {
         error_notices: src.flag(&ERROR_NOTICES)?,
         message_status: src.flag(&MESSAGE_STATUS)?,
         command_prefix: src.text(&COMMAND_PREFIX)?,
         send_deadline: Duration::from_secs(src.number(&SEND_DEADLINE_SECS)?),
         handler_retry: Duration::from_secs(src.number(&HANDLER_RETRY_SECS)?),
+        permissions: permissions(src, server_name)?,
+        kick_on_logout: src.flag(&KICK_ON_LOGOUT)?,
     })
 }

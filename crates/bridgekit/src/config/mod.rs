@@ -180,7 +180,7 @@ impl Config {
         let store = store::read(&src, &appservice.id)?;
         let homeserver = address.with_timeouts(&src)?;
         let log_level = logging::read(&src)?;
-        let bridge = bridge::read(&src)?;
+        let bridge = bridge::read(&src, homeserver.server_name.as_str())?;
         let network = network::read(&src)?;
 
         Ok(Config {

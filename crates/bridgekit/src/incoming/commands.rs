@@ -7,6 +7,7 @@ use ruma::events::room::message::RoomMessageEventContent;
 use super::MatrixOrigin;
 use crate::bridge::{Bridge, BridgeError};
 use crate::context::BridgeContext;
+use crate::logins::Permission;
 
 /// A command a user typed, split into words.
 #[derive(Clone, Debug)]
@@ -18,6 +19,8 @@ pub struct CommandCall {
     pub name: String,
     /// The words after it.
     pub args: Vec<String>,
+    /// The caller's login, when they have one (their first, by ID).
+    pub login: Option<crate::store::LoginRecord>,
 }
 
 /// How a bridge command is listed by `help`.
@@ -52,6 +55,20 @@ pub(super) async fn run<B: Bridge + ?Sized>(
     };
     let room_id = origin.room_id.clone();
     let prefix = &ctx.options().command_prefix;
+    let level = ctx.permissions().of(&origin.sender);
+    if level < Permission::Commands {
+        let refusal: Result<String, BridgeError> = Err(format!(
+            "you may not use this bridge's commands (your permission is {level})"
+        )
+        .into());
+        return reply(ctx, &room_id, &name, refusal).await;
+    }
+    let args: Vec<String> = words.collect();
+    if let Some(answer) =
+        crate::logins::commands::run(bridge, ctx, &origin.sender, &room_id, &name, &args).await
+    {
+        return reply(ctx, &room_id, &name, answer).await;
+    }
     let answer = match name.as_str() {
         "help" => {
             let mut lines = vec![
@@ -59,6 +76,9 @@ pub(super) async fn run<B: Bridge + ?Sized>(
                 format!("{prefix}ping: check that the bridge and the homeserver answer"),
                 format!("{prefix}version: the bridge's version"),
             ];
+            if !bridge.login_flows().is_empty() {
+                lines.extend(crate::logins::commands::help(prefix));
+            }
             for c in bridge.commands() {
                 lines.push(format!("{prefix}{} {}: {}", c.name, c.usage, c.help));
             }
@@ -81,20 +101,37 @@ pub(super) async fn run<B: Bridge + ?Sized>(
             env!("CARGO_PKG_VERSION")
         )),
         _ => {
+            let login = ctx
+                .store()
+                .logins_of(&origin.sender)
+                .await?
+                .into_iter()
+                .next();
             let call = CommandCall {
                 origin,
                 name: name.clone(),
-                args: words.collect(),
+                args,
+                login,
             };
             bridge.handle_command(ctx, call).await
         }
     };
+    reply(ctx, &room_id, &name, answer).await
+}
+
+/// Answers command `name` in the room: its text, or its error after the command's name.
+pub(crate) async fn reply(
+    ctx: &BridgeContext,
+    room_id: &ruma::RoomId,
+    name: &str,
+    answer: Result<String, BridgeError>,
+) -> Result<(), BridgeError> {
     let text = match answer {
         Ok(text) => text,
-        Err(error) => format!("{prefix}{name}: {error}"),
+        Err(error) => format!("{}{name}: {error}", ctx.options().command_prefix),
     };
     ctx.bot()
-        .send(&room_id, &RoomMessageEventContent::notice_plain(text))
+        .send(room_id, &RoomMessageEventContent::notice_plain(text))
         .await?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::bridge::{Bridge, BridgeError};
 use crate::context::BridgeContext;
+use crate::logins::route;
 
 /// Whether an event is one the user expects to see bridged (and to hear about if it is not).
 pub(crate) fn is_reportable(event: &AnyTimelineEvent) -> bool {
@@ -54,6 +55,9 @@ pub(crate) async fn hand_over<B: Bridge + ?Sized>(
     event: AnyTimelineEvent,
 ) -> Result<(), BridgeError> {
     let origin = origin(ctx, &event).await?;
+    if ctx.permissions().of(&origin.sender) == crate::logins::Permission::None {
+        return skip("an event from a user the bridge may not serve", &origin);
+    }
     match event {
         AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
             RoomMessageEvent::Original(msg),
@@ -64,19 +68,34 @@ pub(crate) async fn hand_over<B: Bridge + ?Sized>(
                     let Some(target) = mapping(ctx, &replacement.event_id).await? else {
                         return skip("an edit of a message that was not bridged", &origin);
                     };
+                    let handler = route::handler(bridge, ctx, &origin).await?;
                     let edit = MatrixEdit {
                         origin,
                         target,
                         new_content: replacement.new_content,
                     };
-                    bridge.handle_edit(ctx, edit).await
+                    handler.edit(ctx, edit).await
                 }
                 relation => {
                     if origin.portal.is_none()
                         && let MessageType::Text(text) = &content.msgtype
-                        && let Some(command) = text.body.strip_prefix(&ctx.options().command_prefix)
                     {
-                        return super::commands::run(bridge, ctx, origin, command).await;
+                        if let Some(command) = text.body.strip_prefix(&ctx.options().command_prefix)
+                        {
+                            return super::commands::run(bridge, ctx, origin, command).await;
+                        }
+                        if let Some(answer) = crate::logins::commands::answer(
+                            ctx,
+                            &origin.sender,
+                            &origin.room_id,
+                            &origin.event_id,
+                            &text.body,
+                        )
+                        .await
+                        {
+                            return super::commands::reply(ctx, &origin.room_id, "login", answer)
+                                .await;
+                        }
                     }
                     let mut origin = origin;
                     if origin.portal.is_none()
@@ -92,7 +111,10 @@ pub(crate) async fn hand_over<B: Bridge + ?Sized>(
                         reply_to,
                         thread_root,
                     };
-                    let sent = bridge.handle_message(ctx, message).await?;
+                    let sent = route::handler(bridge, ctx, &origin)
+                        .await?
+                        .message(ctx, message)
+                        .await?;
                     Ok(super::books::record_sent(ctx, &origin, sent).await?)
                 }
             }
@@ -104,12 +126,13 @@ pub(crate) async fn hand_over<B: Bridge + ?Sized>(
             let Some(target) = mapping(ctx, &annotation.event_id).await? else {
                 return skip("a reaction to a message that was not bridged", &origin);
             };
+            let handler = route::handler(bridge, ctx, &origin).await?;
             let reaction = MatrixReaction {
                 origin: origin.clone(),
                 target: target.clone(),
                 key: annotation.key.clone(),
             };
-            bridge.handle_reaction(ctx, reaction).await?;
+            handler.reaction(ctx, reaction).await?;
             Ok(super::books::record_reaction(ctx, &origin, &target, &annotation.key).await?)
         }
         AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomRedaction(
@@ -125,12 +148,13 @@ pub(crate) async fn hand_over<B: Bridge + ?Sized>(
                     None => return skip("a redaction of something that was not bridged", &origin),
                 },
             };
+            let handler = route::handler(bridge, ctx, &origin).await?;
             let redaction = MatrixRedaction {
                 origin,
                 target: target.clone(),
                 reason: redaction.content.reason,
             };
-            bridge.handle_redaction(ctx, redaction).await?;
+            handler.redaction(ctx, redaction).await?;
             Ok(super::books::record_redaction(ctx, &target).await?)
         }
         AnyTimelineEvent::State(AnyStateEvent::RoomMember(StateEvent::Original(member))) => {
@@ -142,24 +166,27 @@ pub(crate) async fn hand_over<B: Bridge + ?Sized>(
                 reason: member.content.reason,
                 origin,
             };
-            bridge.handle_membership(ctx, membership).await
+            route::membership(bridge, ctx, membership).await
         }
         AnyTimelineEvent::State(AnyStateEvent::RoomName(StateEvent::Original(name))) => {
             let change = RoomChange::Name(name.content.name);
-            bridge
-                .handle_room_change(ctx, MatrixRoomChange { origin, change })
+            route::handler(bridge, ctx, &origin)
+                .await?
+                .room_change(ctx, MatrixRoomChange { origin, change })
                 .await
         }
         AnyTimelineEvent::State(AnyStateEvent::RoomTopic(StateEvent::Original(topic))) => {
             let change = RoomChange::Topic(topic.content.topic);
-            bridge
-                .handle_room_change(ctx, MatrixRoomChange { origin, change })
+            route::handler(bridge, ctx, &origin)
+                .await?
+                .room_change(ctx, MatrixRoomChange { origin, change })
                 .await
         }
         AnyTimelineEvent::State(AnyStateEvent::RoomAvatar(StateEvent::Original(avatar))) => {
             let change = RoomChange::Avatar(avatar.content.url);
-            bridge
-                .handle_room_change(ctx, MatrixRoomChange { origin, change })
+            route::handler(bridge, ctx, &origin)
+                .await?
+                .room_change(ctx, MatrixRoomChange { origin, change })
                 .await
         }
         other => bridge.handle_other_event(ctx, other).await,

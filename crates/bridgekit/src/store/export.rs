@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::queues::{InboxItem, OutboxEntry, RemoteItem};
 use super::records::{GhostRecord, MessageMapping, Portal, ReactionMapping};
+use super::users::{LoginRecord, PortalLogin, UserRecord};
 use super::{Backend, StoreError};
 
 /// How many records an export hands over at once.
@@ -51,6 +52,12 @@ pub enum Record {
         /// Avatar last set there.
         avatar_url: Option<String>,
     },
+    /// A Matrix user of the bridge.
+    User(UserRecord),
+    /// A login of a Matrix user.
+    Login(LoginRecord),
+    /// A login's place in a portal.
+    PortalLogin(PortalLogin),
     /// A bridge value.
     Value {
         /// Its namespace.
@@ -103,7 +110,10 @@ pub struct MigrationReport {
     pub portals: u64,
     /// Ghost records.
     pub ghosts: u64,
-    /// Everything else (memberships, profiles, values, queues, transaction records).
+    /// Logins.
+    pub logins: u64,
+    /// Everything else (users, logins' portals, memberships, profiles, values, queues,
+    /// transaction records).
     pub other: u64,
 }
 
@@ -121,6 +131,7 @@ impl RecordSink for Importer<'_> {
                 Record::Reaction(_) => &mut self.report.reactions,
                 Record::Portal(_) => &mut self.report.portals,
                 Record::Ghost { .. } => &mut self.report.ghosts,
+                Record::Login(_) => &mut self.report.logins,
                 _ => &mut self.report.other,
             };
             *counter += 1;

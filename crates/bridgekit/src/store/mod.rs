@@ -25,6 +25,7 @@ pub mod postgres;
 pub mod queues;
 pub mod records;
 pub mod sled_store;
+pub mod users;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
-use crate::ids::{MessageId, PartId, RemoteUserId};
+use crate::ids::{LoginId, MessageId, PartId, RemoteUserId};
 use serde_json::Value;
 
 pub use export::{Record, RecordSink};
@@ -40,10 +41,11 @@ pub use ext::StoreExt;
 pub use queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded, RemoteItem};
 pub use records::{GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, RoomProfile};
 pub use sled_store::SledStore;
+pub use users::{LoginRecord, LoginState, PortalLogin, UserRecord};
 
 /// Version of the record layout written by this build, shared by every backend. Bumped when
 /// an encoding changes; each backend upgrades older layouts on open.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// Default sled page cache: sled's own default (1 GiB) is sized for a database server,
 /// not for a sidecar next to a homeserver.
@@ -244,6 +246,37 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         room_id: &RoomId,
         profile: &RoomProfile,
     ) -> Result<(), StoreError>;
+
+    // ---- users and logins ----
+
+    /// The record of a Matrix user of the bridge, if one was stored.
+    async fn user(&self, user_id: &UserId) -> Result<Option<UserRecord>, StoreError>;
+    /// Stores or replaces a user's record.
+    async fn put_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Stores or replaces a login. A login ID that belongs to another Matrix user is a
+    /// [`StoreError::Conflict`] (a remote account is logged in once).
+    async fn put_login(&self, login: &LoginRecord) -> Result<(), StoreError>;
+    /// A login by its ID.
+    async fn login(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError>;
+    /// The logins of a Matrix user, ordered by ID.
+    async fn logins_of(&self, user_id: &UserId) -> Result<Vec<LoginRecord>, StoreError>;
+    /// Every login, ordered by ID (to reconnect them at startup).
+    async fn all_logins(&self) -> Result<Vec<LoginRecord>, StoreError>;
+    /// Forgets a login and its places in portals; returns what was removed.
+    async fn delete_login(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError>;
+    /// Records that a login is in a portal (replacing what was recorded for the pair). A
+    /// preferred one takes the preference from its user's other logins in the portal.
+    async fn put_portal_login(&self, link: &PortalLogin) -> Result<(), StoreError>;
+    /// Records that a login is no longer in a portal.
+    async fn remove_portal_login(
+        &self,
+        portal: &PortalKey,
+        login_id: &LoginId,
+    ) -> Result<(), StoreError>;
+    /// The logins in a portal, ordered by login ID.
+    async fn portal_logins(&self, portal: &PortalKey) -> Result<Vec<PortalLogin>, StoreError>;
+    /// The portals a login is in, ordered by portal key.
+    async fn login_portals(&self, login_id: &LoginId) -> Result<Vec<PortalLogin>, StoreError>;
 
     // ---- the bridge's own values ----
 

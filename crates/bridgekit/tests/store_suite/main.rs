@@ -6,6 +6,7 @@ mod common;
 mod entities;
 mod queues;
 mod transfer;
+mod users;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +24,7 @@ use entities::*;
 use queues::*;
 use serde_json::value::RawValue;
 use transfer::*;
+use users::*;
 
 pub(crate) fn mid(s: &str) -> bridgekit::MessageId {
     bridgekit::MessageId::new(s).unwrap()
@@ -140,6 +142,8 @@ on_both_backends!(
     concurrent_writers_never_split_a_mapping,
     a_second_open_is_refused_while_the_first_holds_the_store,
     export_then_import_reproduces_every_record,
+    users_and_logins_survive_reopen_and_belong_to_one_user,
+    logins_are_placed_in_portals_with_one_preferred_per_user,
 );
 
 pub(crate) fn room() -> OwnedRoomId {

@@ -38,6 +38,21 @@ pub(crate) async fn fill(store: &dyn Backend) {
         .await
         .unwrap();
     store.put_typed("ns", "k", &vec!["v"]).await.unwrap();
+    let mut user = bridgekit::store::UserRecord::new(matrix_user("alice"));
+    user.management_room = Some(room());
+    store.put_user(&user).await.unwrap();
+    store.put_login(&login("me", "alice")).await.unwrap();
+    store
+        .put_portal_login(
+            &bridgekit::store::PortalLogin::new(
+                PortalKey::new(cid("#c")).with_receiver(lid("me")),
+                lid("me"),
+                matrix_user("alice"),
+            )
+            .preferred(),
+        )
+        .await
+        .unwrap();
     store
         .record_transactions(&[txn("t1", vec![item("!a", 1), item("!a", 2)])])
         .await
@@ -64,7 +79,7 @@ pub(crate) async fn export_then_import_reproduces_every_record(mut s: Subject) {
     assert!(!store.is_empty().await.unwrap());
     let mut exported = Vec::new();
     store.export(&mut exported).await.unwrap();
-    assert_eq!(exported.len(), 14, "{exported:#?}");
+    assert_eq!(exported.len(), 17, "{exported:#?}");
 
     // Into a fresh store of the other backend, and back again.
     let dir = tempfile::tempdir().unwrap();
@@ -85,9 +100,10 @@ pub(crate) async fn export_then_import_reproduces_every_record(mut s: Subject) {
             report.messages,
             report.reactions,
             report.portals,
-            report.ghosts
+            report.ghosts,
+            report.logins
         ),
-        (1, 1, 1, 1)
+        (1, 1, 1, 1, 1)
     );
     let mut copied = Vec::new();
     other.export(&mut copied).await.unwrap();

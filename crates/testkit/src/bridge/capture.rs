@@ -8,10 +8,12 @@ use bridgekit::incoming::{
     CommandCall, CommandHelp, MatrixEdit, MatrixMembership, MatrixMessage, MatrixReaction,
     MatrixRedaction, MatrixRoomChange, Sent,
 };
+use bridgekit::logins::{LoginFlow, LoginProcess, NetworkClient};
 use bridgekit::ruma::api::appservice::event::push_events::v1::EphemeralData;
 use bridgekit::ruma::events::AnyTimelineEvent;
 use bridgekit::ruma::thirdparty::{Location, Protocol, User};
 use bridgekit::ruma::{RoomAliasId, RoomId, UserId};
+use bridgekit::store::LoginRecord;
 use bridgekit::{Bridge, BridgeContext, BridgeError, ChatId, ToDeviceEvent, async_trait};
 
 /// Where the running bridge's context is kept for the test.
@@ -148,6 +150,27 @@ impl<B: Bridge> Bridge for Captured<B> {
         alias: &RoomAliasId,
     ) -> Result<bool, BridgeError> {
         self.bridge.room_alias_exists(ctx, alias).await
+    }
+
+    fn login_flows(&self) -> Vec<LoginFlow> {
+        self.bridge.login_flows()
+    }
+
+    async fn start_login(
+        &self,
+        ctx: &BridgeContext,
+        user: &UserId,
+        flow: &str,
+    ) -> Result<Box<dyn LoginProcess>, BridgeError> {
+        self.bridge.start_login(ctx, user, flow).await
+    }
+
+    async fn load_login(
+        &self,
+        ctx: &BridgeContext,
+        login: &LoginRecord,
+    ) -> Result<Arc<dyn NetworkClient>, BridgeError> {
+        self.bridge.load_login(ctx, login).await
     }
 
     fn protocols(&self) -> Vec<String> {

@@ -15,6 +15,7 @@ use super::outbox::append_outbox;
 use super::portals::{PORTAL_COLUMNS, portal_from_row, put_portal};
 use super::reactions::{insert_reaction, reaction_columns, reaction_from_row};
 use super::remote_queue::append_remote;
+use super::users::{self, LINK_COLUMNS, link_from_row, login_from_row, user_from_row};
 use super::{PostgresStore, corrupt, db, row, row_opt, run};
 use crate::store::export::{EXPORT_BATCH, Record, RecordSink};
 use crate::store::queues::{InboxItem, ItemKind};
@@ -77,8 +78,16 @@ impl PostgresStore {
         let reactions = format!("SELECT {} FROM reactions", reaction_columns());
         let portals = format!("SELECT {PORTAL_COLUMNS} FROM portals");
         let ghosts = format!("SELECT {GHOST_COLUMNS} FROM ghosts");
-        let tables: [(&str, ToRecord); 11] = [
+        let links = format!("SELECT {LINK_COLUMNS} FROM portal_logins");
+        let tables: [(&str, ToRecord); 14] = [
             (&portals, |r| Ok(Record::Portal(portal_from_row(r)?))),
+            ("SELECT record FROM users", |r| {
+                Ok(Record::User(user_from_row(r)?))
+            }),
+            ("SELECT record FROM logins", |r| {
+                Ok(Record::Login(login_from_row(r)?))
+            }),
+            (&links, |r| Ok(Record::PortalLogin(link_from_row(r)?))),
             (&ghosts, |r| {
                 let (user_id, record) = ghost_from_row(r)?;
                 Ok(Record::Ghost { user_id, record })
@@ -150,6 +159,9 @@ impl PostgresStore {
                     let profile = (displayname.clone(), avatar_url.clone());
                     set_room_profile(c, user_id, room_id, &profile).await?
                 }
+                Record::User(user) => users::put_user(c, user).await?,
+                Record::Login(login) => users::put_login(c, login).await?,
+                Record::PortalLogin(link) => users::put_link(c, link).await?,
                 Record::Value {
                     namespace,
                     key,
@@ -187,7 +199,9 @@ impl PostgresStore {
                     OR EXISTS (SELECT 1 FROM portals) OR EXISTS (SELECT 1 FROM ghosts)
                     OR EXISTS (SELECT 1 FROM ghost_rooms) OR EXISTS (SELECT 1 FROM kv)
                     OR EXISTS (SELECT 1 FROM txns) OR EXISTS (SELECT 1 FROM inbox)
-                    OR EXISTS (SELECT 1 FROM outbox) OR EXISTS (SELECT 1 FROM remote_queue))",
+                    OR EXISTS (SELECT 1 FROM outbox) OR EXISTS (SELECT 1 FROM remote_queue)
+                    OR EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM logins)
+                    OR EXISTS (SELECT 1 FROM portal_logins))",
             &[],
         )
         .await?;

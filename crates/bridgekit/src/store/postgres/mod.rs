@@ -19,6 +19,7 @@ mod reactions;
 mod remote_queue;
 mod store_impl;
 mod upgrade;
+mod users;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;

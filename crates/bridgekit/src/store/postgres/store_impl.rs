@@ -1,6 +1,6 @@
 //! [`Store`] for [`PostgresStore`].
 
-use crate::ids::{MessageId, PartId, RemoteUserId};
+use crate::ids::{LoginId, MessageId, PartId, RemoteUserId};
 use async_trait::async_trait;
 use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::Value;
@@ -9,12 +9,14 @@ use super::ghosts::{self, GHOST_COLUMNS, ghost_from_row};
 use super::messages::{self, message_query};
 use super::portals::{self, PORTAL_COLUMNS, portal_from_row};
 use super::reactions::{self, reaction_query};
+use super::users;
 use super::{PostgresStore, corrupt, db, row, row_opt, rows, run};
 use crate::store::export::{Record, RecordSink};
 use crate::store::queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded, RemoteItem};
 use crate::store::records::{
     GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, RoomProfile,
 };
+use crate::store::users::{LoginRecord, PortalLogin, UserRecord};
 use crate::store::{Queues, Store, StoreError, StoreStats, Transfer};
 
 fn first<T>(mut rows: Vec<T>) -> Option<T> {
@@ -255,6 +257,51 @@ impl Store for PostgresStore {
         profile: &RoomProfile,
     ) -> Result<(), StoreError> {
         ghosts::set_room_profile(&self.client().await?, user_id, room_id, profile).await
+    }
+
+    async fn user(&self, user_id: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        users::get_user(&self.client().await?, user_id).await
+    }
+    async fn put_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        users::put_user(&self.client().await?, user).await
+    }
+    async fn put_login(&self, login: &LoginRecord) -> Result<(), StoreError> {
+        users::put_login(&self.client().await?, login).await
+    }
+    async fn login(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError> {
+        users::get_login(&self.client().await?, id).await
+    }
+    async fn logins_of(&self, user_id: &UserId) -> Result<Vec<LoginRecord>, StoreError> {
+        users::logins_of(&self.client().await?, user_id).await
+    }
+    async fn all_logins(&self) -> Result<Vec<LoginRecord>, StoreError> {
+        users::all_logins(&self.client().await?).await
+    }
+    async fn delete_login(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let removed = users::delete_login(&tx, id).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(removed)
+    }
+    async fn put_portal_login(&self, link: &PortalLogin) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        users::put_link(&tx, link).await?;
+        tx.commit().await.map_err(db)
+    }
+    async fn remove_portal_login(
+        &self,
+        portal: &PortalKey,
+        login_id: &LoginId,
+    ) -> Result<(), StoreError> {
+        users::remove_link(&self.client().await?, portal, login_id).await
+    }
+    async fn portal_logins(&self, portal: &PortalKey) -> Result<Vec<PortalLogin>, StoreError> {
+        users::portal_links(&self.client().await?, portal).await
+    }
+    async fn login_portals(&self, login_id: &LoginId) -> Result<Vec<PortalLogin>, StoreError> {
+        users::login_links(&self.client().await?, login_id).await
     }
 
     async fn value(&self, namespace: &str, key: &str) -> Result<Option<Value>, StoreError> {

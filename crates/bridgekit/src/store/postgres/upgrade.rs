@@ -5,13 +5,14 @@
 //! - 2: message parts and timestamps, reactions, portals, ghost remote IDs and metadata,
 //!   bridge values.
 //! - 3: the remote queue.
+//! - 4: users, logins and which logins are in which portal.
 
 use crate::store::{SCHEMA_VERSION, StoreError};
 
 use super::db;
 
 /// Each step brings the schema from version `index` to `index + 1`.
-const STEPS: [&str; 3] = [
+const STEPS: [&str; 4] = [
     "
     CREATE TABLE txns (seq BIGSERIAL PRIMARY KEY, key BYTEA NOT NULL UNIQUE);
     CREATE TABLE inbox (
@@ -52,6 +53,17 @@ const STEPS: [&str; 3] = [
     ",
     "
     CREATE TABLE remote_queue (seq BIGSERIAL PRIMARY KEY, item TEXT NOT NULL);
+    ",
+    "
+    CREATE TABLE users (user_id TEXT PRIMARY KEY, record JSONB NOT NULL);
+    CREATE TABLE logins (login_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, record JSONB NOT NULL);
+    CREATE INDEX logins_by_user ON logins (user_id, login_id);
+    CREATE TABLE portal_logins (
+        remote_id TEXT NOT NULL, receiver TEXT NOT NULL DEFAULT '', login_id TEXT NOT NULL,
+        user_id TEXT NOT NULL, preferred BOOLEAN NOT NULL DEFAULT FALSE,
+        PRIMARY KEY (remote_id, receiver, login_id)
+    );
+    CREATE INDEX login_portals ON portal_logins (login_id, remote_id, receiver);
     ",
 ];
 

@@ -73,6 +73,9 @@ impl SledStore {
                     value: json(name, v)?,
                 }
             }
+            "users" => Record::User(json(name, v)?),
+            "logins" => Record::Login(json(name, v)?),
+            "portal_logins" => Record::PortalLogin(json(name, v)?),
             // The order tree maps sequence → key, so records come out oldest first.
             "txn_order" => Record::Transaction { key: v.to_vec() },
             "inbox" => Record::Inbox(InboxItem::decode(v)?),
@@ -86,8 +89,11 @@ impl SledStore {
         let t = &self.trees;
         let boot = t.meta.get("boot")?.map(|v| decode_u64(&v)).unwrap_or(0);
         sink.accept(vec![Record::Boot(boot)]).await?;
-        let exported: [(&'static str, &Tree); 11] = [
+        let exported: [(&'static str, &Tree); 14] = [
             ("portals", &t.portals),
+            ("users", &t.users),
+            ("logins", &t.logins),
+            ("portal_logins", &t.portal_logins),
             ("ghosts", &t.ghosts),
             ("ghost_joined", &t.ghost_joined),
             ("ghost_room_profiles", &t.ghost_room_profiles),
@@ -156,6 +162,9 @@ impl SledStore {
                     key: k,
                     value,
                 } => self.set_value_sync(namespace, k, Some(value))?,
+                Record::User(user) => self.put_user_sync(user)?,
+                Record::Login(login) => self.put_login_sync(login)?,
+                Record::PortalLogin(link) => self.put_portal_login_sync(link)?,
                 Record::Transaction { key: k } => {
                     let seq = self.db.generate_id()?;
                     t.txns.insert(k.as_slice(), &seq.to_be_bytes())?;

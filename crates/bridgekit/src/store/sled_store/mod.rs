@@ -17,6 +17,7 @@ mod reactions;
 mod remote_queue;
 mod store_impl;
 mod upgrade;
+mod users;
 
 use std::path::Path;
 
@@ -75,6 +76,16 @@ struct Trees {
     ghost_room_profiles: Tree,
     /// (namespace, key) → JSON.
     values: Tree,
+    /// user ID → user JSON.
+    users: Tree,
+    /// login ID → login JSON.
+    logins: Tree,
+    /// (user, login) → empty.
+    logins_by_user: Tree,
+    /// (chat, receiver, login) → portal login JSON.
+    portal_logins: Tree,
+    /// (login, chat, receiver) → empty.
+    login_portals: Tree,
 }
 
 impl Trees {
@@ -99,11 +110,16 @@ impl Trees {
             ghost_joined: db.open_tree("ghost_joined")?,
             ghost_room_profiles: db.open_tree("ghost_room_profiles")?,
             values: db.open_tree("values")?,
+            users: db.open_tree("users")?,
+            logins: db.open_tree("logins")?,
+            logins_by_user: db.open_tree("logins_by_user")?,
+            portal_logins: db.open_tree("portal_logins")?,
+            login_portals: db.open_tree("login_portals")?,
         })
     }
 
     /// The trees holding records (all but `meta`), for emptiness checks and export.
-    fn records(&self) -> [&Tree; 18] {
+    fn records(&self) -> [&Tree; 23] {
         [
             &self.inbox,
             &self.inbox_batches,
@@ -123,6 +139,11 @@ impl Trees {
             &self.ghost_joined,
             &self.ghost_room_profiles,
             &self.values,
+            &self.users,
+            &self.logins,
+            &self.logins_by_user,
+            &self.portal_logins,
+            &self.login_portals,
         ]
     }
 }

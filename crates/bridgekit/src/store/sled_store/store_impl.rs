@@ -1,7 +1,7 @@
 //! [`Store`] for [`SledStore`]: each call is a few microseconds of sled work done inline;
 //! only flushes leave the task (to the shared flusher thread).
 
-use crate::ids::{MessageId, PartId, RemoteUserId};
+use crate::ids::{LoginId, MessageId, PartId, RemoteUserId};
 use async_trait::async_trait;
 use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::Value;
@@ -13,6 +13,7 @@ use crate::store::queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded
 use crate::store::records::{
     GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, RoomProfile,
 };
+use crate::store::users::{LoginRecord, PortalLogin, UserRecord};
 use crate::store::{Queues, Store, StoreError, StoreStats, Transfer};
 
 #[async_trait]
@@ -137,6 +138,48 @@ impl Store for SledStore {
         profile: &RoomProfile,
     ) -> Result<(), StoreError> {
         self.set_room_profile_sync(user_id, room_id, profile)
+    }
+
+    async fn user(&self, user_id: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        self.user_sync(user_id)
+    }
+    async fn put_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.put_user_sync(user)
+    }
+    /// Durable before it returns: a user who logged in must not have to again after a crash.
+    async fn put_login(&self, login: &LoginRecord) -> Result<(), StoreError> {
+        self.put_login_sync(login)?;
+        self.flush_async().await
+    }
+    async fn login(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError> {
+        self.login_sync(id)
+    }
+    async fn logins_of(&self, user_id: &UserId) -> Result<Vec<LoginRecord>, StoreError> {
+        self.logins_of_sync(user_id)
+    }
+    async fn all_logins(&self) -> Result<Vec<LoginRecord>, StoreError> {
+        self.all_logins_sync()
+    }
+    async fn delete_login(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError> {
+        let removed = self.delete_login_sync(id)?;
+        self.flush_async().await?;
+        Ok(removed)
+    }
+    async fn put_portal_login(&self, link: &PortalLogin) -> Result<(), StoreError> {
+        self.put_portal_login_sync(link)
+    }
+    async fn remove_portal_login(
+        &self,
+        portal: &PortalKey,
+        login_id: &LoginId,
+    ) -> Result<(), StoreError> {
+        self.remove_portal_login_sync(portal, login_id)
+    }
+    async fn portal_logins(&self, portal: &PortalKey) -> Result<Vec<PortalLogin>, StoreError> {
+        self.portal_logins_sync(portal)
+    }
+    async fn login_portals(&self, login_id: &LoginId) -> Result<Vec<PortalLogin>, StoreError> {
+        self.login_portals_sync(login_id)
     }
 
     async fn value(&self, namespace: &str, key: &str) -> Result<Option<Value>, StoreError> {

@@ -5,6 +5,7 @@
 //! - 2: composite keys length-prefixed ([`super::keys`]), message parts (the v1 mappings
 //!   become part `""`), reactions, portals, ghost remote IDs and bridge values (new trees).
 //! - 3: the remote queue (a new tree; nothing to rewrite).
+//! - 4: users, logins and their portals (new trees; nothing to rewrite).
 
 use sled::Tree;
 
@@ -33,7 +34,7 @@ pub(super) fn to_current(db: &sled::Db, trees: &Trees, location: &str) -> Result
     while version < SCHEMA_VERSION {
         match version {
             1 => v1_to_v2(trees)?,
-            2 => {}
+            2 | 3 => {}
             other => return Err(corrupt("meta", format!("unknown schema version {other}"))),
         }
         version += 1;

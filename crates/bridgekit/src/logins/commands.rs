@@ -1,0 +1,514 @@
+//! Logging in from the management room: `login [flow]` walks the user through the bridge's
+//! steps in the chat (each field asked in turn; secrets redacted once read), `cancel` stops
+//! it, `logout`, `relogin` and `list-logins` manage what is there. One login conversation per
+//! user at a time; it times out after [`LOGIN_TIMEOUT`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ruma::events::room::message::RoomMessageEventContent;
+use ruma::{EventId, OwnedRoomId, RoomId, UserId};
+
+use super::client::LoginContext;
+use super::flow::{Display, LoginField, LoginInput, LoginProcess, LoginStep, NewLogin};
+use super::permissions::Permission;
+use crate::bridge::{Bridge, BridgeError};
+use crate::context::BridgeContext;
+use crate::ids::LoginId;
+use crate::store::{LoginRecord, UserRecord};
+
+/// How long a login may wait for the user (or the network) before it is cancelled.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A login in progress: the bridge's process, where it is being walked through, and what the
+/// user answered so far.
+pub(crate) struct Conversation {
+    process: Box<dyn LoginProcess>,
+    room: OwnedRoomId,
+    /// Fields of the current input step not yet answered, in order.
+    pending: Vec<LoginField>,
+    answers: LoginInput,
+    /// Set while a display step waits for the network.
+    waiting: bool,
+}
+
+/// A user's conversation, with its serial number (a timer or a waiter only acts on its own).
+#[derive(Clone)]
+pub(crate) struct Slot {
+    serial: u64,
+    conversation: Arc<tokio::sync::Mutex<Conversation>>,
+}
+
+type Handle = Arc<tokio::sync::Mutex<Conversation>>;
+
+/// The built-in login commands, for `help`.
+pub(crate) fn help(prefix: &str) -> Vec<String> {
+    vec![
+        format!("{prefix}login [flow]: log in to your remote account"),
+        format!("{prefix}cancel: stop a login in progress"),
+        format!("{prefix}list-logins: your logins and their state"),
+        format!("{prefix}logout <login>: log out and forget a login"),
+        format!("{prefix}relogin <login>: log in again to a login that stopped working"),
+    ]
+}
+
+/// Runs a built-in login command; `None` when `name` is not one.
+pub(crate) async fn run<B: Bridge + ?Sized>(
+    bridge: &B,
+    ctx: &BridgeContext,
+    sender: &UserId,
+    room: &RoomId,
+    name: &str,
+    args: &[String],
+) -> Option<Result<String, BridgeError>> {
+    if bridge.login_flows().is_empty() {
+        return None;
+    }
+    let answer = match name {
+        "login" => login(bridge, ctx, sender, room, args.first().map(String::as_str)).await,
+        "relogin" => match args.first() {
+            Some(id) => relogin(bridge, ctx, sender, room, id).await,
+            None => Err("usage: relogin <login>".into()),
+        },
+        "cancel" => cancel(ctx, sender).await,
+        "list-logins" => list(ctx, sender).await,
+        "logout" => match args.first() {
+            Some(id) => logout(ctx, sender, id).await,
+            None => Err("usage: logout <login> (list-logins shows them)".into()),
+        },
+        _ => return None,
+    };
+    Some(answer)
+}
+
+fn may_log_in(ctx: &BridgeContext, user: &UserId) -> Result<(), BridgeError> {
+    let level = ctx.permissions().of(user);
+    if level < Permission::User {
+        return Err(format!(
+            "you may not log in to this bridge (your permission is {level}; an operator grants `user` in bridge.permissions)"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+async fn login<B: Bridge + ?Sized>(
+    bridge: &B,
+    ctx: &BridgeContext,
+    sender: &UserId,
+    room: &RoomId,
+    flow: Option<&str>,
+) -> Result<String, BridgeError> {
+    may_log_in(ctx, sender)?;
+    let flows = bridge.login_flows();
+    let flow = match (flow, flows.as_slice()) {
+        (Some(id), _) => flows
+            .iter()
+            .find(|f| f.id == id)
+            .ok_or_else(|| format!("no login flow {id:?}; {}", list_flows(ctx, &flows)))?,
+        (None, [only]) => only,
+        (None, _) => return Ok(list_flows(ctx, &flows)),
+    };
+    if ctx
+        .logins()
+        .conversations
+        .lock()
+        .unwrap()
+        .contains_key(sender)
+    {
+        return Err(format!(
+            "a login is already in progress; finish it or `{}cancel` it",
+            ctx.options().command_prefix
+        )
+        .into());
+    }
+    let mut process = bridge.start_login(ctx, sender, &flow.id).await?;
+    let step = process.start().await?;
+    begin(ctx, sender, room, process, step).await
+}
+
+async fn relogin<B: Bridge + ?Sized>(
+    bridge: &B,
+    ctx: &BridgeContext,
+    sender: &UserId,
+    room: &RoomId,
+    id: &str,
+) -> Result<String, BridgeError> {
+    let login = own_login(ctx, sender, id).await?;
+    let flows = bridge.login_flows();
+    let flow = flows.first().ok_or("this bridge has no logins")?;
+    tracing::info!(login = %login.id, user = %sender, "logging in again");
+    let mut process = bridge.start_login(ctx, sender, &flow.id).await?;
+    let step = process.start().await?;
+    begin(ctx, sender, room, process, step).await
+}
+
+fn list_flows(ctx: &BridgeContext, flows: &[super::flow::LoginFlow]) -> String {
+    let prefix = &ctx.options().command_prefix;
+    let mut lines = vec!["Log in with one of:".to_owned()];
+    for f in flows {
+        lines.push(format!(
+            "{prefix}login {}: {} — {}",
+            f.id, f.name, f.description
+        ));
+    }
+    lines.join("\n")
+}
+
+/// Registers a new conversation and carries out its first step.
+async fn begin(
+    ctx: &BridgeContext,
+    sender: &UserId,
+    room: &RoomId,
+    process: Box<dyn LoginProcess>,
+    step: LoginStep,
+) -> Result<String, BridgeError> {
+    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let conversation = Arc::new(tokio::sync::Mutex::new(Conversation {
+        process,
+        room: room.to_owned(),
+        pending: Vec::new(),
+        answers: LoginInput::new(),
+        waiting: false,
+    }));
+    let slot = Slot {
+        serial,
+        conversation: conversation.clone(),
+    };
+    ctx.logins()
+        .conversations
+        .lock()
+        .unwrap()
+        .insert(sender.to_owned(), slot.clone());
+    spawn_timeout(ctx.clone(), sender.to_owned(), serial);
+    let mut guard = conversation.lock().await;
+    advance(ctx, sender, &mut guard, &slot, step).await
+}
+
+/// Carries out `step`; returns what to tell the user.
+async fn advance(
+    ctx: &BridgeContext,
+    sender: &UserId,
+    conversation: &mut Conversation,
+    slot: &Slot,
+    step: LoginStep,
+) -> Result<String, BridgeError> {
+    match step {
+        LoginStep::Input {
+            instructions,
+            fields,
+        } => {
+            if fields.is_empty() {
+                end(ctx, sender);
+                return Err("the bridge asked for nothing; the login is stopped".into());
+            }
+            conversation.pending = fields;
+            conversation.answers.clear();
+            Ok(join_lines(
+                &instructions,
+                &ask(&conversation.pending[0], ctx),
+            ))
+        }
+        LoginStep::Display {
+            instructions,
+            display,
+        } => {
+            conversation.waiting = true;
+            spawn_wait(ctx.clone(), sender.to_owned(), slot.clone());
+            let shown = match display {
+                Display::Code(code) => format!("Your code: {code}"),
+                Display::Qr(data) => format!("Scan this QR code's data: {data}"),
+                Display::Nothing => String::new(),
+            };
+            Ok(join_lines(&instructions, &shown))
+        }
+        LoginStep::Complete(new) => {
+            end(ctx, sender);
+            complete(ctx, sender, &conversation.room, new).await
+        }
+    }
+}
+
+fn join_lines(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a}\n{b}"),
+    }
+}
+
+fn ask(field: &LoginField, ctx: &BridgeContext) -> String {
+    let secret = if field.kind.is_secret() {
+        " (it is redacted from this room once read)"
+    } else {
+        ""
+    };
+    format!(
+        "Send your {}{secret}, or `{}cancel`.",
+        field.name,
+        ctx.options().command_prefix
+    )
+}
+
+/// A message from `sender` in `room` that is not a command: an answer, if a login there
+/// waits for one. `None` when no login conversation takes it.
+pub(crate) async fn answer(
+    ctx: &BridgeContext,
+    sender: &UserId,
+    room: &RoomId,
+    event_id: &EventId,
+    text: &str,
+) -> Option<Result<String, BridgeError>> {
+    let slot = ctx
+        .logins()
+        .conversations
+        .lock()
+        .unwrap()
+        .get(sender)
+        .cloned()?;
+    let mut conversation = slot.conversation.lock().await;
+    if conversation.room != room || conversation.pending.is_empty() || conversation.waiting {
+        return None;
+    }
+    let field = conversation.pending.remove(0);
+    if field.kind.is_secret()
+        && let Err(error) = ctx
+            .bot()
+            .redact(room, event_id, Some("a login secret"))
+            .await
+    {
+        tracing::warn!(%error, "could not redact a login secret");
+        let _ = say(
+            ctx,
+            room,
+            "I could not redact your message: please redact it yourself.",
+        )
+        .await;
+    }
+    conversation
+        .answers
+        .insert(field.id, text.trim().to_owned());
+    if let Some(next) = conversation.pending.first() {
+        return Some(Ok(ask(next, ctx)));
+    }
+    let input = std::mem::take(&mut conversation.answers);
+    let outcome = match conversation.process.submit(input).await {
+        Ok(step) => advance(ctx, sender, &mut conversation, &slot, step).await,
+        Err(error) => {
+            end(ctx, sender);
+            Err(format!("login failed: {error}").into())
+        }
+    };
+    Some(outcome)
+}
+
+/// Waits for the network after a display step, then carries on (or gives up).
+fn spawn_wait(ctx: BridgeContext, sender: ruma::OwnedUserId, slot: Slot) {
+    let weak = ctx.downgrade();
+    drop(ctx);
+    tokio::spawn(async move {
+        let mut conversation = slot.conversation.lock().await;
+        let room = conversation.room.clone();
+        let serial = slot.serial;
+        let step = tokio::time::timeout(LOGIN_TIMEOUT, conversation.process.wait()).await;
+        conversation.waiting = false;
+        let Some(ctx) = weak.upgrade().map(BridgeContext::from_shared) else {
+            return; // the bridge stopped meanwhile
+        };
+        if !is_current(&ctx, &sender, serial) {
+            return; // cancelled meanwhile
+        }
+        let text = match step {
+            Ok(Ok(step)) => match advance(&ctx, &sender, &mut conversation, &slot, step).await {
+                Ok(text) => text,
+                Err(error) => format!("login failed: {error}"),
+            },
+            Ok(Err(error)) => {
+                end(&ctx, &sender);
+                format!("login failed: {error}")
+            }
+            Err(_) => {
+                conversation.process.cancel().await;
+                end(&ctx, &sender);
+                "the login timed out".to_owned()
+            }
+        };
+        let _ = say(&ctx, &room, &text).await;
+    });
+}
+
+/// Cancels the conversation `serial` of `sender` if it is still open after the timeout.
+fn spawn_timeout(ctx: BridgeContext, sender: ruma::OwnedUserId, serial: u64) {
+    let weak = ctx.downgrade();
+    drop(ctx);
+    tokio::spawn(async move {
+        tokio::time::sleep(LOGIN_TIMEOUT).await;
+        let Some(ctx) = weak.upgrade().map(BridgeContext::from_shared) else {
+            return; // the bridge stopped meanwhile
+        };
+        if !is_current(&ctx, &sender, serial) {
+            return;
+        }
+        let Some(handle) = end(&ctx, &sender) else {
+            return;
+        };
+        let mut conversation = handle.lock().await;
+        if conversation.waiting {
+            return; // its waiter times out by itself and says so
+        }
+        conversation.process.cancel().await;
+        let _ = say(&ctx, &conversation.room, "the login timed out").await;
+    });
+}
+
+fn is_current(ctx: &BridgeContext, sender: &UserId, serial: u64) -> bool {
+    let conversations = ctx.logins().conversations.lock().unwrap();
+    conversations
+        .get(sender)
+        .is_some_and(|s| s.serial == serial)
+}
+
+/// Forgets `sender`'s conversation; returns it.
+fn end(ctx: &BridgeContext, sender: &UserId) -> Option<Handle> {
+    let slot = ctx.logins().conversations.lock().unwrap().remove(sender)?;
+    Some(slot.conversation)
+}
+
+async fn cancel(ctx: &BridgeContext, sender: &UserId) -> Result<String, BridgeError> {
+    let Some(handle) = end(ctx, sender) else {
+        return Err("no login is in progress".into());
+    };
+    // A display step holds the conversation while it waits: it is ended above, and its
+    // waiter stops when the bridge's wait returns or times out.
+    if let Ok(mut conversation) = handle.try_lock() {
+        conversation.process.cancel().await;
+    }
+    Ok("the login is cancelled".into())
+}
+
+/// Stores the new login, starts its client and says who the user is now logged in as.
+async fn complete(
+    ctx: &BridgeContext,
+    sender: &UserId,
+    room: &RoomId,
+    new: NewLogin,
+) -> Result<String, BridgeError> {
+    let store = ctx.store();
+    let mut user = store
+        .user(sender)
+        .await?
+        .unwrap_or_else(|| UserRecord::new(sender.to_owned()));
+    user.management_room = Some(room.to_owned());
+    store.put_user(&user).await?;
+    let mut record = LoginRecord::new(new.id.clone(), sender.to_owned(), new.remote_id.clone());
+    record.remote_name = new.remote_name.clone();
+    record.metadata = new.metadata;
+    // A login again (relogin) replaces the running client.
+    if let Some(old) = ctx.logins().remove(&new.id) {
+        old.disconnect().await;
+    }
+    store.put_login(&record).await.map_err(|e| match e {
+        crate::StoreError::Conflict(_) => {
+            BridgeError::from("this remote account is logged in by another Matrix user")
+        }
+        other => other.into(),
+    })?;
+    let bridge = ctx.logins().bridge()?;
+    super::registry::start_login(&*bridge, ctx, &record).await?;
+    let name = new.remote_name.unwrap_or_else(|| new.remote_id.to_string());
+    Ok(format!("Logged in as {name} (login {}).", new.id))
+}
+
+async fn own_login(
+    ctx: &BridgeContext,
+    sender: &UserId,
+    id: &str,
+) -> Result<LoginRecord, BridgeError> {
+    let id = LoginId::new(id)?;
+    match ctx.store().login(&id).await? {
+        Some(login)
+            if login.user_id == sender || ctx.permissions().of(sender) >= Permission::Admin =>
+        {
+            Ok(login)
+        }
+        _ => Err(format!("you have no login {id} (list-logins shows yours)").into()),
+    }
+}
+
+async fn list(ctx: &BridgeContext, sender: &UserId) -> Result<String, BridgeError> {
+    let logins = ctx.store().logins_of(sender).await?;
+    if logins.is_empty() {
+        return Ok(format!(
+            "You have no logins; `{}login` makes one.",
+            ctx.options().command_prefix
+        ));
+    }
+    let lines: Vec<String> = logins
+        .iter()
+        .map(|l| {
+            let name = l.remote_name.as_deref().unwrap_or(l.remote_id.as_str());
+            let reason = l
+                .state_reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            format!("{}: {name}, {}{reason}", l.id, l.state)
+        })
+        .collect();
+    Ok(lines.join("\n"))
+}
+
+async fn logout(ctx: &BridgeContext, sender: &UserId, id: &str) -> Result<String, BridgeError> {
+    let record = own_login(ctx, sender, id).await?;
+    if let Some(client) = ctx.logins().remove(&record.id) {
+        let login = LoginContext::new(ctx.clone(), record.id.clone(), record.user_id.clone());
+        client.logout(&login).await;
+    }
+    let portals = ctx.store().login_portals(&record.id).await?;
+    ctx.store().delete_login(&record.id).await?;
+    if ctx.options().kick_on_logout {
+        for link in portals {
+            if let Some(portal) = ctx.store().portal_by_key(&link.portal).await? {
+                let _ = ctx
+                    .bot()
+                    .kick(
+                        &portal.room_id,
+                        &record.user_id,
+                        Some("logged out of the bridge"),
+                    )
+                    .await;
+            }
+        }
+    }
+    tracing::info!(login = %record.id, user = %record.user_id, "logged out");
+    Ok(format!("Logged out of {}.", record.id))
+}
+
+async fn say(ctx: &BridgeContext, room: &RoomId, text: &str) -> Result<(), BridgeError> {
+    ctx.bot()
+        .send(room, &RoomMessageEventContent::notice_plain(text))
+        .await?;
+    Ok(())
+}
+
+/// Tells `user` something in their management room (where they last logged in); logged
+/// when they have none.
+pub(crate) async fn tell_user(
+    ctx: &BridgeContext,
+    user: &UserId,
+    text: &str,
+) -> Result<(), BridgeError> {
+    match ctx
+        .store()
+        .user(user)
+        .await?
+        .and_then(|u| u.management_room)
+    {
+        Some(room) => say(ctx, &room, text).await,
+        None => {
+            tracing::warn!(%user, text, "no management room to tell the user");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Which handler carries a Matrix event: the sender's login in the portal (their preferred
+//! one there, else their first), else the bridge's own handlers (a relay, or a refusal).
+
+use std::sync::Arc;
+
+use ruma::UserId;
+
+use super::client::{LoginContext, NetworkClient};
+use crate::bridge::{Bridge, BridgeError};
+use crate::context::BridgeContext;
+use crate::incoming::{
+    MatrixEdit, MatrixMembership, MatrixMessage, MatrixOrigin, MatrixReaction, MatrixRedaction,
+    MatrixRoomChange, RetryLater, Sent,
+};
+
+/// Who handles one Matrix event.
+pub(crate) enum Handler<'a, B: ?Sized> {
+    /// The bridge's own handlers.
+    Bridge(&'a B),
+    /// A login's network client.
+    Login(Arc<dyn NetworkClient>, LoginContext),
+}
+
+/// The handler of an event from `origin.sender` in `origin.portal`. A sender whose login in
+/// the portal is not running yet (the bridge is still reconnecting it) gets
+/// [`RetryLater`]: the event waits for it rather than going out another way.
+pub(crate) async fn handler<'a, B: Bridge + ?Sized>(
+    bridge: &'a B,
+    ctx: &BridgeContext,
+    origin: &MatrixOrigin,
+) -> Result<Handler<'a, B>, BridgeError> {
+    let Some(portal) = &origin.portal else {
+        return Ok(Handler::Bridge(bridge));
+    };
+    if bridge.login_flows().is_empty() {
+        return Ok(Handler::Bridge(bridge));
+    }
+    let links = ctx.store().portal_logins(&portal.key).await?;
+    let mine: Vec<_> = links
+        .into_iter()
+        .filter(|l| l.user_id == origin.sender)
+        .collect();
+    let Some(link) = mine.iter().find(|l| l.preferred).or(mine.first()) else {
+        return Ok(Handler::Bridge(bridge));
+    };
+    match ctx.logins().client(&link.login_id) {
+        Some(client) => Ok(Handler::Login(
+            client,
+            LoginContext::new(ctx.clone(), link.login_id.clone(), link.user_id.clone()),
+        )),
+        None => {
+            Err(RetryLater::new(format!("your login {} is not running yet", link.login_id)).into())
+        }
+    }
+}
+
+impl<B: Bridge + ?Sized> Handler<'_, B> {
+    pub(crate) async fn message(
+        &self,
+        ctx: &BridgeContext,
+        message: MatrixMessage,
+    ) -> Result<Sent, BridgeError> {
+        match self {
+            Handler::Bridge(bridge) => bridge.handle_message(ctx, message).await,
+            Handler::Login(client, login) => client.handle_message(login, message).await,
+        }
+    }
+
+    pub(crate) async fn edit(
+        &self,
+        ctx: &BridgeContext,
+        edit: MatrixEdit,
+    ) -> Result<(), BridgeError> {
+        match self {
+            Handler::Bridge(bridge) => bridge.handle_edit(ctx, edit).await,
+            Handler::Login(client, login) => client.handle_edit(login, edit).await,
+        }
+    }
+
+    pub(crate) async fn reaction(
+        &self,
+        ctx: &BridgeContext,
+        reaction: MatrixReaction,
+    ) -> Result<(), BridgeError> {
+        match self {
+            Handler::Bridge(bridge) => bridge.handle_reaction(ctx, reaction).await,
+            Handler::Login(client, login) => client.handle_reaction(login, reaction).await,
+        }
+    }
+
+    pub(crate) async fn redaction(
+        &self,
+        ctx: &BridgeContext,
+        redaction: MatrixRedaction,
+    ) -> Result<(), BridgeError> {
+        match self {
+            Handler::Bridge(bridge) => bridge.handle_redaction(ctx, redaction).await,
+            Handler::Login(client, login) => client.handle_redaction(login, redaction).await,
+        }
+    }
+
+    pub(crate) async fn room_change(
+        &self,
+        ctx: &BridgeContext,
+        change: MatrixRoomChange,
+    ) -> Result<(), BridgeError> {
+        match self {
+            Handler::Bridge(bridge) => bridge.handle_room_change(ctx, change).await,
+            Handler::Login(client, login) => client.handle_room_change(login, change).await,
+        }
+    }
+}
+
+/// A membership change goes to every running login of the member (their connections follow
+/// their rooms), and to the bridge's handler when the member has none.
+pub(crate) async fn membership<B: Bridge + ?Sized>(
+    bridge: &B,
+    ctx: &BridgeContext,
+    membership: MatrixMembership,
+) -> Result<(), BridgeError> {
+    let member: &UserId = &membership.user_id;
+    if bridge.login_flows().is_empty() || ctx.is_own_user(member) {
+        return bridge.handle_membership(ctx, membership).await;
+    }
+    let mut handled = false;
+    for record in ctx.store().logins_of(member).await? {
+        if let Some(client) = ctx.logins().client(&record.id) {
+            let login = LoginContext::new(ctx.clone(), record.id, record.user_id);
+            client.handle_membership(&login, membership.clone()).await?;
+            handled = true;
+        }
+    }
+    if handled {
+        Ok(())
+    } else {
+        bridge.handle_membership(ctx, membership).await
+    }
+}
