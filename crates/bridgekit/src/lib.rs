@@ -41,7 +41,7 @@
 //!
 //! Test a bridge in-process with the `bridgekit-testkit` crate: a fake homeserver that
 //! behaves like Synapse towards an appservice, Matrix users to act in it, and a harness that
-//! runs your bridge against it (`crates/testkit`, and `docs/writing-a-bridge.md` §12).
+//! runs your bridge against it (`crates/testkit`, and `docs/writing-a-bridge.md` §13).
 //!
 //! The pieces, in the order data flows: [`appservice`] (HTTP edge) →
 //! intake (durable record) → per-room dispatch → your [`Bridge`] → [`Intent`] (acting as a
