@@ -1,5 +1,6 @@
-//! The relay's one connection to the IRC server: registers, answers PINGs, keeps the
-//! channels joined, and reconnects (re-joining) when the connection drops.
+//! One connection to the IRC server (the relay's, or a logged-in user's): registers (with
+//! the server password when there is one), answers PINGs, keeps the channels joined,
+//! reconnects (re-joining) when the connection drops, and reports how it stands.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -10,13 +11,43 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-/// Sends lines to the server and tracks the channels the relay should be in.
+/// How to connect.
+#[derive(Clone)]
+pub struct Options {
+    /// `host:port`.
+    pub server: String,
+    /// The nick to ask for.
+    pub nick: String,
+    /// The server password (`PASS`), if the server needs one.
+    pub password: Option<String>,
+    /// A taken nick: try it with `_` appended (the relay), or give up (a user's login,
+    /// whose nick is theirs to choose).
+    pub rename_if_taken: bool,
+    /// The pause before reconnect attempt `n`.
+    pub reconnect_delay: fn(u32) -> Duration,
+}
+
+/// How a connection stands, as it changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Registered with this nick.
+    Connected(String),
+    /// The connection dropped; reconnecting.
+    Lost(String),
+    /// The nick is taken (and may not be changed): stopped.
+    NickTaken(String),
+    /// The server refused us (a wrong password, a ban): stopped.
+    Refused(String),
+}
+
+/// Sends lines to the server and tracks the channels the connection should be in.
 #[derive(Clone)]
 pub struct IrcHandle {
     outgoing: mpsc::UnboundedSender<Message>,
     channels: Arc<Mutex<BTreeSet<String>>>,
     /// The nick the server accepted (it may have had to change).
     nick: Arc<Mutex<String>>,
+    quit: Arc<tokio::sync::Notify>,
 }
 
 impl IrcHandle {
@@ -37,31 +68,71 @@ impl IrcHandle {
         }
     }
 
-    /// The relay's current nick.
+    /// Leaves `channel` now and for good.
+    pub fn part(&self, channel: &str) {
+        let was = self
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&channel.to_lowercase());
+        if was {
+            self.send(Command::PART(channel.to_owned(), None).into());
+        }
+    }
+
+    /// The connection's current nick.
     pub fn nick(&self) -> String {
         self.nick.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// Says goodbye to the server and stops reconnecting.
+    pub fn quit(&self) {
+        self.quit.notify_one();
+    }
 }
 
-/// Connects to `server` as `nick` and keeps the connection up. Lines from the server go to
-/// `incoming`, in order.
-pub fn start(server: String, nick: String, incoming: mpsc::UnboundedSender<Message>) -> IrcHandle {
+/// The relay's pacing: from half a second, doubling to 30 s.
+pub fn relay_delay(attempt: u32) -> Duration {
+    (Duration::from_millis(500) * 2u32.saturating_pow(attempt.min(6))).min(Duration::from_secs(30))
+}
+
+/// Connects as `options` say and keeps the connection up. Lines from the server go to
+/// `incoming`, in order; changes of how it stands go to `status`.
+pub fn start(
+    options: Options,
+    incoming: mpsc::UnboundedSender<Message>,
+    status: mpsc::UnboundedSender<Status>,
+) -> IrcHandle {
     let (outgoing, mut queued) = mpsc::unbounded_channel::<Message>();
     let handle = IrcHandle {
         outgoing,
         channels: Arc::default(),
-        nick: Arc::new(Mutex::new(nick)),
+        nick: Arc::new(Mutex::new(options.nick.clone())),
+        quit: Arc::default(),
     };
     let state = handle.clone();
     tokio::spawn(async move {
-        let mut delay = Duration::from_millis(500);
+        let mut attempt = 0;
         loop {
-            match session(&server, &state, &incoming, &mut queued).await {
-                Ok(()) => return, // the bridge is stopping
-                Err(error) => {
-                    tracing::warn!(%error, %server, "IRC connection lost; reconnecting in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(30));
+            let ended = session(&options, &state, &incoming, &status, &mut queued).await;
+            match ended {
+                Ended::Gone => return,
+                Ended::Stopped(why) => {
+                    let _ = status.send(why);
+                    return;
+                }
+                Ended::Failed(error, registered) => {
+                    if registered {
+                        attempt = 0;
+                    }
+                    let delay = (options.reconnect_delay)(attempt);
+                    attempt += 1;
+                    tracing::warn!(%error, server = %options.server, nick = %state.nick(), "IRC connection lost; reconnecting in {delay:?}");
+                    let _ = status.send(Status::Lost(error.to_string()));
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = state.quit.notified() => return,
+                    }
                 }
             }
         }
@@ -69,22 +140,57 @@ pub fn start(server: String, nick: String, incoming: mpsc::UnboundedSender<Messa
     handle
 }
 
-/// One connection, until it fails. Returns `Ok` only when the bridge side is gone.
+/// How a session ended.
+enum Ended {
+    /// The bridge side is gone.
+    Gone,
+    /// The server will not have us: do not reconnect.
+    Stopped(Status),
+    /// The connection failed (after registering, or not).
+    Failed(std::io::Error, bool),
+}
+
+/// One connection, until it ends.
 async fn session(
-    server: &str,
+    options: &Options,
     state: &IrcHandle,
     incoming: &mpsc::UnboundedSender<Message>,
+    status: &mpsc::UnboundedSender<Status>,
     queued: &mut mpsc::UnboundedReceiver<Message>,
-) -> std::io::Result<()> {
-    let stream = TcpStream::connect(server).await?;
+) -> Ended {
+    let mut registered = false;
+    match run(options, state, incoming, status, queued, &mut registered).await {
+        Ok(ended) => ended,
+        Err(error) => Ended::Failed(error, registered),
+    }
+}
+
+async fn run(
+    options: &Options,
+    state: &IrcHandle,
+    incoming: &mpsc::UnboundedSender<Message>,
+    status: &mpsc::UnboundedSender<Status>,
+    queued: &mut mpsc::UnboundedReceiver<Message>,
+    registered: &mut bool,
+) -> std::io::Result<Ended> {
+    let stream = TcpStream::connect(&options.server).await?;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     let nick = state.nick();
-    let register = format!("NICK {nick}\r\nUSER {nick} 0 * :bridgekit IRC relay\r\n");
+    let mut register = String::new();
+    if let Some(password) = &options.password {
+        register.push_str(&format!("PASS {password}\r\n"));
+    }
+    register.push_str(&format!(
+        "NICK {nick}\r\nUSER {nick} 0 * :bridgekit IRC bridge\r\n"
+    ));
     write.write_all(register.as_bytes()).await?;
-    let mut registered = false;
     loop {
         tokio::select! {
+            _ = state.quit.notified() => {
+                let _ = write.write_all(b"QUIT :logged out\r\n").await;
+                return Ok(Ended::Gone);
+            }
             line = lines.next_line() => {
                 let Some(line) = line? else {
                     return Err(std::io::Error::other("the server closed the connection"));
@@ -101,7 +207,7 @@ async fn session(
                         write.write_all(format!("PONG :{token}\r\n").as_bytes()).await?;
                     }
                     Command::Response(Response::RPL_WELCOME, args) => {
-                        registered = true;
+                        *registered = true;
                         if let Some(accepted) = args.first() {
                             *state.nick.lock().unwrap_or_else(|e| e.into_inner()) = accepted.clone();
                         }
@@ -110,21 +216,32 @@ async fn session(
                         for channel in channels {
                             write.write_all(format!("JOIN {channel}\r\n").as_bytes()).await?;
                         }
-                        tracing::info!(%server, nick = %state.nick(), "connected to IRC");
+                        tracing::info!(server = %options.server, nick = %state.nick(), "connected to IRC");
+                        let _ = status.send(Status::Connected(state.nick()));
                     }
-                    Command::Response(Response::ERR_NICKNAMEINUSE, _) if !registered => {
+                    Command::Response(Response::ERR_NICKNAMEINUSE, _) if !*registered => {
+                        if !options.rename_if_taken {
+                            return Ok(Ended::Stopped(Status::NickTaken(state.nick())));
+                        }
                         let next = format!("{}_", state.nick());
                         *state.nick.lock().unwrap_or_else(|e| e.into_inner()) = next.clone();
                         write.write_all(format!("NICK {next}\r\n").as_bytes()).await?;
                     }
+                    Command::Response(Response::ERR_PASSWDMISMATCH, args) => {
+                        let why = args.last().cloned().unwrap_or_else(|| "password incorrect".into());
+                        return Ok(Ended::Stopped(Status::Refused(why)));
+                    }
+                    Command::ERROR(why) if !*registered => {
+                        return Ok(Ended::Stopped(Status::Refused(why.clone())));
+                    }
                     _ => {}
                 }
                 if incoming.send(message).is_err() {
-                    return Ok(());
+                    return Ok(Ended::Gone);
                 }
             }
-            out = queued.recv(), if registered => {
-                let Some(message) = out else { return Ok(()) };
+            out = queued.recv(), if *registered => {
+                let Some(message) = out else { return Ok(Ended::Gone) };
                 write.write_all(message.to_string().as_bytes()).await?;
             }
         }

@@ -8,22 +8,27 @@
 //! | TOPIC | room topic (both ways) |
 //! | NICK | the same ghost, renamed (its displayname follows) |
 //!
-//! Matrix users appear on IRC as `<name> text` from the relay nick. A relay needs one
-//! connection however many Matrix users there are, so no IRC server limit on connections
-//! per host is hit, and nothing has to be set up per user; the cost is that Matrix users are
-//! not separate IRC users (no per-user JOIN, no private messages to them). A puppet
-//! connection per user would fix that and needs per-user logins, which bridgekit does not have
-//! yet.
+//! Matrix users appear on IRC as `<name> text` from the relay nick: one connection however
+//! many Matrix users there are, nothing to set up per user. With `puppets: true` in the
+//! config, a user may also `login` with their own nick ([`login`]): the bridge opens their
+//! own connection ([`puppet`]), their messages go out as themselves, and their JOIN/PART
+//! follow their Matrix membership. Users without a login keep the relay. The relay's
+//! connection alone bridges what IRC says, so a message reaches each portal once however
+//! many users are logged in.
 
 pub mod connection;
+pub mod login;
+pub mod puppet;
 pub mod settings;
 pub mod translate;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use bridgekit::logins::{LoginFlow, LoginProcess, NetworkClient};
 use bridgekit::ruma::events::room::message::MessageType;
 use bridgekit::ruma::{OwnedUserId, UserId};
+use bridgekit::store::LoginRecord;
 use bridgekit::{
     Bridge, BridgeContext, BridgeError, ChatInfo, CommandCall, CommandHelp, GhostEvent, MatrixEdit,
     MatrixMessage, MatrixRoomChange, MessageId, RemoteEvent, RoomChange, Sent, async_trait,
@@ -32,6 +37,7 @@ use irc_proto::{Command, Message};
 use tokio::sync::mpsc;
 
 use connection::IrcHandle;
+use puppet::{Puppet, Puppets};
 use settings::Settings;
 use translate::{Incoming, Kind};
 
@@ -39,6 +45,9 @@ use translate::{Incoming, Kind};
 #[derive(Default)]
 pub struct IrcBridge {
     irc: OnceLock<IrcHandle>,
+    settings: OnceLock<Settings>,
+    /// The users' own connections, whose lines the relay does not bridge.
+    puppets: Puppets,
     /// Matrix displaynames, asked once per user.
     names: Mutex<HashMap<OwnedUserId, String>>,
 }
@@ -98,9 +107,25 @@ impl IrcBridge {
 impl Bridge for IrcBridge {
     async fn start(&self, ctx: &BridgeContext) -> Result<(), BridgeError> {
         let settings: Settings = ctx.network_config()?;
+        let _ = self.settings.set(settings.clone());
         let (lines, mut received) = mpsc::unbounded_channel();
-        let irc = connection::start(settings.server.clone(), settings.nick.clone(), lines);
+        let (status, mut changes) = mpsc::unbounded_channel();
+        let options = connection::Options {
+            server: settings.server.clone(),
+            nick: settings.nick.clone(),
+            password: settings.password.clone(),
+            rename_if_taken: true,
+            reconnect_delay: connection::relay_delay,
+        };
+        let irc = connection::start(options, lines, status);
         let _ = self.irc.set(irc.clone());
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                if let connection::Status::Refused(why) = change {
+                    tracing::error!(%why, "the IRC server refused the relay (check network.password)");
+                }
+            }
+        });
         // Channels bridged in an earlier run, then the configured ones.
         for portal in ctx.store().portals().await? {
             irc.join(&portal.key.remote_id);
@@ -112,8 +137,16 @@ impl Bridge for IrcBridge {
         // IRC → Matrix, one line after another: a rename is applied before the renamed
         // user's next message.
         let ctx = ctx.clone();
+        let puppets = self.puppets.clone();
         tokio::spawn(async move {
             while let Some(line) = received.recv().await {
+                // A logged-in user's own line came from Matrix: not bridged back.
+                if line
+                    .source_nickname()
+                    .is_some_and(|nick| puppets.contains(nick))
+                {
+                    continue;
+                }
                 if let Err(error) = from_irc(&ctx, &irc, &line).await {
                     tracing::warn!(%error, line = %line.to_string().trim_end(), "could not bridge an IRC line");
                 }
@@ -203,6 +236,44 @@ impl Bridge for IrcBridge {
 
     fn version(&self) -> String {
         format!("irc-bridge {}", env!("CARGO_PKG_VERSION"))
+    }
+
+    /// Puppet mode offers one flow: your own nick.
+    fn login_flows(&self) -> Vec<LoginFlow> {
+        match self.settings.get() {
+            Some(settings) if settings.puppets => vec![LoginFlow::new(
+                "nick",
+                "IRC nick",
+                "connect to IRC as yourself, with your own nick",
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    async fn start_login(
+        &self,
+        _ctx: &BridgeContext,
+        _user: &UserId,
+        _flow: &str,
+    ) -> Result<Box<dyn LoginProcess>, BridgeError> {
+        let settings = self.settings.get().ok_or("not started yet")?;
+        Ok(Box::new(login::NickLogin::new(settings.clone())))
+    }
+
+    async fn load_login(
+        &self,
+        _ctx: &BridgeContext,
+        record: &LoginRecord,
+    ) -> Result<Arc<dyn NetworkClient>, BridgeError> {
+        let settings = self.settings.get().ok_or("not started yet")?;
+        let session: login::Session = record
+            .metadata_as()?
+            .ok_or("the login has no IRC session; log in again")?;
+        Ok(Arc::new(Puppet::new(
+            settings.clone(),
+            session,
+            self.puppets.clone(),
+        )))
     }
 }
 

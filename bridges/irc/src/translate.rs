@@ -176,6 +176,26 @@ pub fn outgoing(channel: &str, name: &str, kind: Kind, body: &str) -> Vec<Messag
     lines
 }
 
+/// The IRC lines that say `body` in `channel` from a user's own connection (no `<name>`:
+/// the nick is theirs).
+pub fn outgoing_as_self(channel: &str, kind: Kind, body: &str) -> Vec<Message> {
+    let mut lines = Vec::new();
+    for line in body.lines().filter(|l| !l.trim().is_empty()) {
+        let clean: String = line.chars().filter(|c| *c != '\r' && *c != '\0').collect();
+        for chunk in split(&clean, MAX_TEXT) {
+            let command = match kind {
+                Kind::Text => Command::PRIVMSG(channel.into(), chunk.to_owned()),
+                Kind::Notice => Command::NOTICE(channel.into(), chunk.to_owned()),
+                Kind::Emote => {
+                    Command::PRIVMSG(channel.into(), format!("\u{1}ACTION {chunk}\u{1}"))
+                }
+            };
+            lines.push(Message::from(command));
+        }
+    }
+    lines
+}
+
 /// Splits `text` into pieces of at most `max` bytes, on character boundaries.
 fn split(text: &str, max: usize) -> Vec<&str> {
     let mut out = Vec::new();

@@ -157,3 +157,102 @@ async fn the_relay_answers_pings_and_rejoins_after_a_kick() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Answers the registration of the first connection after connection `after` that asks for
+/// `nick` with the welcome (or with `433` when `taken`); returns that connection's number.
+async fn welcome(irc: &LineServer, after: usize, nick: &str, taken: bool) -> usize {
+    let asked = format!("NICK {nick}");
+    let (conn, _) = irc
+        .wait_for_line_by(WAIT, |c, l| c > after && l == asked)
+        .await;
+    if taken {
+        irc.send_to(
+            conn,
+            &format!(":irc.test 433 * {nick} :Nickname already in use"),
+        );
+    } else {
+        irc.send_to(conn, &format!(":irc.test 001 {nick} :Welcome"));
+    }
+    conn
+}
+
+#[tokio::test]
+async fn in_puppet_mode_a_user_logs_in_with_their_own_nick_and_speaks_as_themselves() {
+    let hs = TestHomeserver::start();
+    let irc = LineServer::start().await;
+    let alice = hs.user("alice");
+    alice.set_displayname("Alice");
+    let bridge = TestBridge::builder(&hs)
+        .network(json!({
+            "server": irc.address(), "nick": "relay", "channels": ["#c"],
+            "invite": [alice.user_id()], "puppets": true,
+        }))
+        .start(IrcBridge::default())
+        .await;
+    let relay = welcome(&irc, 0, "relay", false).await;
+    irc.wait_for_line_starting("JOIN #c", WAIT).await;
+    let portal = wait_for_invite(&hs, alice.user_id()).await;
+    alice.join(&portal);
+
+    // alice logs in from her room with the bot; her first nick is taken.
+    let dm = alice.create_room();
+    alice.invite(&dm, bridge.bot_user_id().as_str());
+    let bot = bridge.bot_user_id().to_string();
+    let notice = |text: &'static str| {
+        let (hs, bot, dm) = (hs.clone(), bot.clone(), dm.clone());
+        async move {
+            hs.wait_for(&dm, text, WAIT, |e| {
+                e.sender == bot && e.body().is_some_and(|b| b.contains(text))
+            })
+            .await
+        }
+    };
+    alice.say(&dm, "!login");
+    notice("Send your IRC nick").await;
+    alice.say(&dm, "alice");
+    let taken = welcome(&irc, relay, "alice", true).await;
+    notice("The nick alice is taken").await;
+    alice.say(&dm, "alice_m");
+    let probe = welcome(&irc, taken, "alice_m", false).await;
+    notice("Logged in as alice_m").await;
+    // Her own connection registers and joins the channel of the portal she is in.
+    let own = welcome(&irc, probe, "alice_m", false).await;
+    irc.wait_for_line_by(WAIT, |c, l| c == own && l == "JOIN #c")
+        .await;
+
+    // She speaks as herself; the relay does not bridge her line back.
+    alice.say(&portal, "hello as me");
+    irc.wait_for_line_by(WAIT, |c, l| c == own && l == "PRIVMSG #c :hello as me")
+        .await;
+    irc.send_to(relay, ":alice_m!a@h PRIVMSG #c :hello as me");
+    // bob has no login: he goes through the relay.
+    let bob = hs.user("bob");
+    alice.invite(&portal, bob.user_id());
+    bob.join(&portal);
+    bob.say(&portal, "hi all");
+    irc.wait_for_line_by(WAIT, |c, l| {
+        c == relay && l.starts_with("PRIVMSG #c :<bob> hi all")
+    })
+    .await;
+    // An IRC user still appears as a ghost, once.
+    irc.send_to(relay, ":Carol!c@h PRIVMSG #c :hi matrix");
+    let carol = bridge.ghost_user_id(&RemoteUserId::new("carol").unwrap());
+    hs.wait_for_message(&portal, carol.as_str(), "hi matrix")
+        .await;
+    let alice_ghost = bridge.ghost_user_id(&RemoteUserId::new("alice_m").unwrap());
+    let from_ghost = hs
+        .messages(&portal)
+        .iter()
+        .filter(|e| e.sender == alice_ghost.as_str())
+        .count();
+    assert_eq!(
+        from_ghost, 0,
+        "alice's own line is not bridged back as a ghost"
+    );
+
+    // logout ends her connection.
+    alice.say(&dm, "!logout alice_m");
+    notice("Logged out of alice_m").await;
+    irc.wait_for_line_by(WAIT, |c, l| c == own && l.starts_with("QUIT"))
+        .await;
+}

@@ -221,6 +221,51 @@ impl LineServer {
             .collect()
     }
 
+    /// Every line received so far with the number of the connection (from 1, in the order
+    /// they were accepted) that wrote it.
+    pub fn lines_by_connection(&self) -> Vec<(usize, String)> {
+        self.shared.lines.lock().unwrap().clone()
+    }
+
+    /// Writes `line` (a line ending is added) to connection `connection` only.
+    pub fn send_to(&self, connection: usize, line: &str) {
+        let writers = self.shared.writers.lock().unwrap();
+        if let Some(writer) = connection.checked_sub(1).and_then(|i| writers.get(i)) {
+            let _ = writer.send(format!("{line}\r\n"));
+        }
+    }
+
+    /// Waits for a line (received so far or later) for which `matches(connection, line)`
+    /// holds and returns both. Panics after `timeout` with the lines that did arrive.
+    pub async fn wait_for_line_by(
+        &self,
+        timeout: Duration,
+        matches: impl Fn(usize, &str) -> bool,
+    ) -> (usize, String) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let arrived = self.shared.arrived.notified();
+            if let Some(found) = self
+                .lines_by_connection()
+                .into_iter()
+                .find(|(c, l)| matches(*c, l))
+            {
+                return found;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                let seen: Vec<String> = self
+                    .lines_by_connection()
+                    .iter()
+                    .map(|(c, l)| format!("{c}: {l}"))
+                    .collect();
+                panic!(
+                    "no matching line within {timeout:?}; received:\n{}",
+                    seen.join("\n")
+                );
+            }
+        }
+    }
+
     /// Writes `line` (a line ending is added) to every open connection.
     pub fn send(&self, line: &str) {
         let writers = self.shared.writers.lock().unwrap();

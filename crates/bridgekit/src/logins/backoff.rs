@@ -13,8 +13,9 @@ const LONGEST: Duration = Duration::from_secs(300);
 pub(crate) const STARTUP_CONNECTS_PER_SECOND: u32 = 10;
 
 /// The pause before reconnect attempt `attempt` (0 for the first): doubling from 1 s to
-/// 5 min, with full jitter (anywhere from zero to the cap).
-pub(crate) fn reconnect_delay(attempt: u32) -> Duration {
+/// 5 min, with full jitter (anywhere from zero to the cap), so a network outage does not
+/// bring every login back at the same instant.
+pub fn reconnect_delay(attempt: u32) -> Duration {
     let cap = FIRST.saturating_mul(1u32 << attempt.min(16)).min(LONGEST);
     let r = getrandom::u32().unwrap_or(u32::MAX / 2) as f64 / u32::MAX as f64;
     cap.mul_f64(r)

@@ -23,6 +23,7 @@ mod permissions;
 pub(crate) mod registry;
 pub(crate) mod route;
 
+pub use backoff::reconnect_delay;
 pub use client::{LoginContext, NetworkClient};
 pub use commands::LOGIN_TIMEOUT;
 pub use flow::{

@@ -1,0 +1,197 @@
+//! A logged-in user's own IRC connection: their messages go out as themselves, their joins
+//! and leaves follow their Matrix membership, and its state is the login's state. What IRC
+//! says in the channels is bridged by the relay's connection, once; the relay skips the
+//! lines of the users' own connections (see [`Puppets`]).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bridgekit::logins::{LoginContext, NetworkClient};
+use bridgekit::ruma::events::room::member::MembershipState;
+use bridgekit::ruma::events::room::message::MessageType;
+use bridgekit::store::{LoginState, PortalKey};
+use bridgekit::{
+    BridgeError, MatrixEdit, MatrixMembership, MatrixMessage, MessageId, RetryLater, Sent,
+    async_trait,
+};
+use tokio::sync::mpsc;
+
+use crate::connection::{self, IrcHandle, Options, Status};
+use crate::login::Session;
+use crate::settings::Settings;
+use crate::translate::{self, Kind};
+
+/// The nicks of the users' own connections, lowercased: the relay does not bridge their
+/// lines (they came from Matrix).
+#[derive(Clone, Default)]
+pub struct Puppets(Arc<Mutex<HashSet<String>>>);
+
+impl Puppets {
+    /// Whether `nick` is one of the users' own connections.
+    pub fn contains(&self, nick: &str) -> bool {
+        self.lock().contains(&nick.to_lowercase())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One user's connection.
+pub struct Puppet {
+    settings: Settings,
+    session: Session,
+    puppets: Puppets,
+    handle: OnceLock<IrcHandle>,
+}
+
+impl Puppet {
+    /// The connection of a login with `session`.
+    pub fn new(settings: Settings, session: Session, puppets: Puppets) -> Self {
+        Self {
+            settings,
+            session,
+            puppets,
+            handle: OnceLock::new(),
+        }
+    }
+
+    fn irc(&self) -> Result<&IrcHandle, BridgeError> {
+        self.handle
+            .get()
+            .ok_or_else(|| RetryLater::new("your IRC connection is not up yet").into())
+    }
+
+    fn channel(portal: Option<&bridgekit::Portal>) -> Option<String> {
+        portal.map(|p| p.key.remote_id.to_string())
+    }
+}
+
+#[async_trait]
+impl NetworkClient for Puppet {
+    async fn connect(&self, login: &LoginContext) -> Result<(), BridgeError> {
+        login.set_state(LoginState::Connecting, None).await?;
+        let (incoming, mut lines) = mpsc::unbounded_channel();
+        let (status_tx, mut status) = mpsc::unbounded_channel();
+        let options = Options {
+            server: self.settings.server.clone(),
+            nick: self.session.nick.clone(),
+            password: self.session.password.clone(),
+            rename_if_taken: true,
+            reconnect_delay: |attempt| {
+                // The framework's pacing: exponential with full jitter, at least 200 ms.
+                bridgekit::logins::reconnect_delay(attempt)
+                    .max(std::time::Duration::from_millis(200))
+            },
+        };
+        let handle = connection::start(options, incoming, status_tx);
+        // Channels of the portals the login was in, and of those its user joined meanwhile.
+        for link in login.store().login_portals(login.login_id()).await? {
+            handle.join(&link.portal.remote_id);
+        }
+        for portal in login.store().portals().await? {
+            let members = login.bot().joined_members(&portal.room_id).await?;
+            if members.contains_key(login.user_id()) {
+                handle.join(&portal.key.remote_id);
+                login.join_portal(&portal.key).await?;
+            }
+        }
+        self.puppets.lock().insert(self.session.nick.to_lowercase());
+        let _ = self.handle.set(handle.clone());
+        // The relay bridges the channels; this connection's lines only keep it alive.
+        tokio::spawn(async move { while lines.recv().await.is_some() {} });
+        let login = login.clone();
+        let puppets = self.puppets.clone();
+        tokio::spawn(async move {
+            while let Some(change) = status.recv().await {
+                let (state, reason) = match change {
+                    Status::Connected(nick) => {
+                        puppets.lock().insert(nick.to_lowercase());
+                        (LoginState::Connected, None)
+                    }
+                    Status::Lost(why) => (LoginState::TransientDisconnect, Some(why)),
+                    Status::Refused(why) => (LoginState::BadCredentials, Some(why)),
+                    Status::NickTaken(nick) => (
+                        LoginState::BadCredentials,
+                        Some(format!("the nick {nick} is taken")),
+                    ),
+                };
+                if let Err(error) = login.set_state(state, reason).await {
+                    tracing::warn!(%error, "could not record an IRC login's state");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn disconnect(&self) {
+        if let Some(handle) = self.handle.get() {
+            handle.quit();
+            self.puppets.lock().remove(&handle.nick().to_lowercase());
+        }
+    }
+
+    async fn handle_message(
+        &self,
+        _login: &LoginContext,
+        msg: MatrixMessage,
+    ) -> Result<Sent, BridgeError> {
+        let Some(channel) = Self::channel(msg.origin.portal.as_ref()) else {
+            return Ok(Sent::pending());
+        };
+        let id = MessageId::new(format!("matrix:{}", msg.origin.event_id))?;
+        let (kind, body) = match &msg.content.msgtype {
+            MessageType::Emote(e) => (Kind::Emote, e.body.clone()),
+            MessageType::Notice(n) => (Kind::Notice, n.body.clone()),
+            MessageType::Text(t) => (Kind::Text, t.body.clone()),
+            other => (Kind::Text, format!("sent a file: {}", other.body())),
+        };
+        let irc = self.irc()?;
+        for line in translate::outgoing_as_self(&channel, kind, &body) {
+            irc.send(line);
+        }
+        Ok(Sent::message(id))
+    }
+
+    /// IRC has no edits: the new text goes out as a correction.
+    async fn handle_edit(
+        &self,
+        _login: &LoginContext,
+        edit: MatrixEdit,
+    ) -> Result<(), BridgeError> {
+        let Some(channel) = Self::channel(edit.origin.portal.as_ref()) else {
+            return Ok(());
+        };
+        let body = format!("* {}", edit.new_content.msgtype.body());
+        let irc = self.irc()?;
+        for line in translate::outgoing_as_self(&channel, Kind::Text, &body) {
+            irc.send(line);
+        }
+        Ok(())
+    }
+
+    /// The user's IRC presence follows their Matrix membership of the portal.
+    async fn handle_membership(
+        &self,
+        login: &LoginContext,
+        membership: MatrixMembership,
+    ) -> Result<(), BridgeError> {
+        let Some(portal) = membership.origin.portal.as_ref() else {
+            return Ok(());
+        };
+        let key: &PortalKey = &portal.key;
+        let irc = self.irc()?;
+        match membership.membership {
+            MembershipState::Join => {
+                irc.join(&key.remote_id);
+                login.join_portal(key).await?;
+            }
+            MembershipState::Leave | MembershipState::Ban => {
+                irc.part(&key.remote_id);
+                login.leave_portal(key).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
