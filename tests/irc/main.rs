@@ -16,28 +16,36 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-/// The IRC server of this test run, on a free port.
-static IRC_PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+mod puppets;
+
+/// The `network` section of the bridge under test (set by each test before its `Env`).
+static NETWORK: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 pub(crate) fn bridge_spec() -> harness::Spec {
+    let network = NETWORK.lock().unwrap().clone();
+    assert!(!network.is_empty(), "the IRC server starts first");
     harness::Spec {
         binary: env!("CARGO_BIN_EXE_irc-bridge"),
         id: "irc",
-        extra_config: format!(
-            "network: {{server: '127.0.0.1:{}', nick: matrix}}\n",
-            IRC_PORT.get().expect("the IRC server starts first")
-        ),
+        extra_config: format!("network: {network}\n"),
     }
 }
 
 /// ngircd in a temporary directory; stopped on drop.
 struct IrcServer {
     child: Child,
-    _dir: tempfile::TempDir,
+    binary: String,
+    port: u16,
+    dir: tempfile::TempDir,
 }
 
 impl IrcServer {
     fn start() -> (Self, u16) {
+        Self::start_with_password(None)
+    }
+
+    /// Starts ngircd; with `password`, every client must give it (`PASS`).
+    fn start_with_password(password: Option<&str>) -> (Self, u16) {
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../tests/irc/ensure-ngircd.sh"
@@ -51,12 +59,28 @@ impl IrcServer {
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
+        let child = Self::spawn(&binary, &dir, port, password);
+        (
+            Self {
+                child,
+                binary,
+                port,
+                dir,
+            },
+            port,
+        )
+    }
+
+    fn spawn(binary: &str, dir: &tempfile::TempDir, port: u16, password: Option<&str>) -> Child {
         let conf = dir.path().join("ngircd.conf");
+        let password = password
+            .map(|p| format!(" Password = {p}\n"))
+            .unwrap_or_default();
         std::fs::write(
             &conf,
             format!(
                 "[Global]\n Name = irc.bridgekit.test\n Info = bridgekit test network\n \
-                 AdminInfo1 = tests\n AdminEMail = tests@localhost\n Listen = 127.0.0.1\n Ports = {port}\n\
+                 AdminInfo1 = tests\n AdminEMail = tests@localhost\n Listen = 127.0.0.1\n Ports = {port}\n{password}\
                  [Limits]\n MaxConnectionsIP = 0\n MaxNickLength = 30\n\
                  [Options]\n DNS = no\n Ident = no\n PAM = no\n"
             ),
@@ -74,7 +98,19 @@ impl IrcServer {
             assert!(Instant::now() < deadline, "ngircd did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        (Self { child, _dir: dir }, port)
+        child
+    }
+
+    /// Stops the server (every connection drops).
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port, with `password`.
+    fn restart(&mut self, password: Option<&str>) {
+        self.stop();
+        self.child = Self::spawn(&self.binary, &self.dir, self.port, password);
     }
 }
 
@@ -94,6 +130,10 @@ struct IrcUser {
 
 impl IrcUser {
     async fn connect(port: u16, nick: &str) -> Self {
+        Self::connect_with(port, nick, None).await
+    }
+
+    async fn connect_with(port: u16, nick: &str, password: Option<&str>) -> Self {
         let (read, write) = TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap()
@@ -103,6 +143,9 @@ impl IrcUser {
             write,
             seen: Vec::new(),
         };
+        if let Some(password) = password {
+            user.send(&format!("PASS {password}")).await;
+        }
         user.send(&format!("NICK {nick}")).await;
         user.send(&format!("USER {nick} 0 * :{nick}")).await;
         user.expect(" 001 ").await;
@@ -195,7 +238,7 @@ async fn irc_and_matrix_talk_both_ways_through_the_bridge() {
     let _serial = SERIAL.lock().await;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (_ircd, port) = IrcServer::start();
-    IRC_PORT.set(port).unwrap();
+    *NETWORK.lock().unwrap() = format!("{{server: '127.0.0.1:{port}', nick: matrix}}");
 
     // An IRC user is first in the channel (so it is an operator), and lets anyone set topics.
     let mut tester = IrcUser::connect(port, "tester").await;

@@ -20,11 +20,22 @@ pub struct Options {
     pub nick: String,
     /// The server password (`PASS`), if the server needs one.
     pub password: Option<String>,
-    /// A taken nick: try it with `_` appended (the relay), or give up (a user's login,
-    /// whose nick is theirs to choose).
-    pub rename_if_taken: bool,
+    /// What to do when the nick is taken.
+    pub nick_taken: NickTaken,
     /// The pause before reconnect attempt `n`.
     pub reconnect_delay: fn(u32) -> Duration,
+}
+
+/// What a connection does when the server says its nick is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NickTaken {
+    /// Try the nick with `_` appended (the relay: any nick will do).
+    Rename,
+    /// Try again later (a user's own nick may be held for a moment by their previous
+    /// connection).
+    Retry,
+    /// Give up (trying a nick at login).
+    Fail,
 }
 
 /// How a connection stands, as it changes.
@@ -220,8 +231,12 @@ async fn run(
                         let _ = status.send(Status::Connected(state.nick()));
                     }
                     Command::Response(Response::ERR_NICKNAMEINUSE, _) if !*registered => {
-                        if !options.rename_if_taken {
-                            return Ok(Ended::Stopped(Status::NickTaken(state.nick())));
+                        match options.nick_taken {
+                            NickTaken::Fail => return Ok(Ended::Stopped(Status::NickTaken(state.nick()))),
+                            NickTaken::Retry => {
+                                return Err(std::io::Error::other(format!("the nick {} is in use", state.nick())));
+                            }
+                            NickTaken::Rename => {}
                         }
                         let next = format!("{}_", state.nick());
                         *state.nick.lock().unwrap_or_else(|e| e.into_inner()) = next.clone();

@@ -114,7 +114,7 @@ impl Bridge for IrcBridge {
             server: settings.server.clone(),
             nick: settings.nick.clone(),
             password: settings.password.clone(),
-            rename_if_taken: true,
+            nick_taken: connection::NickTaken::Rename,
             reconnect_delay: connection::relay_delay,
         };
         let irc = connection::start(options, lines, status);

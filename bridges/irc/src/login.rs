@@ -105,12 +105,17 @@ async fn probe(server: &str, nick: &str, password: Option<String>) -> Result<Sta
         server: server.to_owned(),
         nick: nick.to_owned(),
         password,
-        rename_if_taken: false,
+        nick_taken: connection::NickTaken::Fail,
         reconnect_delay: connection::relay_delay,
     };
     let handle = connection::start(options, incoming, status_tx);
     let outcome = tokio::time::timeout(PROBE_TIMEOUT, status.recv()).await;
     handle.quit();
+    // The probe's connection is gone (its nick free again) once its task drops the channel.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while status.recv().await.is_some() {}
+    })
+    .await;
     match outcome {
         Ok(Some(status)) => Ok(status),
         Ok(None) => Err("the IRC connection ended".into()),

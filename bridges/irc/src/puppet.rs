@@ -77,7 +77,7 @@ impl NetworkClient for Puppet {
             server: self.settings.server.clone(),
             nick: self.session.nick.clone(),
             password: self.session.password.clone(),
-            rename_if_taken: true,
+            nick_taken: connection::NickTaken::Retry,
             reconnect_delay: |attempt| {
                 // The framework's pacing: exponential with full jitter, at least 200 ms.
                 bridgekit::logins::reconnect_delay(attempt)

@@ -1,0 +1,177 @@
+//! Puppet mode end to end, on real ngircd (with a server password) and real Synapse: alice
+//! logs in with her own nick (her first choice is taken), speaks as herself, while bob, with
+//! no login, goes through the relay; her login survives a bridge restart and an IRC server
+//! restart, ends with `logout`, and a changed server password is told to her.
+
+use super::*;
+
+/// How many notices from `sender` in `room` contain `needle`.
+async fn notices(user: &User, room: &str, sender: &str, needle: &str) -> usize {
+    user.timeline(room)
+        .await
+        .iter()
+        .filter(|e| {
+            e["sender"] == sender
+                && e["content"]["msgtype"] == "m.notice"
+                && e["content"]["body"]
+                    .as_str()
+                    .is_some_and(|b| b.contains(needle))
+        })
+        .count()
+}
+
+/// Reads until a line from `nick` containing `what` arrives; returns it.
+async fn expect_from(irc: &mut IrcUser, nick: &str, what: &str) -> String {
+    let from = format!(":{nick}!");
+    loop {
+        let line = irc.expect(what).await;
+        if line.starts_with(&from) {
+            return line;
+        }
+    }
+}
+
+/// Sends `command` and waits for a new notice containing `needle`.
+async fn ask(user: &User, room: &str, bot: &str, command: &str, needle: &str) {
+    let before = notices(user, room, bot, needle).await;
+    user.send_text(room, command).await;
+    wait_for(&format!("{needle:?} after {command:?}"), || async {
+        (notices(user, room, bot, needle).await > before).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_puppet_mode_users_speak_on_irc_as_themselves() {
+    let _serial = SERIAL.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (mut ircd, port) = IrcServer::start_with_password(Some("pw1"));
+    *NETWORK.lock().unwrap() = format!(
+        "{{server: '127.0.0.1:{port}', nick: matrix, password: pw1, puppets: true, ask_password: true}}"
+    );
+    let mut tester = IrcUser::connect_with(port, "tester", Some("pw1")).await;
+    tester.send("JOIN #test").await;
+    tester.expect("JOIN").await;
+
+    let mut env = Env::start().await;
+    let bot = env.bot.clone();
+    let alice = env.user("alice").await;
+    let bob = env.user("bob").await;
+    let management = alice.room_with_bot(&bot).await;
+    ask(&alice, &management, &bot, "!join #test", "#test is bridged").await;
+    let portal = accept_invite(&alice, &management).await;
+    alice
+        .call(
+            Method::POST,
+            &format!("/_matrix/client/v3/rooms/{}/invite", q(&portal)),
+            Some(json!({"user_id": bob.user_id})),
+        )
+        .await;
+    bob.call(
+        Method::POST,
+        &format!("/_matrix/client/v3/join/{}", q(&portal)),
+        Some(json!({})),
+    )
+    .await;
+
+    // alice logs in; her first nick is taken by the tester.
+    ask(&alice, &management, &bot, "!help", "!login [flow]").await;
+    ask(&alice, &management, &bot, "!login", "Send your IRC nick").await;
+    ask(
+        &alice,
+        &management,
+        &bot,
+        "tester",
+        "Send your IRC server password",
+    )
+    .await;
+    ask(&alice, &management, &bot, "pw1", "The nick tester is taken").await;
+    ask(&alice, &management, &bot, "alice", "Logged in as alice").await;
+    // Her own connection joins the channel of the portal she is in.
+    expect_from(&mut tester, "alice", "JOIN").await;
+
+    // Both directions: alice as herself, bob through the relay, the tester as a ghost.
+    alice.send_text(&portal, "hello as alice").await;
+    expect_from(&mut tester, "alice", "PRIVMSG #test :hello as alice").await;
+    bob.send_text(&portal, "hello from bob").await;
+    expect_from(&mut tester, "matrix", "PRIVMSG #test :<bob> hello from bob").await;
+    tester.send("PRIVMSG #test :hi matrix").await;
+    message_from(&alice, &portal, "@_irc_tester:localhost", "hi matrix").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let echoed = alice
+        .timeline(&portal)
+        .await
+        .iter()
+        .filter(|e| e["sender"] == "@_irc_alice:localhost" && e["type"] == "m.room.message")
+        .count();
+    assert_eq!(echoed, 0, "alice's own line is not bridged back as a ghost");
+    ask(
+        &alice,
+        &management,
+        &bot,
+        "!list-logins",
+        "alice: alice, connected",
+    )
+    .await;
+
+    // A bridge restart: the login reconnects by itself.
+    env.terminate_bridge();
+    expect_from(&mut tester, "alice", "QUIT").await;
+    env.start_bridge().await;
+    expect_from(&mut tester, "alice", "JOIN").await;
+    alice.send_text(&portal, "back after a restart").await;
+    expect_from(&mut tester, "alice", "PRIVMSG #test :back after a restart").await;
+
+    // The IRC server restarts: the login drops, reconnects and carries on.
+    ircd.restart(Some("pw1"));
+    let mut tester = IrcUser::connect_with(port, "tester", Some("pw1")).await;
+    tester.send("JOIN #test").await;
+    wait_for("alice's login to reconnect", || async {
+        alice.send_text(&management, "!list-logins").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let timeline = alice.timeline(&management).await;
+        let last = timeline.iter().rev().find(|e| {
+            e["sender"] == bot.as_str()
+                && e["content"]["body"]
+                    .as_str()
+                    .is_some_and(|b| b.starts_with("alice:"))
+        })?;
+        last["content"]["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("connected") && !b.contains("transient"))
+            .then_some(())
+    })
+    .await;
+    alice.send_text(&portal, "after the irc restart").await;
+    expect_from(&mut tester, "alice", "PRIVMSG #test :after the irc restart").await;
+
+    // logout ends her connection.
+    ask(
+        &alice,
+        &management,
+        &bot,
+        "!logout alice",
+        "Logged out of alice",
+    )
+    .await;
+    expect_from(&mut tester, "alice", "QUIT").await;
+
+    // Logged in again, the server's password changes under her: she is told, once.
+    ask(&alice, &management, &bot, "!login", "Send your IRC nick").await;
+    ask(
+        &alice,
+        &management,
+        &bot,
+        "alice",
+        "Send your IRC server password",
+    )
+    .await;
+    ask(&alice, &management, &bot, "pw1", "Logged in as alice").await;
+    ircd.restart(Some("pw2"));
+    wait_for("a notice about the refused password", || async {
+        (notices(&alice, &management, &bot, "needs you").await == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(notices(&alice, &management, &bot, "needs you").await, 1);
+}
