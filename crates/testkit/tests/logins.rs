@@ -25,11 +25,17 @@ type Net = ScriptedNetwork<(String, String)>;
 
 /// A bridge whose users each log into their own account on a scripted network, where every
 /// account is in one group chat, `group`.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct GroupBridge {
     net: Net,
     /// Logins connected, in order (to see reconnects).
     connects: Arc<Mutex<Vec<String>>>,
+    /// The connected logins' contexts, for the test to deliver remote events through.
+    logins: Arc<Mutex<Vec<LoginContext>>>,
+    /// Confirms a code login, as the user's phone would.
+    confirm: Arc<tokio::sync::Notify>,
+    /// Set when a login process was cancelled.
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[async_trait]
@@ -44,20 +50,22 @@ impl Bridge for GroupBridge {
     }
 
     fn login_flows(&self) -> Vec<LoginFlow> {
-        vec![LoginFlow::new(
-            "password",
-            "Password",
-            "your account name and password",
-        )]
+        vec![
+            LoginFlow::new("password", "Password", "your account name and password"),
+            LoginFlow::new("code", "Code", "confirm a code on your phone"),
+        ]
     }
 
     async fn start_login(
         &self,
         _: &BridgeContext,
         _: &UserId,
-        _flow: &str,
+        flow: &str,
     ) -> Result<Box<dyn LoginProcess>, BridgeError> {
-        Ok(Box::new(PasswordLogin(self.net.clone())))
+        Ok(match flow {
+            "code" => Box::new(CodeLogin(self.clone())),
+            _ => Box::new(PasswordLogin(self.net.clone())),
+        })
     }
 
     async fn load_login(
@@ -70,6 +78,7 @@ impl Bridge for GroupBridge {
             name: login.remote_id.to_string(),
             secret: login.metadata["secret"].as_str().unwrap_or("").to_owned(),
             connects: self.connects.clone(),
+            logins: self.logins.clone(),
         }))
     }
 }
@@ -106,12 +115,39 @@ impl LoginProcess for PasswordLogin {
     }
 }
 
+/// Shows a code and waits for the user's phone to confirm it.
+struct CodeLogin(GroupBridge);
+
+#[async_trait]
+impl LoginProcess for CodeLogin {
+    async fn start(&mut self) -> Result<LoginStep, BridgeError> {
+        Ok(LoginStep::Display {
+            instructions: "Type this code on your phone.".into(),
+            display: bridgekit::logins::Display::Code("4711".into()),
+        })
+    }
+
+    async fn wait(&mut self) -> Result<LoginStep, BridgeError> {
+        self.0.confirm.notified().await;
+        let login = NewLogin::new(LoginId::new("alice-r")?, RemoteUserId::new("alice-r")?)
+            .with_metadata(&json!({"secret": "hunter2"}))?;
+        Ok(LoginStep::Complete(login))
+    }
+
+    async fn cancel(&mut self) {
+        self.0
+            .cancelled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// One logged-in account.
 struct Account {
     net: Net,
     name: String,
     secret: String,
     connects: Arc<Mutex<Vec<String>>>,
+    logins: Arc<Mutex<Vec<LoginContext>>>,
 }
 
 fn group() -> PortalKey {
@@ -127,6 +163,7 @@ impl NetworkClient for Account {
                 .await;
         }
         self.connects.lock().unwrap().push(self.name.clone());
+        self.logins.lock().unwrap().push(login.clone());
         login.set_state(LoginState::Connected, None).await?;
         // The network tells the account about its group chat.
         let mut info = ChatInfo::default();
@@ -161,22 +198,30 @@ struct Scene {
     connects: Arc<Mutex<Vec<String>>>,
     alice: MatrixUser,
     dm: String,
+    /// The bridge value first started (its shared parts).
+    original: GroupBridge,
 }
 
 impl Scene {
     async fn new() -> Self {
+        Self::with(|b| b).await
+    }
+
+    /// A scene whose bridge config `configure` adds to.
+    async fn with(
+        configure: impl FnOnce(
+            bridgekit_testkit::TestBridgeBuilder,
+        ) -> bridgekit_testkit::TestBridgeBuilder,
+    ) -> Self {
         let hs = TestHomeserver::start();
-        let net = Net::new();
+        let original = GroupBridge::default();
+        let net = original.net.clone();
         net.set_account("alice-r", "hunter2");
-        let connects = Arc::default();
-        let bridge = TestBridge::start(
-            &hs,
-            GroupBridge {
-                net: net.clone(),
-                connects: Arc::clone(&connects),
-            },
-        )
-        .await;
+        net.set_account("bob-r", "swordfish");
+        let connects = original.connects.clone();
+        let bridge = configure(TestBridge::builder(&hs))
+            .start(original.clone())
+            .await;
         let alice = hs.user("alice");
         let dm = alice.create_room();
         alice.invite(&dm, bridge.bot_user_id().as_str());
@@ -194,14 +239,15 @@ impl Scene {
             connects,
             alice,
             dm,
+            original,
         }
     }
 
+    /// The bridge for a restart: the last run's login contexts are let go (they hold its
+    /// store).
     fn bridge_again(&self) -> GroupBridge {
-        GroupBridge {
-            net: self.net.clone(),
-            connects: self.connects.clone(),
-        }
+        self.original.logins.lock().unwrap().clear();
+        self.original.clone()
     }
 
     /// Waits for a notice from the bot in `room` containing `text`.
@@ -215,7 +261,7 @@ impl Scene {
     }
 
     async fn log_in(&self) {
-        self.alice.say(&self.dm, "!login");
+        self.alice.say(&self.dm, "!login password");
         self.notice(&self.dm, "Send your account name").await;
         self.alice.say(&self.dm, "alice-r");
         self.notice(&self.dm, "Send your password").await;
@@ -271,9 +317,9 @@ async fn a_user_logs_in_and_speaks_through_their_own_account() {
 #[tokio::test]
 async fn a_wrong_password_is_asked_again_and_a_second_login_waits_for_the_first() {
     let s = Scene::new().await;
-    s.alice.say(&s.dm, "!login");
+    s.alice.say(&s.dm, "!login password");
     s.notice(&s.dm, "Send your account name").await;
-    s.alice.say(&s.dm, "!login");
+    s.alice.say(&s.dm, "!login password");
     s.notice(&s.dm, "a login is already in progress").await;
     s.alice.say(&s.dm, "alice-r");
     s.notice(&s.dm, "Send your password").await;
@@ -355,4 +401,156 @@ async fn a_login_reconnects_after_a_restart_and_bad_credentials_are_told_once() 
     );
     s.alice.say(&portal, "gone");
     s.notice(&portal, "log in first").await;
+}
+
+#[tokio::test]
+async fn a_code_login_waits_for_the_phone_and_its_wait_can_be_cancelled() {
+    let s = Scene::new().await;
+    // Two flows: `login` alone lists them.
+    s.alice.say(&s.dm, "!login");
+    s.notice(&s.dm, "!login code: Code").await;
+    s.alice.say(&s.dm, "!login code");
+    s.notice(&s.dm, "Your code: 4711").await;
+    s.alice.say(&s.dm, "!cancel");
+    s.notice(&s.dm, "the login is cancelled").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !s
+        .original
+        .cancelled
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the process was not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.original.confirm.notify_one();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        s.bridge
+            .ctx()
+            .store()
+            .all_logins()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Again, and the phone confirms.
+    s.alice.say(&s.dm, "!login code");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let codes =
+            s.hs.messages(&s.dm)
+                .iter()
+                .filter(|e| e.body().is_some_and(|b| b.contains("Your code: 4711")))
+                .count();
+        if codes == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no second code");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.original.confirm.notify_one();
+    s.notice(&s.dm, "Logged in as alice-r").await;
+}
+
+#[tokio::test]
+async fn a_login_left_waiting_times_out() {
+    let s = Scene::with(|b| b.set("bridge.login_timeout_secs", 1)).await;
+    s.alice.say(&s.dm, "!login password");
+    s.notice(&s.dm, "Send your account name").await;
+    s.notice(&s.dm, "the login timed out").await;
+    // The answer that comes too late is no answer.
+    s.alice.say(&s.dm, "alice-r");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked =
+        s.hs.messages(&s.dm)
+            .iter()
+            .filter(|e| e.body().is_some_and(|b| b.contains("Send your password")))
+            .count();
+    assert_eq!(asked, 0);
+}
+
+#[tokio::test]
+async fn who_may_log_in_is_configured_and_the_gauge_counts_logins_by_state() {
+    let s = Scene::with(|b| {
+        b.set(
+            "bridge.permissions",
+            json!({"*": "commands", "@alice:localhost": "user"}),
+        )
+    })
+    .await;
+    let bob = s.hs.user("bob");
+    let bobs = bob.create_room();
+    bob.invite(&bobs, s.bridge.bot_user_id().as_str());
+    bob.say(&bobs, "!login password");
+    s.notice(
+        &bobs,
+        "you may not log in to this bridge (your permission is commands",
+    )
+    .await;
+
+    s.log_in().await;
+    let metrics = reqwest::get(format!("{}/metrics", s.bridge.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "bridgekit_logins{state=\"connected\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_message_two_logins_receive_in_a_shared_chat_is_bridged_once() {
+    let s = Scene::new().await;
+    s.log_in().await;
+    let portal = s.join_group().await;
+    // bob logs in too, from his own room.
+    let bob = s.hs.user("bob");
+    let bobs = bob.create_room();
+    bob.invite(&bobs, s.bridge.bot_user_id().as_str());
+    bob.say(&bobs, "!login password");
+    s.notice(&bobs, "Send your account name").await;
+    bob.say(&bobs, "bob-r");
+    s.notice(&bobs, "Send your password").await;
+    bob.say(&bobs, "swordfish");
+    s.notice(&bobs, "Logged in as bob-r").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while s.original.logins.lock().unwrap().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob's login did not connect"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // carol's message reaches both accounts; each login hands it over.
+    let logins = s.original.logins.lock().unwrap().clone();
+    for login in &logins {
+        let message = bridgekit::RemoteMessage::new(
+            MessageId::new("carol-1").unwrap(),
+            bridgekit::RemoteUser::new(RemoteUserId::new("carol").unwrap()),
+            bridgekit::RemoteContent::text("hello both"),
+        );
+        login
+            .remote_event(&group(), RemoteEvent::Message(message))
+            .await
+            .unwrap();
+    }
+    let carol = s.bridge.ghost_user_id(&RemoteUserId::new("carol").unwrap());
+    s.hs.wait_for_message(&portal, carol.as_str(), "hello both")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let copies =
+        s.hs.messages(&portal)
+            .iter()
+            .filter(|e| e.body() == Some("hello both"))
+            .count();
+    assert_eq!(copies, 1, "bridged once, not once per login");
 }

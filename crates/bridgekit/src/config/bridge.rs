@@ -37,6 +37,11 @@ const PERMISSIONS: Key = Key {
     name: "bridge.permissions",
     help: "who may do what: a map from `*`, a server name or a user ID to none, relay, commands, user (may log in) or admin (default: the homeserver's own users user, everyone else commands)",
 };
+const LOGIN_TIMEOUT_SECS: WithDefault<u64> = with_default!(
+    "bridge.login_timeout_secs",
+    "how long a login in progress waits for the user or the network before it is cancelled",
+    600
+);
 const KICK_ON_LOGOUT: WithDefault<bool> = with_default!(
     "bridge.kick_on_logout",
     "on logout, remove the user from the portals their login was in",
@@ -51,6 +56,7 @@ pub(super) const KEYS: &[&Key] = &[
     &HANDLER_RETRY_SECS.key,
     &COMMAND_PREFIX.key,
     &PERMISSIONS,
+    &LOGIN_TIMEOUT_SECS.key,
     &KICK_ON_LOGOUT.key,
 ];
 
@@ -72,6 +78,8 @@ pub struct BridgeOptions {
     pub handler_retry: Duration,
     /// Who may do what.
     pub permissions: Permissions,
+    /// How long a login in progress may wait for the user or the network.
+    pub login_timeout: Duration,
     /// Whether logging out removes the user from their login's portals.
     pub kick_on_logout: bool,
 }
@@ -86,6 +94,7 @@ impl Default for BridgeOptions {
             send_deadline: Duration::from_secs(SEND_DEADLINE_SECS.default),
             handler_retry: Duration::from_secs(HANDLER_RETRY_SECS.default),
             permissions: Permissions::default_for("localhost"),
+            login_timeout: Duration::from_secs(LOGIN_TIMEOUT_SECS.default),
             kick_on_logout: KICK_ON_LOGOUT.default,
         }
     }
@@ -149,6 +158,7 @@ pub(super) fn read(src: &Source<'_>, server_name: &str) -> Result<BridgeOptions,
         send_deadline: Duration::from_secs(src.number(&SEND_DEADLINE_SECS)?),
         handler_retry: Duration::from_secs(src.number(&HANDLER_RETRY_SECS)?),
         permissions: permissions(src, server_name)?,
+        login_timeout: Duration::from_secs(src.number(&LOGIN_TIMEOUT_SECS)?),
         kick_on_logout: src.flag(&KICK_ON_LOGOUT)?,
     })
 }

@@ -1,10 +1,9 @@
 //! Logging in from the management room: `login [flow]` walks the user through the bridge's
 //! steps in the chat (each field asked in turn; secrets redacted once read), `cancel` stops
 //! it, `logout`, `relogin` and `list-logins` manage what is there. One login conversation per
-//! user at a time; it times out after [`LOGIN_TIMEOUT`].
+//! user at a time; it times out after `bridge.login_timeout_secs`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ruma::events::room::message::RoomMessageEventContent;
 use ruma::{EventId, OwnedRoomId, RoomId, UserId};
@@ -16,9 +15,6 @@ use crate::bridge::{Bridge, BridgeError};
 use crate::context::BridgeContext;
 use crate::ids::LoginId;
 use crate::store::{LoginRecord, UserRecord};
-
-/// How long a login may wait for the user (or the network) before it is cancelled.
-pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A login in progress: the bridge's process, where it is being walked through, and what the
 /// user answered so far.
@@ -37,9 +33,11 @@ pub(crate) struct Conversation {
 pub(crate) struct Slot {
     serial: u64,
     conversation: Arc<tokio::sync::Mutex<Conversation>>,
+    /// When the login times out.
+    deadline: tokio::time::Instant,
+    /// Woken by `cancel`, to stop a display step's wait.
+    cancelled: Arc<tokio::sync::Notify>,
 }
-
-type Handle = Arc<tokio::sync::Mutex<Conversation>>;
 
 /// The built-in login commands, for `help`.
 pub(crate) fn help(prefix: &str) -> Vec<String> {
@@ -175,13 +173,15 @@ async fn begin(
     let slot = Slot {
         serial,
         conversation: conversation.clone(),
+        deadline: tokio::time::Instant::now() + ctx.options().login_timeout,
+        cancelled: Arc::default(),
     };
     ctx.logins()
         .conversations
         .lock()
         .unwrap()
         .insert(sender.to_owned(), slot.clone());
-    spawn_timeout(ctx.clone(), sender.to_owned(), serial);
+    spawn_timeout(ctx.clone(), sender.to_owned(), slot.clone());
     let mut guard = conversation.lock().await;
     advance(ctx, sender, &mut guard, &slot, step).await
 }
@@ -303,32 +303,39 @@ pub(crate) async fn answer(
     Some(outcome)
 }
 
-/// Waits for the network after a display step, then carries on (or gives up).
+/// Waits for the network after a display step, then carries on — or stops at `cancel` or
+/// when the login times out.
 fn spawn_wait(ctx: BridgeContext, sender: ruma::OwnedUserId, slot: Slot) {
     let weak = ctx.downgrade();
     drop(ctx);
     tokio::spawn(async move {
         let mut conversation = slot.conversation.lock().await;
         let room = conversation.room.clone();
-        let serial = slot.serial;
-        let step = tokio::time::timeout(LOGIN_TIMEOUT, conversation.process.wait()).await;
+        let step = tokio::select! {
+            step = conversation.process.wait() => Some(step),
+            _ = slot.cancelled.notified() => {
+                conversation.process.cancel().await;
+                return; // `cancel` answered the user
+            }
+            _ = tokio::time::sleep_until(slot.deadline) => None,
+        };
         conversation.waiting = false;
         let Some(ctx) = weak.upgrade().map(BridgeContext::from_shared) else {
             return; // the bridge stopped meanwhile
         };
-        if !is_current(&ctx, &sender, serial) {
-            return; // cancelled meanwhile
+        if !is_current(&ctx, &sender, slot.serial) {
+            return;
         }
         let text = match step {
-            Ok(Ok(step)) => match advance(&ctx, &sender, &mut conversation, &slot, step).await {
+            Some(Ok(step)) => match advance(&ctx, &sender, &mut conversation, &slot, step).await {
                 Ok(text) => text,
                 Err(error) => format!("login failed: {error}"),
             },
-            Ok(Err(error)) => {
+            Some(Err(error)) => {
                 end(&ctx, &sender);
                 format!("login failed: {error}")
             }
-            Err(_) => {
+            None => {
                 conversation.process.cancel().await;
                 end(&ctx, &sender);
                 "the login timed out".to_owned()
@@ -338,25 +345,26 @@ fn spawn_wait(ctx: BridgeContext, sender: ruma::OwnedUserId, slot: Slot) {
     });
 }
 
-/// Cancels the conversation `serial` of `sender` if it is still open after the timeout.
-fn spawn_timeout(ctx: BridgeContext, sender: ruma::OwnedUserId, serial: u64) {
+/// Cancels `sender`'s conversation `slot` if it is still open at its deadline (a display
+/// step's waiter times out by itself).
+fn spawn_timeout(ctx: BridgeContext, sender: ruma::OwnedUserId, slot: Slot) {
     let weak = ctx.downgrade();
     drop(ctx);
     tokio::spawn(async move {
-        tokio::time::sleep(LOGIN_TIMEOUT).await;
+        tokio::time::sleep_until(slot.deadline).await;
         let Some(ctx) = weak.upgrade().map(BridgeContext::from_shared) else {
             return; // the bridge stopped meanwhile
         };
-        if !is_current(&ctx, &sender, serial) {
+        if !is_current(&ctx, &sender, slot.serial) {
             return;
         }
-        let Some(handle) = end(&ctx, &sender) else {
-            return;
+        let Ok(mut conversation) = slot.conversation.try_lock() else {
+            return; // a waiter holds it, and times out by itself
         };
-        let mut conversation = handle.lock().await;
         if conversation.waiting {
-            return; // its waiter times out by itself and says so
+            return;
         }
+        end(&ctx, &sender);
         conversation.process.cancel().await;
         let _ = say(&ctx, &conversation.room, "the login timed out").await;
     });
@@ -370,19 +378,18 @@ fn is_current(ctx: &BridgeContext, sender: &UserId, serial: u64) -> bool {
 }
 
 /// Forgets `sender`'s conversation; returns it.
-fn end(ctx: &BridgeContext, sender: &UserId) -> Option<Handle> {
-    let slot = ctx.logins().conversations.lock().unwrap().remove(sender)?;
-    Some(slot.conversation)
+fn end(ctx: &BridgeContext, sender: &UserId) -> Option<Slot> {
+    ctx.logins().conversations.lock().unwrap().remove(sender)
 }
 
 async fn cancel(ctx: &BridgeContext, sender: &UserId) -> Result<String, BridgeError> {
-    let Some(handle) = end(ctx, sender) else {
+    let Some(slot) = end(ctx, sender) else {
         return Err("no login is in progress".into());
     };
-    // A display step holds the conversation while it waits: it is ended above, and its
-    // waiter stops when the bridge's wait returns or times out.
-    if let Ok(mut conversation) = handle.try_lock() {
-        conversation.process.cancel().await;
+    // A display step's waiter holds the conversation: it is told, and cancels the process.
+    match slot.conversation.try_lock() {
+        Ok(mut conversation) => conversation.process.cancel().await,
+        Err(_) => slot.cancelled.notify_one(),
     }
     Ok("the login is cancelled".into())
 }

@@ -25,7 +25,6 @@ pub(crate) mod route;
 
 pub use backoff::reconnect_delay;
 pub use client::{LoginContext, NetworkClient};
-pub use commands::LOGIN_TIMEOUT;
 pub use flow::{
     Display, FieldKind, LoginField, LoginFlow, LoginInput, LoginProcess, LoginStep, NewLogin,
 };

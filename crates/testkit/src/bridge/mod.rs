@@ -207,7 +207,9 @@ impl TestBridge {
     }
 
     /// Runs `bridge` again on the same config and store (after [`stop`](Self::stop), or
-    /// stopping the current run first), until it is ready.
+    /// stopping the current run first), until it is ready. Contexts the test or the bridge
+    /// kept from the last run (`BridgeContext`, `LoginContext`) hold its store: let them go
+    /// first, or the store is refused as in use.
     pub async fn restart<B: Bridge>(&mut self, bridge: B) {
         if let Err(e) = self.stop().await {
             panic!("the bridge's previous run failed: {e}");
