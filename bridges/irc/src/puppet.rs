@@ -133,7 +133,7 @@ impl NetworkClient for Puppet {
 
     async fn handle_message(
         &self,
-        _login: &LoginContext,
+        login: &LoginContext,
         msg: MatrixMessage,
     ) -> Result<Sent, BridgeError> {
         let Some(channel) = Self::channel(msg.origin.portal.as_ref()) else {
@@ -147,7 +147,9 @@ impl NetworkClient for Puppet {
             other => (Kind::Text, format!("sent a file: {}", other.body())),
         };
         let irc = self.irc()?;
+        // Paced per login: an IRC server kills a connection that floods it.
         for line in translate::outgoing_as_self(&channel, kind, &body) {
+            login.throttle().await;
             irc.send(line);
         }
         Ok(Sent::message(id))
@@ -156,7 +158,7 @@ impl NetworkClient for Puppet {
     /// IRC has no edits: the new text goes out as a correction.
     async fn handle_edit(
         &self,
-        _login: &LoginContext,
+        login: &LoginContext,
         edit: MatrixEdit,
     ) -> Result<(), BridgeError> {
         let Some(channel) = Self::channel(edit.origin.portal.as_ref()) else {
@@ -165,6 +167,7 @@ impl NetworkClient for Puppet {
         let body = format!("* {}", edit.new_content.msgtype.body());
         let irc = self.irc()?;
         for line in translate::outgoing_as_self(&channel, Kind::Text, &body) {
+            login.throttle().await;
             irc.send(line);
         }
         Ok(())

@@ -42,6 +42,11 @@ const LOGIN_TIMEOUT_SECS: WithDefault<u64> = with_default!(
     "how long a login in progress waits for the user or the network before it is cancelled",
     600
 );
+const REMOTE_SENDS_PER_SECOND: WithDefault<u64> = with_default!(
+    "bridge.remote_sends_per_second",
+    "how many messages a second one login sends to the remote network on average (bursts of twice that)",
+    5
+);
 const KICK_ON_LOGOUT: WithDefault<bool> = with_default!(
     "bridge.kick_on_logout",
     "on logout, remove the user from the portals their login was in",
@@ -57,6 +62,7 @@ pub(super) const KEYS: &[&Key] = &[
     &COMMAND_PREFIX.key,
     &PERMISSIONS,
     &LOGIN_TIMEOUT_SECS.key,
+    &REMOTE_SENDS_PER_SECOND.key,
     &KICK_ON_LOGOUT.key,
 ];
 
@@ -80,6 +86,8 @@ pub struct BridgeOptions {
     pub permissions: Permissions,
     /// How long a login in progress may wait for the user or the network.
     pub login_timeout: Duration,
+    /// How many messages a second one login sends to its network on average.
+    pub remote_sends_per_second: f64,
     /// Whether logging out removes the user from their login's portals.
     pub kick_on_logout: bool,
 }
@@ -95,6 +103,7 @@ impl Default for BridgeOptions {
             handler_retry: Duration::from_secs(HANDLER_RETRY_SECS.default),
             permissions: Permissions::default_for("localhost"),
             login_timeout: Duration::from_secs(LOGIN_TIMEOUT_SECS.default),
+            remote_sends_per_second: REMOTE_SENDS_PER_SECOND.default as f64,
             kick_on_logout: KICK_ON_LOGOUT.default,
         }
     }
@@ -159,6 +168,7 @@ pub(super) fn read(src: &Source<'_>, server_name: &str) -> Result<BridgeOptions,
         handler_retry: Duration::from_secs(src.number(&HANDLER_RETRY_SECS)?),
         permissions: permissions(src, server_name)?,
         login_timeout: Duration::from_secs(src.number(&LOGIN_TIMEOUT_SECS)?),
+        remote_sends_per_second: src.number(&REMOTE_SENDS_PER_SECOND)?.max(1) as f64,
         kick_on_logout: src.flag(&KICK_ON_LOGOUT)?,
     })
 }

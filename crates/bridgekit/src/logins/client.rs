@@ -204,6 +204,14 @@ impl LoginContext {
         Ok(self.ctx.remote_event(portal, event).await?)
     }
 
+    /// Waits until this login may send its next message to the network: each login sends
+    /// at most `bridge.remote_sends_per_second` on average (twice that in a burst), so one
+    /// busy user cannot get the bridge's connections flood-limited or banned.
+    pub async fn throttle(&self) {
+        let rate = self.options().remote_sends_per_second;
+        self.ctx.logins().pace(&self.id, rate).wait().await
+    }
+
     /// How long to wait before reconnect attempt `attempt` (0 for the first): exponential
     /// from 1 s to 5 min with full jitter, so a network outage does not bring every login
     /// back at the same instant.

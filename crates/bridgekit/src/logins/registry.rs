@@ -20,6 +20,8 @@ pub(crate) struct Registry {
     states: Mutex<HashMap<LoginId, LoginState>>,
     /// Login conversations in progress, one per Matrix user.
     pub(super) conversations: Mutex<HashMap<OwnedUserId, Slot>>,
+    /// Each login's pace towards its network.
+    paces: Mutex<HashMap<LoginId, Arc<super::backoff::Pace>>>,
     /// The bridge, for starting the client of a login completed outside a handler.
     bridge: std::sync::OnceLock<std::sync::Weak<dyn Bridge>>,
 }
@@ -54,8 +56,17 @@ impl Registry {
 
     pub(super) fn remove(&self, login: &LoginId) -> Option<Arc<dyn NetworkClient>> {
         lock(&self.states).remove(login);
+        lock(&self.paces).remove(login);
         self.publish();
         lock(&self.clients).remove(login)
+    }
+
+    /// The pace of `login`'s sends, at `rate` a second.
+    pub(super) fn pace(&self, login: &LoginId, rate: f64) -> Arc<super::backoff::Pace> {
+        lock(&self.paces)
+            .entry(login.clone())
+            .or_insert_with(|| Arc::new(super::backoff::Pace::new(rate)))
+            .clone()
     }
 
     /// Every running client (to disconnect them at shutdown).
