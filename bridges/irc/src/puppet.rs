@@ -156,11 +156,7 @@ impl NetworkClient for Puppet {
     }
 
     /// IRC has no edits: the new text goes out as a correction.
-    async fn handle_edit(
-        &self,
-        login: &LoginContext,
-        edit: MatrixEdit,
-    ) -> Result<(), BridgeError> {
+    async fn handle_edit(&self, login: &LoginContext, edit: MatrixEdit) -> Result<(), BridgeError> {
         let Some(channel) = Self::channel(edit.origin.portal.as_ref()) else {
             return Ok(());
         };

@@ -250,6 +250,11 @@ async fn in_puppet_mode_a_user_logs_in_with_their_own_nick_and_speaks_as_themsel
         "alice's own line is not bridged back as a ghost"
     );
 
+    // Her IRC presence follows her Matrix membership: she leaves, her nick parts.
+    alice.leave(&portal);
+    irc.wait_for_line_by(WAIT, |c, l| c == own && l.starts_with("PART #c"))
+        .await;
+
     // logout ends her connection.
     alice.say(&dm, "!logout alice_m");
     notice("Logged out of alice_m").await;

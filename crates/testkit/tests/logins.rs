@@ -554,3 +554,23 @@ async fn a_message_two_logins_receive_in_a_shared_chat_is_bridged_once() {
             .count();
     assert_eq!(copies, 1, "bridged once, not once per login");
 }
+
+#[tokio::test]
+async fn with_kick_on_logout_a_logout_removes_the_user_from_the_logins_portals() {
+    let s = Scene::with(|b| b.set("bridge.kick_on_logout", true)).await;
+    s.log_in().await;
+    let portal = s.join_group().await;
+    s.alice.say(&s.dm, "!logout alice-r");
+    s.notice(&s.dm, "Logged out of alice-r").await;
+    s.hs.wait_for(&portal, "alice kicked", WAIT, |e| {
+        e.membership() == Some("leave") && e.state_key.as_deref() == Some(s.alice.user_id())
+    })
+    .await;
+    assert_eq!(
+        s.hs.members(&s.dm)
+            .get(s.alice.user_id())
+            .map(String::as_str),
+        Some("join"),
+        "her management room stays"
+    );
+}
