@@ -59,6 +59,8 @@ pub struct IrcHandle {
     /// The nick the server accepted (it may have had to change).
     nick: Arc<Mutex<String>>,
     quit: Arc<tokio::sync::Notify>,
+    /// Whether the connection is registered now (lines sent meanwhile would wait in memory).
+    registered: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl IrcHandle {
@@ -96,6 +98,11 @@ impl IrcHandle {
         self.nick.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Whether the connection is up and registered now.
+    pub fn is_up(&self) -> bool {
+        self.registered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Says goodbye to the server and stops reconnecting.
     pub fn quit(&self) {
         self.quit.notify_one();
@@ -120,21 +127,42 @@ pub fn start(
         channels: Arc::default(),
         nick: Arc::new(Mutex::new(options.nick.clone())),
         quit: Arc::default(),
+        registered: Arc::default(),
     };
     let state = handle.clone();
     tokio::spawn(async move {
         let mut attempt = 0;
+        let mut nick_in_use = 0;
         loop {
             let ended = session(&options, &state, &incoming, &status, &mut queued).await;
+            state
+                .registered
+                .store(false, std::sync::atomic::Ordering::SeqCst);
             match ended {
                 Ended::Gone => return,
                 Ended::Stopped(why) => {
                     let _ = status.send(why);
                     return;
                 }
+                Ended::NickInUse => {
+                    nick_in_use += 1;
+                    if nick_in_use >= NICK_RETRIES {
+                        let _ = status.send(Status::NickTaken(state.nick()));
+                        return;
+                    }
+                    let delay = (options.reconnect_delay)(attempt);
+                    attempt += 1;
+                    let _ =
+                        status.send(Status::Lost(format!("the nick {} is in use", state.nick())));
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = state.quit.notified() => return,
+                    }
+                }
                 Ended::Failed(error, registered) => {
                     if registered {
                         attempt = 0;
+                        nick_in_use = 0;
                     }
                     let delay = (options.reconnect_delay)(attempt);
                     attempt += 1;
@@ -159,7 +187,12 @@ enum Ended {
     Stopped(Status),
     /// The connection failed (after registering, or not).
     Failed(std::io::Error, bool),
+    /// The nick is in use (and is to be tried again).
+    NickInUse,
 }
+
+/// How many times in a row a nick in use is tried again before giving up.
+const NICK_RETRIES: u32 = 5;
 
 /// One connection, until it ends.
 async fn session(
@@ -219,6 +252,7 @@ async fn run(
                     }
                     Command::Response(Response::RPL_WELCOME, args) => {
                         *registered = true;
+                        state.registered.store(true, std::sync::atomic::Ordering::SeqCst);
                         if let Some(accepted) = args.first() {
                             *state.nick.lock().unwrap_or_else(|e| e.into_inner()) = accepted.clone();
                         }
@@ -233,9 +267,7 @@ async fn run(
                     Command::Response(Response::ERR_NICKNAMEINUSE, _) if !*registered => {
                         match options.nick_taken {
                             NickTaken::Fail => return Ok(Ended::Stopped(Status::NickTaken(state.nick()))),
-                            NickTaken::Retry => {
-                                return Err(std::io::Error::other(format!("the nick {} is in use", state.nick())));
-                            }
+                            NickTaken::Retry => return Ok(Ended::NickInUse),
                             NickTaken::Rename => {}
                         }
                         let next = format!("{}_", state.nick());

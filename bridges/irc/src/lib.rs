@@ -31,7 +31,8 @@ use bridgekit::ruma::{OwnedUserId, UserId};
 use bridgekit::store::LoginRecord;
 use bridgekit::{
     Bridge, BridgeContext, BridgeError, ChatInfo, CommandCall, CommandHelp, GhostEvent, MatrixEdit,
-    MatrixMessage, MatrixRoomChange, MessageId, RemoteEvent, RoomChange, Sent, async_trait,
+    MatrixMessage, MatrixRoomChange, MessageId, RemoteEvent, RetryLater, RoomChange, Sent,
+    async_trait,
 };
 use irc_proto::{Command, Message};
 use tokio::sync::mpsc;
@@ -57,6 +58,16 @@ impl IrcBridge {
         self.irc
             .get()
             .ok_or_else(|| "not connected to IRC yet".into())
+    }
+
+    /// The relay's connection when it is up: while it reconnects, Matrix messages wait in the
+    /// inbox (durably, in order) rather than in this process's memory.
+    fn relay_up(&self) -> Result<&IrcHandle, BridgeError> {
+        let irc = self.irc()?;
+        if !irc.is_up() {
+            return Err(RetryLater::new("the IRC relay is reconnecting").into());
+        }
+        Ok(irc)
     }
 
     /// The channel a portal room stands for.
@@ -173,8 +184,9 @@ impl Bridge for IrcBridge {
             MessageType::Text(t) => (Kind::Text, t.body.clone()),
             other => (Kind::Text, format!("sent a file: {}", other.body())),
         };
+        let irc = self.relay_up()?;
         for line in translate::outgoing(&channel, &name, kind, &body) {
-            self.irc()?.send(line);
+            irc.send(line);
         }
         Ok(Sent::message(id))
     }
@@ -186,8 +198,9 @@ impl Bridge for IrcBridge {
         };
         let name = self.name_of(ctx, &edit.origin.sender).await;
         let body = format!("* {}", edit.new_content.msgtype.body());
+        let irc = self.relay_up()?;
         for line in translate::outgoing(&channel, &name, Kind::Text, &body) {
-            self.irc()?.send(line);
+            irc.send(line);
         }
         Ok(())
     }

@@ -11,9 +11,10 @@ use bridgekit::ruma::events::room::member::MembershipState;
 use bridgekit::ruma::events::room::message::MessageType;
 use bridgekit::store::{LoginState, PortalKey};
 use bridgekit::{
-    BridgeError, MatrixEdit, MatrixMembership, MatrixMessage, MessageId, RetryLater, Sent,
-    async_trait,
+    BridgeError, MatrixEdit, MatrixMembership, MatrixMessage, MatrixRoomChange, MessageId,
+    RetryLater, RoomChange, Sent, async_trait,
 };
+use irc_proto::Command;
 use tokio::sync::mpsc;
 
 use crate::connection::{self, IrcHandle, Options, Status};
@@ -56,10 +57,13 @@ impl Puppet {
         }
     }
 
+    /// The connection, when it is up. While it is down, Matrix events wait in the inbox
+    /// (durably, in order) rather than in this process's memory.
     fn irc(&self) -> Result<&IrcHandle, BridgeError> {
-        self.handle
-            .get()
-            .ok_or_else(|| RetryLater::new("your IRC connection is not up yet").into())
+        match self.handle.get() {
+            Some(handle) if handle.is_up() => Ok(handle),
+            _ => Err(RetryLater::new("your IRC connection is down; waiting for it").into()),
+        }
     }
 
     fn channel(portal: Option<&bridgekit::Portal>) -> Option<String> {
@@ -84,24 +88,33 @@ impl NetworkClient for Puppet {
                     .max(std::time::Duration::from_millis(200))
             },
         };
+        // The nick is the user's from now on: the relay does not bridge its lines, also while
+        // this connection reconnects (its QUIT and JOIN are not news).
+        self.puppets.lock().insert(self.session.nick.to_lowercase());
         let handle = connection::start(options, incoming, status_tx);
-        // Channels of the portals the login was in, and of those its user joined meanwhile.
+        let _ = self.handle.set(handle.clone());
+        // Channels of the portals the login was in, and of those its user joined meanwhile
+        // (best effort: a portal the bot cannot read is skipped).
         for link in login.store().login_portals(login.login_id()).await? {
             handle.join(&link.portal.remote_id);
         }
         for portal in login.store().portals().await? {
-            let members = login.bot().joined_members(&portal.room_id).await?;
-            if members.contains_key(login.user_id()) {
-                handle.join(&portal.key.remote_id);
-                login.join_portal(&portal.key).await?;
+            match login.bot().joined_members(&portal.room_id).await {
+                Ok(members) if members.contains_key(login.user_id()) => {
+                    handle.join(&portal.key.remote_id);
+                    login.join_portal(&portal.key).await?;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, room = %portal.room_id, "cannot see a portal's members")
+                }
             }
         }
-        self.puppets.lock().insert(self.session.nick.to_lowercase());
-        let _ = self.handle.set(handle.clone());
         // The relay bridges the channels; this connection's lines only keep it alive.
         tokio::spawn(async move { while lines.recv().await.is_some() {} });
         let login = login.clone();
         let puppets = self.puppets.clone();
+        let nick = self.session.nick.clone();
         tokio::spawn(async move {
             while let Some(change) = status.recv().await {
                 let (state, reason) = match change {
@@ -110,11 +123,16 @@ impl NetworkClient for Puppet {
                         (LoginState::Connected, None)
                     }
                     Status::Lost(why) => (LoginState::TransientDisconnect, Some(why)),
-                    Status::Refused(why) => (LoginState::BadCredentials, Some(why)),
-                    Status::NickTaken(nick) => (
-                        LoginState::BadCredentials,
-                        Some(format!("the nick {nick} is taken")),
-                    ),
+                    // Stopped for good: the nick is no longer the user's.
+                    Status::Refused(why) => {
+                        puppets.lock().remove(&nick.to_lowercase());
+                        (LoginState::BadCredentials, Some(why))
+                    }
+                    Status::NickTaken(taken) => {
+                        puppets.lock().remove(&nick.to_lowercase());
+                        let why = format!("the nick {taken} is taken by someone else");
+                        (LoginState::BadCredentials, Some(why))
+                    }
                 };
                 if let Err(error) = login.set_state(state, reason).await {
                     tracing::warn!(%error, "could not record an IRC login's state");
@@ -165,6 +183,22 @@ impl NetworkClient for Puppet {
         for line in translate::outgoing_as_self(&channel, Kind::Text, &body) {
             login.throttle().await;
             irc.send(line);
+        }
+        Ok(())
+    }
+
+    /// A topic set by the user goes out as theirs.
+    async fn handle_room_change(
+        &self,
+        login: &LoginContext,
+        change: MatrixRoomChange,
+    ) -> Result<(), BridgeError> {
+        if let (Some(channel), RoomChange::Topic(topic)) =
+            (Self::channel(change.origin.portal.as_ref()), &change.change)
+        {
+            login.throttle().await;
+            self.irc()?
+                .send(Command::TOPIC(channel, Some(topic.replace(['\r', '\n'], " "))).into());
         }
         Ok(())
     }

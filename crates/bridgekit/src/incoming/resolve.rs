@@ -80,7 +80,15 @@ pub(crate) async fn hand_over<B: Bridge + ?Sized>(
                     if origin.portal.is_none()
                         && let MessageType::Text(text) = &content.msgtype
                     {
-                        if let Some(command) = text.body.strip_prefix(&ctx.options().command_prefix)
+                        let prefix = &ctx.options().command_prefix;
+                        // While a login waits for an answer here, everything but `cancel`
+                        // is the answer (a password may start with the prefix).
+                        let answering = crate::logins::commands::awaits_answer(
+                            ctx,
+                            &origin.sender,
+                            &origin.room_id,
+                        ) && text.body.trim() != format!("{prefix}cancel");
+                        if !answering && let Some(command) = text.body.strip_prefix(prefix.as_str())
                         {
                             return super::commands::run(bridge, ctx, origin, command).await;
                         }

@@ -24,8 +24,6 @@ pub(crate) struct Conversation {
     /// Fields of the current input step not yet answered, in order.
     pending: Vec<LoginField>,
     answers: LoginInput,
-    /// Set while a display step waits for the network.
-    waiting: bool,
 }
 
 /// A user's conversation, with its serial number (a timer or a waiter only acts on its own).
@@ -37,6 +35,12 @@ pub(crate) struct Slot {
     deadline: tokio::time::Instant,
     /// Woken by `cancel`, to stop a display step's wait.
     cancelled: Arc<tokio::sync::Notify>,
+    /// Where the conversation is held (checked without waiting for the conversation).
+    room: OwnedRoomId,
+    /// Set while a display step waits for the network: plain messages are no answers then.
+    waiting: Arc<std::sync::atomic::AtomicBool>,
+    /// For `relogin`: the login the new one must be.
+    expected: Option<LoginId>,
 }
 
 /// The built-in login commands, for `help`.
@@ -120,9 +124,35 @@ async fn login<B: Bridge + ?Sized>(
         )
         .into());
     }
+    refuse_shared_rooms(ctx, room).await?;
     let mut process = bridge.start_login(ctx, sender, &flow.id).await?;
     let step = process.start().await?;
-    begin(ctx, sender, room, process, step).await
+    begin(ctx, sender, room, process, step, None).await
+}
+
+/// Secrets are typed into the room: only the user and the bot may be in it.
+async fn refuse_shared_rooms(ctx: &BridgeContext, room: &RoomId) -> Result<(), BridgeError> {
+    let members = ctx.bot().joined_members(room).await?;
+    if members.len() > 2 {
+        return Err(
+            "log in from a room with only you and the bot: others here would see what you type"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Whether a login in this room waits for `sender`'s answer (so a message starting with the
+/// command prefix is an answer too, not a command — a password may start with `!`).
+pub(crate) fn awaits_answer(ctx: &BridgeContext, sender: &UserId, room: &RoomId) -> bool {
+    ctx.logins()
+        .conversations
+        .lock()
+        .unwrap()
+        .get(sender)
+        .is_some_and(|slot| {
+            slot.room == room && !slot.waiting.load(std::sync::atomic::Ordering::SeqCst)
+        })
 }
 
 async fn relogin<B: Bridge + ?Sized>(
@@ -132,13 +162,31 @@ async fn relogin<B: Bridge + ?Sized>(
     room: &RoomId,
     id: &str,
 ) -> Result<String, BridgeError> {
+    may_log_in(ctx, sender)?;
     let login = own_login(ctx, sender, id).await?;
+    if login.user_id != sender {
+        return Err("only its own user can log in to a login again".into());
+    }
+    if ctx
+        .logins()
+        .conversations
+        .lock()
+        .unwrap()
+        .contains_key(sender)
+    {
+        return Err(format!(
+            "a login is already in progress; finish it or `{}cancel` it",
+            ctx.options().command_prefix
+        )
+        .into());
+    }
+    refuse_shared_rooms(ctx, room).await?;
     let flows = bridge.login_flows();
     let flow = flows.first().ok_or("this bridge has no logins")?;
     tracing::info!(login = %login.id, user = %sender, "logging in again");
     let mut process = bridge.start_login(ctx, sender, &flow.id).await?;
     let step = process.start().await?;
-    begin(ctx, sender, room, process, step).await
+    begin(ctx, sender, room, process, step, Some(login.id)).await
 }
 
 fn list_flows(ctx: &BridgeContext, flows: &[super::flow::LoginFlow]) -> String {
@@ -160,6 +208,7 @@ async fn begin(
     room: &RoomId,
     process: Box<dyn LoginProcess>,
     step: LoginStep,
+    expected: Option<LoginId>,
 ) -> Result<String, BridgeError> {
     static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -168,13 +217,15 @@ async fn begin(
         room: room.to_owned(),
         pending: Vec::new(),
         answers: LoginInput::new(),
-        waiting: false,
     }));
     let slot = Slot {
         serial,
         conversation: conversation.clone(),
         deadline: tokio::time::Instant::now() + ctx.options().login_timeout,
         cancelled: Arc::default(),
+        room: room.to_owned(),
+        waiting: Arc::default(),
+        expected,
     };
     ctx.logins()
         .conversations
@@ -214,7 +265,8 @@ async fn advance(
             instructions,
             display,
         } => {
-            conversation.waiting = true;
+            slot.waiting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             spawn_wait(ctx.clone(), sender.to_owned(), slot.clone());
             let shown = match display {
                 Display::Code(code) => format!("Your code: {code}"),
@@ -225,6 +277,16 @@ async fn advance(
         }
         LoginStep::Complete(new) => {
             end(ctx, sender);
+            if let Some(expected) = &slot.expected
+                && *expected != new.id
+            {
+                conversation.process.cancel().await;
+                return Err(format!(
+                    "that is the account {}, not the login {expected} you asked to renew",
+                    new.id
+                )
+                .into());
+            }
             complete(ctx, sender, &conversation.room, new).await
         }
     }
@@ -267,8 +329,12 @@ pub(crate) async fn answer(
         .unwrap()
         .get(sender)
         .cloned()?;
+    if slot.room != room || slot.waiting.load(std::sync::atomic::Ordering::SeqCst) {
+        return None;
+    }
+    // Held only while an answer is being submitted, never while the network is awaited.
     let mut conversation = slot.conversation.lock().await;
-    if conversation.room != room || conversation.pending.is_empty() || conversation.waiting {
+    if conversation.pending.is_empty() || !is_current(ctx, sender, slot.serial) {
         return None;
     }
     let field = conversation.pending.remove(0);
@@ -319,7 +385,8 @@ fn spawn_wait(ctx: BridgeContext, sender: ruma::OwnedUserId, slot: Slot) {
             }
             _ = tokio::time::sleep_until(slot.deadline) => None,
         };
-        conversation.waiting = false;
+        slot.waiting
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         let Some(ctx) = weak.upgrade().map(BridgeContext::from_shared) else {
             return; // the bridge stopped meanwhile
         };
@@ -358,10 +425,12 @@ fn spawn_timeout(ctx: BridgeContext, sender: ruma::OwnedUserId, slot: Slot) {
         if !is_current(&ctx, &sender, slot.serial) {
             return;
         }
-        let Ok(mut conversation) = slot.conversation.try_lock() else {
-            return; // a waiter holds it, and times out by itself
-        };
-        if conversation.waiting {
+        if slot.waiting.load(std::sync::atomic::Ordering::SeqCst) {
+            return; // its waiter times out by itself
+        }
+        // An answer being submitted holds it for a moment: the timeout comes right after.
+        let mut conversation = slot.conversation.lock().await;
+        if !is_current(&ctx, &sender, slot.serial) {
             return;
         }
         end(&ctx, &sender);
@@ -411,16 +480,17 @@ async fn complete(
     let mut record = LoginRecord::new(new.id.clone(), sender.to_owned(), new.remote_id.clone());
     record.remote_name = new.remote_name.clone();
     record.metadata = new.metadata;
-    // A login again (relogin) replaces the running client.
-    if let Some(old) = ctx.logins().remove(&new.id) {
-        old.disconnect().await;
-    }
+    // The record first: it refuses another user's login, before anything of theirs is
+    // touched. Then a login again (relogin) replaces the running client.
     store.put_login(&record).await.map_err(|e| match e {
         crate::StoreError::Conflict(_) => {
             BridgeError::from("this remote account is logged in by another Matrix user")
         }
         other => other.into(),
     })?;
+    if let Some(old) = ctx.logins().remove(&new.id) {
+        old.disconnect().await;
+    }
     let bridge = ctx.logins().bridge()?;
     super::registry::start_login(&*bridge, ctx, &record).await?;
     let name = new.remote_name.unwrap_or_else(|| new.remote_id.to_string());

@@ -55,9 +55,10 @@ impl Registry {
     }
 
     pub(super) fn remove(&self, login: &LoginId) -> Option<Arc<dyn NetworkClient>> {
-        lock(&self.states).remove(login);
+        if let Some(old) = lock(&self.states).remove(login) {
+            gauge(old).decrement(1.0);
+        }
         lock(&self.paces).remove(login);
-        self.publish();
         lock(&self.clients).remove(login)
     }
 
@@ -74,18 +75,34 @@ impl Registry {
         lock(&self.clients).values().cloned().collect()
     }
 
-    /// Records a login's state and updates the gauge.
-    pub(crate) fn set_state(&self, login: &LoginId, state: LoginState) {
-        lock(&self.states).insert(login.clone(), state);
-        self.publish();
+    /// A running login's last state.
+    pub(crate) fn state(&self, login: &LoginId) -> Option<LoginState> {
+        lock(&self.states).get(login).copied()
     }
 
-    /// `bridgekit_logins{state}`: how many logins are in each state.
-    fn publish(&self) {
-        let states = lock(&self.states);
-        for state in LoginState::ALL {
-            let n = states.values().filter(|s| **s == state).count();
-            metrics::gauge!("bridgekit_logins", "state" => state.as_str()).set(n as f64);
+    /// Records a login's state and moves it between the gauge's states.
+    pub(crate) fn set_state(&self, login: &LoginId, state: LoginState) {
+        let old = lock(&self.states).insert(login.clone(), state);
+        if old != Some(state) {
+            if let Some(old) = old {
+                gauge(old).decrement(1.0);
+            }
+            gauge(state).increment(1.0);
+        }
+    }
+}
+
+/// `bridgekit_logins{state}`: how many logins are in each state. Moved by increments, so
+/// several bridges in one process (tests, embedding) add up instead of overwriting.
+fn gauge(state: LoginState) -> metrics::Gauge {
+    metrics::gauge!("bridgekit_logins", "state" => state.as_str())
+}
+
+impl Drop for Registry {
+    /// A stopped bridge's logins leave the gauge.
+    fn drop(&mut self) {
+        for state in lock(&self.states).values() {
+            gauge(*state).decrement(1.0);
         }
     }
 }
@@ -119,7 +136,20 @@ pub(crate) fn reconnect_all(bridge: Arc<dyn Bridge>, ctx: BridgeContext) {
         tracing::info!(logins = logins.len(), "reconnecting stored logins");
         let started = tokio::time::Instant::now();
         for (n, record) in logins.iter().enumerate() {
-            tokio::time::sleep_until(started + super::backoff::startup_offset(n)).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(started + super::backoff::startup_offset(n)) => {}
+                _ = ctx.outbox().stopped() => return,
+            }
+            // Read again: the user may have logged out meanwhile.
+            let record = match ctx.store().login(&record.id).await {
+                Ok(Some(record)) => record,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, login = %record.id, "cannot read a stored login");
+                    continue;
+                }
+            };
+            let record = &record;
             if let Err(error) = start_login(&*bridge, &ctx, record).await {
                 tracing::warn!(%error, login = %record.id, "a stored login could not be started");
                 let login =

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use ruma::UserId;
 
 use super::client::{LoginContext, NetworkClient};
+use super::permissions::Permission;
 use crate::bridge::{Bridge, BridgeError};
 use crate::context::BridgeContext;
 use crate::incoming::{
     MatrixEdit, MatrixMembership, MatrixMessage, MatrixOrigin, MatrixReaction, MatrixRedaction,
     MatrixRoomChange, RetryLater, Sent,
 };
+use crate::store::LoginState;
 
 /// Who handles one Matrix event.
 pub(crate) enum Handler<'a, B: ?Sized> {
@@ -43,14 +45,36 @@ pub(crate) async fn handler<'a, B: Bridge + ?Sized>(
     let Some(link) = mine.iter().find(|l| l.preferred).or(mine.first()) else {
         return Ok(Handler::Bridge(bridge));
     };
-    match ctx.logins().client(&link.login_id) {
+    // Someone whose permission was lowered no longer acts through their login.
+    if ctx.permissions().of(&origin.sender) < Permission::User {
+        return Ok(Handler::Bridge(bridge));
+    }
+    let id = &link.login_id;
+    let needs_user = |state: LoginState| -> BridgeError {
+        format!(
+            "your login {id} needs you ({state}); log in again with `{}relogin {id}`",
+            ctx.options().command_prefix
+        )
+        .into()
+    };
+    match ctx.logins().client(id) {
+        Some(_) if ctx.logins().state(id).is_some_and(LoginState::needs_user) => Err(needs_user(
+            ctx.logins().state(id).unwrap_or(LoginState::UnknownError),
+        )),
         Some(client) => Ok(Handler::Login(
             client,
-            LoginContext::new(ctx.clone(), link.login_id.clone(), link.user_id.clone()),
+            LoginContext::new(ctx.clone(), id.clone(), link.user_id.clone()),
         )),
-        None => {
-            Err(RetryLater::new(format!("your login {} is not running yet", link.login_id)).into())
-        }
+        None => match ctx.store().login(id).await? {
+            // A link left behind by a login that is gone.
+            None => {
+                ctx.store().remove_portal_login(&portal.key, id).await?;
+                Ok(Handler::Bridge(bridge))
+            }
+            Some(record) if record.state.needs_user() => Err(needs_user(record.state)),
+            // Still being reconnected: the event waits for it.
+            Some(_) => Err(RetryLater::new(format!("your login {id} is not running yet")).into()),
+        },
     }
 }
 
