@@ -69,6 +69,7 @@ pub mod internals;
 mod keyed_queue;
 pub mod logins;
 mod metrics;
+mod provisioning;
 pub mod registration;
 pub mod remote;
 mod runtime;

@@ -136,6 +136,9 @@ pub async fn run_with_store(
         ready: false.into(),
         last_ping: Default::default(),
         behind: false.into(),
+        provisioning: crate::provisioning::Provisioning::new(
+            config.provisioning.shared_secret.clone(),
+        ),
     });
     let addr = config.appservice.listen;
     let listener = TcpListener::bind(addr).map_err(|e| RunError::Listen {

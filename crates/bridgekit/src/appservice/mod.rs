@@ -5,7 +5,7 @@
 //! happens afterwards and can never turn into an error the homeserver sees.
 
 pub(crate) mod auth;
-mod errors;
+pub(crate) mod errors;
 mod routes;
 pub(crate) mod transaction;
 
@@ -40,6 +40,8 @@ pub(crate) struct AppState {
     /// Whether transactions are being refused for a backlog (to log the change, not each
     /// retry).
     pub behind: AtomicBool,
+    /// The provisioning API (`/_matrix/provision/v3`).
+    pub provisioning: crate::provisioning::Provisioning,
 }
 
 /// Starts the HTTP server on `listener`; the returned server runs when awaited or spawned.

@@ -35,6 +35,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/health/live").route(web::get().to(live)))
     .service(resource("/health/ready").route(web::get().to(ready)))
     .service(resource("/metrics").route(web::get().to(metrics_text)))
+    .configure(crate::provisioning::configure)
     .default_service(web::to(unrecognized));
 }
 

@@ -5,7 +5,7 @@
 //! is for, and how to fix it. Relative paths are relative to the config file.
 //!
 //! Each section has its module, which defines its keys (name, help, default) next to the code
-//! that parses them: `homeserver`, `appservice`, `store`, `bridge`, `network`, `logging`.
+//! that parses them: `homeserver`, `appservice`, `store`, `bridge`, `provisioning`, `network`, `logging`.
 
 use std::path::{Path, PathBuf};
 
@@ -17,11 +17,13 @@ mod homeserver;
 mod key;
 mod logging;
 mod network;
+mod provisioning;
 mod store;
 
 pub use self::appservice::AppserviceConfig;
 pub use self::bridge::BridgeOptions;
 pub use self::homeserver::HomeserverConfig;
+pub use self::provisioning::ProvisioningConfig;
 pub use self::store::StoreConfig;
 pub use crate::store::StoreLocation;
 
@@ -33,6 +35,7 @@ const KEYS: &[&[&Key]] = &[
     appservice::KEYS,
     store::KEYS,
     bridge::KEYS,
+    provisioning::KEYS,
     network::KEYS,
     logging::KEYS,
 ];
@@ -112,6 +115,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `bridge.*`
     pub bridge: BridgeOptions,
+    /// `provisioning.*`
+    pub provisioning: ProvisioningConfig,
     /// `network`: the bridge's own section, as JSON (see [`Config::network_as`]).
     pub network: serde_json::Value,
     /// `logging.level`
@@ -181,6 +186,7 @@ impl Config {
         let homeserver = address.with_timeouts(&src)?;
         let log_level = logging::read(&src)?;
         let bridge = bridge::read(&src, homeserver.server_name.as_str())?;
+        let provisioning = provisioning::read(&src)?;
         let network = network::read(&src)?;
 
         Ok(Config {
@@ -188,6 +194,7 @@ impl Config {
             appservice,
             store,
             bridge,
+            provisioning,
             network,
             log_level,
             path: path.to_owned(),

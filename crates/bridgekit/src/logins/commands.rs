@@ -83,7 +83,7 @@ pub(crate) async fn run<B: Bridge + ?Sized>(
     Some(answer)
 }
 
-fn may_log_in(ctx: &BridgeContext, user: &UserId) -> Result<(), BridgeError> {
+pub(crate) fn may_log_in(ctx: &BridgeContext, user: &UserId) -> Result<(), BridgeError> {
     let level = ctx.permissions().of(user);
     if level < Permission::User {
         return Err(format!(
@@ -287,7 +287,7 @@ async fn advance(
                 )
                 .into());
             }
-            complete(ctx, sender, &conversation.room, new).await
+            complete(ctx, sender, Some(&conversation.room), new).await
         }
     }
 }
@@ -463,11 +463,12 @@ async fn cancel(ctx: &BridgeContext, sender: &UserId) -> Result<String, BridgeEr
     Ok("the login is cancelled".into())
 }
 
-/// Stores the new login, starts its client and says who the user is now logged in as.
-async fn complete(
+/// Stores the new login, starts its client and says who the user is now logged in as. A
+/// login from a room makes that room the user's management room.
+pub(crate) async fn complete(
     ctx: &BridgeContext,
     sender: &UserId,
-    room: &RoomId,
+    room: Option<&RoomId>,
     new: NewLogin,
 ) -> Result<String, BridgeError> {
     let store = ctx.store();
@@ -475,7 +476,9 @@ async fn complete(
         .user(sender)
         .await?
         .unwrap_or_else(|| UserRecord::new(sender.to_owned()));
-    user.management_room = Some(room.to_owned());
+    if let Some(room) = room {
+        user.management_room = Some(room.to_owned());
+    }
     store.put_user(&user).await?;
     let mut record = LoginRecord::new(new.id.clone(), sender.to_owned(), new.remote_id.clone());
     record.remote_name = new.remote_name.clone();
@@ -497,7 +500,7 @@ async fn complete(
     Ok(format!("Logged in as {name} (login {}).", new.id))
 }
 
-async fn own_login(
+pub(crate) async fn own_login(
     ctx: &BridgeContext,
     sender: &UserId,
     id: &str,
@@ -536,7 +539,11 @@ async fn list(ctx: &BridgeContext, sender: &UserId) -> Result<String, BridgeErro
     Ok(lines.join("\n"))
 }
 
-async fn logout(ctx: &BridgeContext, sender: &UserId, id: &str) -> Result<String, BridgeError> {
+pub(crate) async fn logout(
+    ctx: &BridgeContext,
+    sender: &UserId,
+    id: &str,
+) -> Result<String, BridgeError> {
     let record = own_login(ctx, sender, id).await?;
     if let Some(client) = ctx.logins().remove(&record.id) {
         let login = LoginContext::new(ctx.clone(), record.id.clone(), record.user_id.clone());
