@@ -111,6 +111,15 @@ async fn login<B: Bridge + ?Sized>(
         (None, [only]) => only,
         (None, _) => return Ok(list_flows(ctx, &flows)),
     };
+    refuse_second_login(ctx, sender)?;
+    refuse_shared_rooms(ctx, room).await?;
+    let mut process = bridge.start_login(ctx, sender, &flow.id).await?;
+    let step = process.start().await?;
+    begin(ctx, sender, room, process, step, None).await
+}
+
+/// One login conversation per user at a time.
+fn refuse_second_login(ctx: &BridgeContext, sender: &UserId) -> Result<(), BridgeError> {
     if ctx
         .logins()
         .conversations
@@ -124,10 +133,7 @@ async fn login<B: Bridge + ?Sized>(
         )
         .into());
     }
-    refuse_shared_rooms(ctx, room).await?;
-    let mut process = bridge.start_login(ctx, sender, &flow.id).await?;
-    let step = process.start().await?;
-    begin(ctx, sender, room, process, step, None).await
+    Ok(())
 }
 
 /// Secrets are typed into the room: only the user and the bot may be in it.
@@ -167,19 +173,7 @@ async fn relogin<B: Bridge + ?Sized>(
     if login.user_id != sender {
         return Err("only its own user can log in to a login again".into());
     }
-    if ctx
-        .logins()
-        .conversations
-        .lock()
-        .unwrap()
-        .contains_key(sender)
-    {
-        return Err(format!(
-            "a login is already in progress; finish it or `{}cancel` it",
-            ctx.options().command_prefix
-        )
-        .into());
-    }
+    refuse_second_login(ctx, sender)?;
     refuse_shared_rooms(ctx, room).await?;
     let flows = bridge.login_flows();
     let flow = flows.first().ok_or("this bridge has no logins")?;
