@@ -593,7 +593,12 @@ async fn provision(
     token: Option<&str>,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    let url = format!("{}/_matrix/provision/v3{path}?user_id={user}", bridge.url());
+    let query = if user.is_empty() {
+        String::new()
+    } else {
+        format!("?user_id={user}")
+    };
+    let url = format!("{}/_matrix/provision/v3{path}{query}", bridge.url());
     let http = reqwest::Client::new();
     let mut request = if method == "GET" {
         http.get(url)
@@ -762,6 +767,27 @@ async fn a_login_manager_logs_users_in_over_the_provisioning_api() {
     }
     let (_, ids) = provision(b, "GET", "/logins", alice, Some(SECRET), None).await;
     assert_eq!(ids["login_ids"], json!(["alice-r"]));
+
+    // A manager may also use the user's own Matrix access token (checked with the
+    // homeserver): it acts for that user only.
+    let token = s.alice.access_token();
+    let (status, ids) = provision(b, "GET", "/logins", "", Some(&token), None).await;
+    assert_eq!(
+        (status, &ids["login_ids"]),
+        (200, &json!(["alice-r"])),
+        "{ids}"
+    );
+    let bobs_token = s.hs.user("bob").access_token();
+    let (status, _) = provision(b, "GET", "/logins", alice, Some(&bobs_token), None).await;
+    assert_eq!(status, 403, "bob's token does not act for alice");
+    let eve = s.hs.user("eve");
+    let revoked = eve.access_token();
+    eve.revoke_access_token();
+    let (status, body) = provision(b, "GET", "/logins", "", Some(&revoked), None).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (401, Some("M_UNKNOWN_TOKEN"))
+    );
 
     // Logging out over the API ends the login; an unknown one is not found.
     let (status, _) = provision(b, "POST", "/logout/alice-r", alice, Some(SECRET), None).await;

@@ -69,7 +69,7 @@ async fn prune(state: &State) {
 
 /// `POST /v3/login/start/{flow}[?login_id=]`.
 pub(super) async fn start(state: State, req: HttpRequest, flow: web::Path<String>) -> HttpResponse {
-    let user = match caller(&state, &req, Permission::User) {
+    let user = match caller(&state, &req, Permission::User).await {
         Ok(user) => user,
         Err(e) => return error(e),
     };
@@ -182,7 +182,7 @@ async fn take(
     step: &str,
     awaiting: Awaiting,
 ) -> Result<Process, MatrixError> {
-    let user = caller(state, req, Permission::User)?;
+    let user = caller(state, req, Permission::User).await?;
     let handle = state
         .provisioning
         .processes
@@ -277,7 +277,7 @@ pub(super) async fn logout(
     req: HttpRequest,
     login: web::Path<String>,
 ) -> HttpResponse {
-    let user = match caller(&state, &req, Permission::User) {
+    let user = match caller(&state, &req, Permission::User).await {
         Ok(user) => user,
         Err(e) => return error(e),
     };

@@ -20,12 +20,15 @@ use crate::appservice::AppState;
 use crate::appservice::errors::MatrixError;
 
 /// The API's settings and the logins in progress through it.
-#[derive(Default)]
 pub(crate) struct Provisioning {
     /// The shared secret; `None`: the API is off.
     pub secret: Option<String>,
     /// Login processes by their ID (the `login_id` of a step).
     processes: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<login::Process>>>>,
+    /// Users' access tokens seen lately, with whose they are and since when.
+    tokens: Mutex<HashMap<String, (ruma::OwnedUserId, std::time::Instant)>>,
+    /// For asking the homeserver whose a token is.
+    http: reqwest::Client,
 }
 
 impl Provisioning {
@@ -34,6 +37,8 @@ impl Provisioning {
         Self {
             secret,
             processes: Mutex::default(),
+            tokens: Mutex::default(),
+            http: reqwest::Client::new(),
         }
     }
 }

@@ -56,7 +56,7 @@ fn flows_json(state: &State) -> Value {
 
 /// `GET /v3/whoami`.
 pub(super) async fn whoami(state: State, req: HttpRequest) -> HttpResponse {
-    let user = match caller(&state, &req, Permission::Commands) {
+    let user = match caller(&state, &req, Permission::Commands).await {
         Ok(user) => user,
         Err(e) => return error(e),
     };
@@ -88,7 +88,7 @@ pub(super) async fn whoami(state: State, req: HttpRequest) -> HttpResponse {
 
 /// `GET /v3/login/flows`.
 pub(super) async fn flows(state: State, req: HttpRequest) -> HttpResponse {
-    if let Err(e) = caller(&state, &req, Permission::User) {
+    if let Err(e) = caller(&state, &req, Permission::User).await {
         return error(e);
     }
     ok(json!({"flows": flows_json(&state)}))
@@ -96,7 +96,7 @@ pub(super) async fn flows(state: State, req: HttpRequest) -> HttpResponse {
 
 /// `GET /v3/logins`.
 pub(super) async fn logins(state: State, req: HttpRequest) -> HttpResponse {
-    let user = match caller(&state, &req, Permission::User) {
+    let user = match caller(&state, &req, Permission::User).await {
         Ok(user) => user,
         Err(e) => return error(e),
     };

@@ -129,7 +129,16 @@ pub(super) async fn register(hs: State, req: HttpRequest, body: web::Json<Value>
     ok(json!({"user_id": user}))
 }
 
+/// The appservice's user, or the real user whose access token the request carries.
 pub(super) async fn whoami(hs: State, req: HttpRequest) -> Answer {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(user) = token.and_then(|t| hs.world.lock().unwrap().user_tokens.get(t).cloned()) {
+        return ok(json!({"user_id": user}));
+    }
     ok(json!({"user_id": acting_user(&hs, &req)?}))
 }
 

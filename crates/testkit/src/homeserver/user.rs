@@ -36,6 +36,29 @@ impl MatrixUser {
         Self { hs, user_id }
     }
 
+    /// An access token of this user's (as their client holds), for calls made with it —
+    /// `account/whoami` answers with this user. The same token each time until revoked.
+    pub fn access_token(&self) -> String {
+        let token = format!(
+            "syt_{}_test",
+            self.user_id.trim_start_matches('@').replace(':', "_")
+        );
+        self.hs
+            .inner()
+            .world
+            .lock()
+            .unwrap()
+            .user_tokens
+            .insert(token.clone(), self.user_id.clone());
+        token
+    }
+
+    /// Revokes this user's access token (as a logout on their client does).
+    pub fn revoke_access_token(&self) {
+        let mut world = self.hs.inner().world.lock().unwrap();
+        world.user_tokens.retain(|_, user| *user != self.user_id);
+    }
+
     /// The user's ID.
     pub fn user_id(&self) -> &str {
         &self.user_id

@@ -154,6 +154,8 @@ pub(crate) struct World {
     /// push events into rooms the fake never saw).
     pub open_rooms: bool,
     pub next_id: u64,
+    /// Access tokens of real users (for calls a user's client makes, e.g. `account/whoami`).
+    pub user_tokens: HashMap<String, String>,
 }
 
 /// Synapse's refusal of an event from a non-member (the "(None)" names its auth check).
