@@ -90,6 +90,8 @@ pub struct BridgeOptions {
     pub remote_sends_per_second: f64,
     /// Whether logging out removes the user from their login's portals.
     pub kick_on_logout: bool,
+    /// Relay mode (`relay.*`).
+    pub relay: super::RelayOptions,
 }
 
 impl Default for BridgeOptions {
@@ -105,6 +107,7 @@ impl Default for BridgeOptions {
             login_timeout: Duration::from_secs(LOGIN_TIMEOUT_SECS.default),
             remote_sends_per_second: REMOTE_SENDS_PER_SECOND.default as f64,
             kick_on_logout: KICK_ON_LOGOUT.default,
+            relay: super::RelayOptions::default(),
         }
     }
 }
@@ -170,5 +173,6 @@ pub(super) fn read(src: &Source<'_>, server_name: &str) -> Result<BridgeOptions,
         login_timeout: Duration::from_secs(src.number(&LOGIN_TIMEOUT_SECS)?),
         remote_sends_per_second: src.number(&REMOTE_SENDS_PER_SECOND)?.max(1) as f64,
         kick_on_logout: src.flag(&KICK_ON_LOGOUT)?,
+        relay: super::RelayOptions::default(),
     })
 }

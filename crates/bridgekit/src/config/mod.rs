@@ -5,7 +5,7 @@
 //! is for, and how to fix it. Relative paths are relative to the config file.
 //!
 //! Each section has its module, which defines its keys (name, help, default) next to the code
-//! that parses them: `homeserver`, `appservice`, `store`, `bridge`, `provisioning`, `network`, `logging`.
+//! that parses them: `homeserver`, `appservice`, `store`, `bridge`, `provisioning`, `relay`, `network`, `logging`.
 
 use std::path::{Path, PathBuf};
 
@@ -18,12 +18,14 @@ mod key;
 mod logging;
 mod network;
 mod provisioning;
+mod relay;
 mod store;
 
 pub use self::appservice::AppserviceConfig;
 pub use self::bridge::BridgeOptions;
 pub use self::homeserver::HomeserverConfig;
 pub use self::provisioning::ProvisioningConfig;
+pub use self::relay::RelayOptions;
 pub use self::store::StoreConfig;
 pub use crate::store::StoreLocation;
 
@@ -36,6 +38,7 @@ const KEYS: &[&[&Key]] = &[
     store::KEYS,
     bridge::KEYS,
     provisioning::KEYS,
+    relay::KEYS,
     network::KEYS,
     logging::KEYS,
 ];
@@ -185,8 +188,9 @@ impl Config {
         let store = store::read(&src, &appservice.id)?;
         let homeserver = address.with_timeouts(&src)?;
         let log_level = logging::read(&src)?;
-        let bridge = bridge::read(&src, homeserver.server_name.as_str())?;
+        let mut bridge = bridge::read(&src, homeserver.server_name.as_str())?;
         let provisioning = provisioning::read(&src)?;
+        bridge.relay = relay::read(&src)?;
         let network = network::read(&src)?;
 
         Ok(Config {

@@ -105,6 +105,21 @@ pub(crate) async fn hand_over<B: Bridge + ?Sized>(
                                 .await;
                         }
                     }
+                    if let Some(portal) = &origin.portal
+                        && let MessageType::Text(text) = &content.msgtype
+                        && let Some(word) =
+                            text.body.trim().strip_prefix(&ctx.options().command_prefix)
+                        && (word == "set-relay" || word == "unset-relay")
+                    {
+                        let answer = crate::logins::relay::command(
+                            ctx,
+                            &origin.sender,
+                            &portal.key,
+                            word == "set-relay",
+                        )
+                        .await;
+                        return super::commands::reply(ctx, &origin.room_id, word, answer).await;
+                    }
                     let mut origin = origin;
                     if origin.portal.is_none()
                         && let Some(chat) = bridge.portal_for_room(ctx, &origin.room_id).await?

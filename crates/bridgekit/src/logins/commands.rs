@@ -51,6 +51,9 @@ pub(crate) fn help(prefix: &str) -> Vec<String> {
         format!("{prefix}list-logins: your logins and their state"),
         format!("{prefix}logout <login>: log out and forget a login"),
         format!("{prefix}relogin <login>: log in again to a login that stopped working"),
+        format!(
+            "{prefix}set-relay / {prefix}unset-relay (in a portal, when relay mode is on): carry the messages of users without a login there through your login"
+        ),
     ]
 }
 

@@ -21,6 +21,7 @@ pub(crate) mod commands;
 mod flow;
 mod permissions;
 pub(crate) mod registry;
+pub(crate) mod relay;
 pub(crate) mod route;
 
 pub use backoff::reconnect_delay;

@@ -21,6 +21,8 @@ pub(crate) enum Handler<'a, B: ?Sized> {
     Bridge(&'a B),
     /// A login's network client.
     Login(Arc<dyn NetworkClient>, LoginContext),
+    /// The portal's relay login, for a user without one there (named `name`).
+    Relay(Arc<dyn NetworkClient>, LoginContext, String),
 }
 
 /// The handler of an event from `origin.sender` in `origin.portal`. A sender whose login in
@@ -43,7 +45,7 @@ pub(crate) async fn handler<'a, B: Bridge + ?Sized>(
         .filter(|l| l.user_id == origin.sender)
         .collect();
     let Some(link) = mine.iter().find(|l| l.preferred).or(mine.first()) else {
-        return Ok(Handler::Bridge(bridge));
+        return relay_or_bridge(bridge, ctx, origin, &portal.key).await;
     };
     // Someone whose permission was lowered no longer acts through their login.
     if ctx.permissions().of(&origin.sender) < Permission::User {
@@ -78,6 +80,40 @@ pub(crate) async fn handler<'a, B: Bridge + ?Sized>(
     }
 }
 
+/// The portal's relay, when relay mode is on and its relay login runs; else the bridge.
+async fn relay_or_bridge<'a, B: Bridge + ?Sized>(
+    bridge: &'a B,
+    ctx: &BridgeContext,
+    origin: &MatrixOrigin,
+    portal: &crate::store::PortalKey,
+) -> Result<Handler<'a, B>, BridgeError> {
+    if !ctx.options().relay.enabled || ctx.permissions().of(&origin.sender) < Permission::Relay {
+        return Ok(Handler::Bridge(bridge));
+    }
+    let Some(id) = super::relay::relay_of(ctx, portal).await? else {
+        return Ok(Handler::Bridge(bridge));
+    };
+    let Some(record) = ctx.store().login(&id).await? else {
+        // The relay logged out: the portal has no relay any more.
+        super::relay::forget(ctx, portal).await?;
+        return Ok(Handler::Bridge(bridge));
+    };
+    let Some(client) = ctx.logins().client(&id) else {
+        return Err(RetryLater::new(format!("the relay login {id} is not running yet")).into());
+    };
+    let name = match ctx.bot().displayname_of(&origin.sender).await {
+        Ok(Some(name)) => name,
+        _ => origin.sender.localpart().to_owned(),
+    };
+    let login = LoginContext::new(ctx.clone(), id, record.user_id);
+    Ok(Handler::Relay(client, login, name))
+}
+
+/// Refused through a relay (it would look like the relay's own), said to the room.
+fn not_relayed(what: &'static str) -> BridgeError {
+    format!("{what} cannot go through this room's relay (they would look like its own); log in to send them").into()
+}
+
 impl<B: Bridge + ?Sized> Handler<'_, B> {
     pub(crate) async fn message(
         &self,
@@ -87,6 +123,12 @@ impl<B: Bridge + ?Sized> Handler<'_, B> {
         match self {
             Handler::Bridge(bridge) => bridge.handle_message(ctx, message).await,
             Handler::Login(client, login) => client.handle_message(login, message).await,
+            Handler::Relay(client, login, name) => {
+                let mut message = message;
+                message.content.msgtype =
+                    super::relay::format(&ctx.options().relay, name, &message.content.msgtype);
+                client.handle_message(login, message).await
+            }
         }
     }
 
@@ -98,6 +140,12 @@ impl<B: Bridge + ?Sized> Handler<'_, B> {
         match self {
             Handler::Bridge(bridge) => bridge.handle_edit(ctx, edit).await,
             Handler::Login(client, login) => client.handle_edit(login, edit).await,
+            Handler::Relay(client, login, name) => {
+                let mut edit = edit;
+                edit.new_content.msgtype =
+                    super::relay::format(&ctx.options().relay, name, &edit.new_content.msgtype);
+                client.handle_edit(login, edit).await
+            }
         }
     }
 
@@ -109,6 +157,7 @@ impl<B: Bridge + ?Sized> Handler<'_, B> {
         match self {
             Handler::Bridge(bridge) => bridge.handle_reaction(ctx, reaction).await,
             Handler::Login(client, login) => client.handle_reaction(login, reaction).await,
+            Handler::Relay(..) => Err(not_relayed("reactions")),
         }
     }
 
@@ -120,6 +169,7 @@ impl<B: Bridge + ?Sized> Handler<'_, B> {
         match self {
             Handler::Bridge(bridge) => bridge.handle_redaction(ctx, redaction).await,
             Handler::Login(client, login) => client.handle_redaction(login, redaction).await,
+            Handler::Relay(..) => Err(not_relayed("deletions")),
         }
     }
 
@@ -131,6 +181,7 @@ impl<B: Bridge + ?Sized> Handler<'_, B> {
         match self {
             Handler::Bridge(bridge) => bridge.handle_room_change(ctx, change).await,
             Handler::Login(client, login) => client.handle_room_change(login, change).await,
+            Handler::Relay(..) => Ok(()),
         }
     }
 }
