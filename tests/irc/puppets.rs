@@ -126,21 +126,28 @@ async fn in_puppet_mode_users_speak_on_irc_as_themselves() {
     ircd.restart(Some("pw1"));
     let mut tester = IrcUser::connect_with(port, "tester", Some("pw1")).await;
     tester.send("JOIN #test").await;
-    wait_for("alice's login to reconnect", || async {
-        alice.send_text(&management, "!list-logins").await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let timeline = alice.timeline(&management).await;
-        let last = timeline.iter().rev().find(|e| {
-            e["sender"] == bot.as_str()
-                && e["content"]["body"]
-                    .as_str()
-                    .is_some_and(|b| b.starts_with("alice:"))
-        })?;
-        last["content"]["body"]
-            .as_str()
-            .is_some_and(|b| b.contains("connected") && !b.contains("transient"))
-            .then_some(())
-    })
+    // Her own connection is back in the channel on the new server (NAMES lists her); the
+    // login's state says so.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        tester.send("NAMES #test").await;
+        let names = tester.expect(" 353 ").await;
+        if names
+            .split(' ')
+            .any(|n| n.trim_start_matches([':', '@', '+']) == "alice")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alice never came back: {names}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ask(
+        &alice,
+        &management,
+        &bot,
+        "!list-logins",
+        "alice: alice, connected",
+    )
     .await;
     alice.send_text(&portal, "after the irc restart").await;
     expect_from(&mut tester, "alice", "PRIVMSG #test :after the irc restart").await;
