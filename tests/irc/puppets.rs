@@ -182,3 +182,102 @@ async fn in_puppet_mode_users_speak_on_irc_as_themselves() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(notices(&alice, &management, &bot, "needs you").await, 1);
 }
+
+/// Calls the provisioning API with `token`.
+async fn provision(
+    env: &Env,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("{}/_matrix/provision/v3{path}", env.as_url);
+    let mut request = env.http.request(method, url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_manager_logs_a_user_in_over_the_provisioning_api() {
+    let _serial = SERIAL.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (_ircd, port) = IrcServer::start();
+    *NETWORK.lock().unwrap() = format!(
+        "{{server: '127.0.0.1:{port}', nick: matrix, puppets: true}}\n\
+         provisioning: {{shared_secret: a-shared-secret-for-the-e2e-test}}"
+    );
+    let mut tester = IrcUser::connect(port, "tester").await;
+    let env = Env::start().await;
+    let alice = env.user("alice").await;
+
+    // A token Synapse does not know is refused; alice's own access token, checked with
+    // Synapse, acts for her.
+    let (status, body) = provision(&env, Method::GET, "/whoami", "syt_not_a_token", None).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (401, Some("M_UNKNOWN_TOKEN")),
+        "{body}"
+    );
+    let (status, flows) = provision(&env, Method::GET, "/login/flows", &alice.token, None).await;
+    assert_eq!(status, 200, "{flows}");
+    assert_eq!(flows["flows"][0]["id"], "nick");
+
+    let (status, step) =
+        provision(&env, Method::POST, "/login/start/nick", &alice.token, None).await;
+    assert_eq!(
+        (status, step["type"].as_str()),
+        (200, Some("user_input")),
+        "{step}"
+    );
+    assert_eq!(step["user_input"]["fields"][0]["id"], "nick");
+    let path = format!(
+        "/login/step/{}/{}/user_input",
+        step["login_id"].as_str().unwrap(),
+        step["step_id"].as_str().unwrap()
+    );
+    let (status, done) = provision(
+        &env,
+        Method::POST,
+        &path,
+        &alice.token,
+        Some(json!({"nick": "alice_p"})),
+    )
+    .await;
+    assert_eq!(
+        (status, done["type"].as_str()),
+        (200, Some("complete")),
+        "{done}"
+    );
+    assert_eq!(done["complete"]["user_login_id"], "alice_p");
+
+    // Her connection is on IRC; whoami says connected.
+    tester.send("WHOIS alice_p").await;
+    tester.expect(" 311 tester alice_p ").await;
+    wait_for("the login connected in whoami", || async {
+        let (_, me) = provision(&env, Method::GET, "/whoami", &alice.token, None).await;
+        (me["logins"][0]["state"]["state_event"] == "CONNECTED").then_some(())
+    })
+    .await;
+    let (_, me) = provision(&env, Method::GET, "/whoami", &alice.token, None).await;
+    assert_eq!(me["bridge_bot"], env.bot.as_str());
+    assert_eq!(me["homeserver"], "localhost");
+
+    // Logging out over the API ends her connection.
+    let (status, _) = provision(&env, Method::POST, "/logout/alice_p", &alice.token, None).await;
+    assert_eq!(status, 200);
+    let (_, ids) = provision(&env, Method::GET, "/logins", &alice.token, None).await;
+    assert_eq!(ids["login_ids"], json!([]));
+    wait_for("alice_p to leave IRC", || async {
+        let mut probe = IrcUser::connect(port, "prober").await;
+        probe.send("WHOIS alice_p").await;
+        let line = probe.expect(" 318 ").await; // end of WHOIS, after 401 or 311
+        let gone = probe.seen.iter().any(|l| l.contains(" 401 "));
+        drop(line);
+        gone.then_some(())
+    })
+    .await;
+}
