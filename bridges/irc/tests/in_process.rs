@@ -23,6 +23,11 @@ struct Scene {
 }
 
 async fn scene() -> Scene {
+    scene_with(false).await
+}
+
+/// The scene, with puppet mode on or off. The relay is connection 1.
+async fn scene_with(puppets: bool) -> Scene {
     let hs = TestHomeserver::start();
     let irc = LineServer::start().await;
     let alice = hs.user("alice");
@@ -33,6 +38,7 @@ async fn scene() -> Scene {
             "nick": "relay",
             "channels": ["#c"],
             "invite": [alice.user_id()],
+            "puppets": puppets,
         }))
         .start(IrcBridge::default())
         .await;
@@ -178,21 +184,14 @@ async fn welcome(irc: &LineServer, after: usize, nick: &str, taken: bool) -> usi
 
 #[tokio::test]
 async fn in_puppet_mode_a_user_logs_in_with_their_own_nick_and_speaks_as_themselves() {
-    let hs = TestHomeserver::start();
-    let irc = LineServer::start().await;
-    let alice = hs.user("alice");
-    alice.set_displayname("Alice");
-    let bridge = TestBridge::builder(&hs)
-        .network(json!({
-            "server": irc.address(), "nick": "relay", "channels": ["#c"],
-            "invite": [alice.user_id()], "puppets": true,
-        }))
-        .start(IrcBridge::default())
-        .await;
-    let relay = welcome(&irc, 0, "relay", false).await;
-    irc.wait_for_line_starting("JOIN #c", WAIT).await;
-    let portal = wait_for_invite(&hs, alice.user_id()).await;
-    alice.join(&portal);
+    let Scene {
+        hs,
+        irc,
+        bridge,
+        alice,
+        portal,
+    } = scene_with(true).await;
+    let relay = 1;
 
     // alice logs in from her room with the bot; her first nick is taken.
     let dm = alice.create_room();

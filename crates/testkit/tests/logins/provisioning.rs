@@ -1,0 +1,241 @@
+//! A login manager logs users in over the provisioning API.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use bridgekit_testkit::TestBridge;
+
+use crate::scene::*;
+
+/// Calls the provisioning API as a login manager would.
+async fn provision(
+    bridge: &TestBridge,
+    method: &str,
+    path: &str,
+    user: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let query = if user.is_empty() {
+        String::new()
+    } else {
+        format!("?user_id={user}")
+    };
+    let url = format!("{}/_matrix/provision/v3{path}{query}", bridge.url());
+    let http = reqwest::Client::new();
+    let mut request = if method == "GET" {
+        http.get(url)
+    } else {
+        http.post(url)
+    };
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status().as_u16();
+    (
+        status,
+        answer.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+const SECRET: &str = "provisioning-secret-for-tests";
+
+#[tokio::test]
+async fn a_login_manager_logs_users_in_over_the_provisioning_api() {
+    let s = Scene::with(|b| {
+        b.set("provisioning.shared_secret", SECRET).set(
+            "bridge.permissions",
+            json!({"*": "commands", "localhost": "user", "@eve:localhost": "commands"}),
+        )
+    })
+    .await;
+    let b = &s.bridge;
+    let alice = "@alice:localhost";
+    // No token, a wrong token, a user without the permission.
+    let (status, body) = provision(b, "GET", "/login/flows", alice, None, None).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (401, Some("M_MISSING_TOKEN"))
+    );
+    let (status, body) = provision(b, "GET", "/login/flows", alice, Some("wrong"), None).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (401, Some("M_UNKNOWN_TOKEN"))
+    );
+    let (status, body) = provision(
+        b,
+        "POST",
+        "/login/start/password",
+        "@eve:localhost",
+        Some(SECRET),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN"))
+    );
+
+    let (status, body) = provision(b, "GET", "/login/flows", alice, Some(SECRET), None).await;
+    assert_eq!(status, 200, "{body}");
+    let flows: Vec<&str> = body["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(flows, ["password", "code"]);
+
+    // alice and bob log in at the same time, interleaved.
+    let (status, a) = provision(
+        b,
+        "POST",
+        "/login/start/password",
+        alice,
+        Some(SECRET),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["type"], "user_input");
+    let fields: Vec<(&str, &str)> = a["user_input"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["id"].as_str().unwrap(), f["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(fields, [("name", "username"), ("password", "password")]);
+    let bob = "@bob:localhost";
+    let (_, bb) = provision(b, "POST", "/login/start/password", bob, Some(SECRET), None).await;
+    let step = |v: &serde_json::Value, kind: &str| {
+        format!(
+            "/login/step/{}/{}/{kind}",
+            v["login_id"].as_str().unwrap(),
+            v["step_id"].as_str().unwrap()
+        )
+    };
+    // A step of the wrong type, and someone else's process.
+    let (status, body) = provision(
+        b,
+        "POST",
+        &step(&a, "display_and_wait"),
+        alice,
+        Some(SECRET),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_BAD_STATE"))
+    );
+    let (status, _) = provision(
+        b,
+        "POST",
+        &step(&a, "user_input"),
+        bob,
+        Some(SECRET),
+        Some(json!({"name": "x", "password": "y"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let (status, done) = provision(
+        b,
+        "POST",
+        &step(&bb, "user_input"),
+        bob,
+        Some(SECRET),
+        Some(json!({"name": "bob-r", "password": "swordfish"})),
+    )
+    .await;
+    assert_eq!(
+        (status, done["type"].as_str()),
+        (200, Some("complete")),
+        "{done}"
+    );
+    let (status, done) = provision(
+        b,
+        "POST",
+        &step(&a, "user_input"),
+        alice,
+        Some(SECRET),
+        Some(json!({"name": "alice-r", "password": "hunter2"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["complete"]["user_login_id"], "alice-r");
+
+    // whoami shows the login, connected.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, me) = provision(b, "GET", "/whoami", alice, Some(SECRET), None).await;
+        assert_eq!(status, 200, "{me}");
+        assert_eq!(me["bridge_bot"], s.bridge.bot_user_id().as_str());
+        assert_eq!(me["command_prefix"], "!");
+        assert_eq!(me["login_flows"].as_array().unwrap().len(), 2);
+        if me["logins"][0]["state"]["state_event"] == "CONNECTED" {
+            assert_eq!(me["logins"][0]["id"], "alice-r");
+            assert_eq!(me["logins"].as_array().unwrap().len(), 1, "only alice's");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never connected: {me}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, ids) = provision(b, "GET", "/logins", alice, Some(SECRET), None).await;
+    assert_eq!(ids["login_ids"], json!(["alice-r"]));
+
+    // A manager may also use the user's own Matrix access token (checked with the
+    // homeserver): it acts for that user only.
+    let token = s.alice.access_token();
+    let (status, ids) = provision(b, "GET", "/logins", "", Some(&token), None).await;
+    assert_eq!(
+        (status, &ids["login_ids"]),
+        (200, &json!(["alice-r"])),
+        "{ids}"
+    );
+    let bobs_token = s.hs.user("bob").access_token();
+    let (status, _) = provision(b, "GET", "/logins", alice, Some(&bobs_token), None).await;
+    assert_eq!(status, 403, "bob's token does not act for alice");
+    let eve = s.hs.user("eve");
+    let revoked = eve.access_token();
+    eve.revoke_access_token();
+    let (status, body) = provision(b, "GET", "/logins", "", Some(&revoked), None).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (401, Some("M_UNKNOWN_TOKEN"))
+    );
+
+    // Logging out over the API ends the login; an unknown one is not found.
+    let (status, _) = provision(b, "POST", "/logout/alice-r", alice, Some(SECRET), None).await;
+    assert_eq!(status, 200);
+    let (_, ids) = provision(b, "GET", "/logins", alice, Some(SECRET), None).await;
+    assert_eq!(ids["login_ids"], json!([]));
+    let (status, _) = provision(b, "POST", "/logout/bob-r", alice, Some(SECRET), None).await;
+    assert_eq!(status, 404, "alice cannot log bob out");
+}
+
+#[tokio::test]
+async fn without_a_secret_the_provisioning_api_is_off() {
+    let s = Scene::new().await;
+    let (status, body) = provision(
+        &s.bridge,
+        "GET",
+        "/whoami",
+        "@alice:localhost",
+        Some("anything"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (404, Some("M_UNRECOGNIZED"))
+    );
+}
