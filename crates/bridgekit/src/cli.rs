@@ -31,6 +31,10 @@ enum Command {
         /// Replace an existing registration file.
         #[arg(long)]
         force: bool,
+        /// Also write a double-puppet registration to this path (a second appservice that
+        /// may act as the homeserver's users; add it to the homeserver too).
+        #[arg(long, value_name = "PATH")]
+        double_puppet: Option<PathBuf>,
     },
     /// Copy every record of the configured store into a new, empty store of the other kind.
     /// Stop the bridge first; afterwards, point `store.*` in the config at the new store.
@@ -47,6 +51,42 @@ enum Command {
     },
 }
 
+/// Writes the registration (and the double-puppet one, when asked) and says what is next.
+fn generate_registration(
+    config: &Config,
+    bridge: &impl Bridge,
+    force: bool,
+    double_puppet: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let path = config.appservice.registration.clone();
+    Registration::generate(config, bridge.protocols())
+        .write(&path, force)
+        .map_err(|e| e.to_string())?;
+    println!("wrote {}", path.display());
+    let mut files = path.display().to_string();
+    if let Some(puppet_path) = double_puppet {
+        let registration = Registration::double_puppet(
+            config.homeserver.server_name.as_str(),
+            config.bridge.double_puppet.as_token.clone(),
+        );
+        registration
+            .write(puppet_path, force)
+            .map_err(|e| e.to_string())?;
+        println!("wrote {}", puppet_path.display());
+        if config.bridge.double_puppet.as_token.is_none() {
+            println!(
+                "add to the bridge's config: double_puppet: {{secrets: {{{}: \"as_token:{}\"}}}}",
+                config.homeserver.server_name, registration.as_token
+            );
+        }
+        files = format!("{files} and {}", puppet_path.display());
+    }
+    println!(
+        "next: add {files} to app_service_config_files in the homeserver's config, restart the homeserver, then start the bridge"
+    );
+    Ok(())
+}
+
 /// Parses the command line, sets up logging, and runs the chosen command with `bridge`.
 /// Returns the process exit code; errors are printed as one line saying what to fix.
 pub fn main(bridge: impl Bridge) -> std::process::ExitCode {
@@ -60,13 +100,10 @@ pub fn main(bridge: impl Bridge) -> std::process::ExitCode {
     };
     init_logging(&config.log_level);
     let result = match cli.command.unwrap_or(Command::Run) {
-        Command::GenerateRegistration { force } => {
-            let path = config.appservice.registration.clone();
-            Registration::generate(&config, bridge.protocols()).write(&path, force).map(|()| {
-                println!("wrote {}", path.display());
-                println!("next: add it to app_service_config_files in the homeserver's config, restart the homeserver, then start the bridge");
-            }).map_err(|e| e.to_string())
-        }
+        Command::GenerateRegistration {
+            force,
+            double_puppet,
+        } => generate_registration(&config, &bridge, force, double_puppet.as_deref()),
         Command::MigrateStore {
             to_postgres,
             schema,

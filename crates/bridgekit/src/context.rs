@@ -21,6 +21,7 @@ pub(crate) struct Shared {
     pub outbox: Outbox,
     pub remote: crate::remote::RemoteQueue,
     pub logins: crate::logins::registry::Registry,
+    pub puppets: crate::double_puppet::Puppets,
 }
 
 /// What the context is made of, before the outbox is attached.
@@ -51,6 +52,7 @@ impl BridgeContext {
             outbox: Outbox::new(weak.clone(), runtime.clone()),
             remote: crate::remote::RemoteQueue::new(weak.clone(), runtime),
             logins: crate::logins::registry::Registry::default(),
+            puppets: crate::double_puppet::Puppets::default(),
         });
         Self { shared }
     }
@@ -74,6 +76,11 @@ impl BridgeContext {
     /// The logins running in this process.
     pub(crate) fn logins(&self) -> &crate::logins::registry::Registry {
         &self.shared.logins
+    }
+
+    /// Double puppeting's state.
+    pub(crate) fn puppets(&self) -> &crate::double_puppet::Puppets {
+        &self.shared.puppets
     }
 
     /// Who may do what (`bridge.permissions`).

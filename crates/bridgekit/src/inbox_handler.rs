@@ -86,7 +86,9 @@ impl InboxHandler {
                 }
             }
         }
-        if self.ctx.is_own_user(event.sender()) {
+        if self.ctx.is_own_user(event.sender())
+            || crate::double_puppet::is_own_echo(&self.ctx, json, &event)
+        {
             return true;
         }
         let reportable = crate::incoming::resolve::is_reportable(&event);

@@ -55,6 +55,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 mod context;
+mod double_puppet;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

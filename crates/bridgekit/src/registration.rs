@@ -170,6 +170,31 @@ impl Registration {
         }
     }
 
+    /// A double-puppet registration for `server_name` (as mautrix bridges use one): no URL,
+    /// so the homeserver sends it nothing, and a non-exclusive namespace of every local user,
+    /// so its token may act as any of them. `as_token` keeps the one the config names.
+    pub fn double_puppet(server_name: &str, as_token: Option<String>) -> Self {
+        Registration {
+            id: "doublepuppet".into(),
+            url: None,
+            as_token: as_token.unwrap_or_else(|| random_token(64)),
+            hs_token: random_token(64),
+            sender_localpart: format!("doublepuppet_{}", random_token(12).to_lowercase()),
+            rate_limited: Some(false),
+            protocols: vec![],
+            receive_ephemeral: false,
+            push_ephemeral_unstable: false,
+            namespaces: Namespaces {
+                users: vec![Namespace {
+                    exclusive: false,
+                    regex: format!("@.*:{}", regex_escape(server_name)),
+                }],
+                aliases: vec![],
+                rooms: vec![],
+            },
+        }
+    }
+
     /// Writes the registration to `path` with mode 0600; refuses to replace a file unless
     /// `force`.
     pub fn write(&self, path: &Path, force: bool) -> Result<(), RegistrationError> {
@@ -368,5 +393,29 @@ mod tests {
     fn random_tokens_differ() {
         assert_ne!(random_token(64), random_token(64));
         assert_eq!(random_token(7).len(), 7);
+    }
+
+    #[test]
+    fn a_double_puppet_registration_may_act_as_every_local_user_and_gets_no_traffic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("doublepuppet.yaml");
+        Registration::double_puppet("example.org", None)
+            .write(&path, false)
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let yaml: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+        assert!(
+            yaml["url"].is_null(),
+            "no URL: the homeserver pushes nothing"
+        );
+        assert_eq!(yaml["namespaces"]["users"][0]["regex"], "@.*:example\\.org");
+        assert_eq!(yaml["namespaces"]["users"][0]["exclusive"], false);
+        assert_eq!(yaml["rate_limited"], false);
+        let token = yaml["as_token"].as_str().unwrap();
+        assert_eq!(token.len(), 64);
+        // The token the config already names is kept, so file and config agree.
+        let kept = Registration::double_puppet("example.org", Some("abc".into()));
+        assert_eq!(kept.as_token, "abc");
+        assert_ne!(kept.sender_localpart, "");
     }
 }

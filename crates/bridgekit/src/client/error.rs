@@ -53,6 +53,13 @@ pub enum ClientError {
         /// The bot's own level.
         bot_level: i64,
     },
+    /// The bridge may not act as this real Matrix user (double puppeting is off or was
+    /// refused); a ghost stands in where one can.
+    #[error("double puppeting of {user_id} is off")]
+    DoublePuppetOff {
+        /// The user.
+        user_id: ruma::OwnedUserId,
+    },
     /// The bridge is stopping; a queued send stays in the outbox and goes out after restart.
     #[error("the bridge is stopping; the send stays queued for the next start")]
     Stopped,
@@ -124,6 +131,15 @@ impl ClientError {
     /// Synapse's answer to `?user_id=` of a ghost it has not registered yet.
     pub fn is_unregistered_user(&self) -> bool {
         self.forbidden_because("has not registered this user")
+    }
+
+    /// The homeserver will not let the bridge act as a real user: their access token is
+    /// revoked (401), or the double-puppet appservice may not masquerade as them (403).
+    pub fn is_puppet_refused(&self) -> bool {
+        matches!(self, ClientError::DoublePuppetOff { .. })
+            || self.status() == Some(401)
+            || self.forbidden_because("masquerade")
+            || self.is_unregistered_user()
     }
 
     /// The acting user is not (or not yet) in the room.

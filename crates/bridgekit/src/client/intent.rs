@@ -37,6 +37,8 @@ pub struct Intent {
     user_id: OwnedUserId,
     device_id: Option<OwnedDeviceId>,
     retry: Option<RetryPolicy>,
+    /// For a double puppet: the ghost that sends instead when the homeserver refuses.
+    fallback: Option<OwnedUserId>,
 }
 
 impl Intent {
@@ -46,7 +48,22 @@ impl Intent {
             user_id,
             device_id: None,
             retry: None,
+            fallback: None,
         }
+    }
+
+    /// Acts as the real Matrix user `user_id` (double puppeting), with `fallback` sending
+    /// queued events instead if the homeserver refuses.
+    pub(crate) fn puppet(ctx: BridgeContext, user_id: OwnedUserId, fallback: OwnedUserId) -> Self {
+        Self {
+            fallback: Some(fallback),
+            ..Self::new(ctx, user_id)
+        }
+    }
+
+    /// Whether this acts as a real Matrix user rather than the bot or a ghost.
+    pub(crate) fn is_puppet(&self) -> bool {
+        !self.ctx.is_own_user(&self.user_id)
     }
 
     /// The user this intent acts as.
@@ -80,13 +97,24 @@ impl Intent {
     ) -> Result<R::IncomingResponse, ClientError> {
         let user = (!self.is_bot()).then_some(&*self.user_id);
         let client = self.ctx.client();
+        let retry = self.retry.as_ref().unwrap_or(client.retry_policy());
+        if self.is_puppet() {
+            use crate::double_puppet::PuppetAuth;
+            return match crate::double_puppet::auth(&self.ctx, &self.user_id).await? {
+                PuppetAuth::Appservice(token) => {
+                    client
+                        .execute_with_token(request, &token, user, retry)
+                        .await
+                }
+                PuppetAuth::AccessToken(token) => {
+                    client
+                        .execute_with_token(request, &token, None, retry)
+                        .await
+                }
+            };
+        }
         client
-            .execute_as(
-                request,
-                user,
-                self.device_id.as_deref(),
-                self.retry.as_ref().unwrap_or(client.retry_policy()),
-            )
+            .execute_as(request, user, self.device_id.as_deref(), retry)
             .await
     }
 
@@ -94,7 +122,10 @@ impl Intent {
 
     /// Registers the ghost with the homeserver unless the store knows it already is.
     pub async fn ensure_registered(&self) -> Result<(), ClientError> {
-        if self.is_bot() || self.ctx.store().ghost(&self.user_id).await?.registered {
+        if self.is_bot()
+            || self.is_puppet()
+            || self.ctx.store().ghost(&self.user_id).await?.registered
+        {
             return Ok(());
         }
         self.register().await
@@ -141,13 +172,24 @@ impl Intent {
     }
 
     fn entry_for(&self, outgoing: Outgoing) -> OutboxEntry {
+        let mut op = outgoing.op;
+        if self.is_puppet() {
+            match &mut op {
+                OutboxOp::Message { content, .. } => {
+                    *content = crate::double_puppet::mark(&self.ctx, content);
+                }
+                OutboxOp::Redaction { event_id, .. } => self.ctx.puppets().redacting(event_id),
+                OutboxOp::State { .. } => {}
+            }
+        }
         OutboxEntry {
             room_id: outgoing.room_id,
             sender: self.user_id.clone(),
             txn_id: outgoing.txn_id.unwrap_or_else(|| self.ctx.txn_ids().next()),
-            op: outgoing.op,
+            op,
             timestamp: outgoing.timestamp,
             remote_id: outgoing.remote_id,
+            fallback: self.fallback.clone(),
         }
     }
 
@@ -362,7 +404,7 @@ impl Intent {
         let mut attempt = 0;
         loop {
             match self.call(request.clone()).await {
-                Err(e) if e.is_unregistered_user() && !reregistered => {
+                Err(e) if e.is_unregistered_user() && !reregistered && !self.is_puppet() => {
                     reregistered = true;
                     self.register().await?;
                 }

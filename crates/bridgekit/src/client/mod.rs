@@ -235,30 +235,38 @@ impl HomeserverClient {
         retry: &RetryPolicy,
     ) -> Result<R::IncomingResponse, ClientError> {
         let result = self
-            .execute_attempts(request, user_id, device_id, retry)
+            .execute_attempts(request, &self.as_token, user_id, device_id, retry)
             .await;
-        if let Err(error) = &result {
-            let errcode = match error {
-                ClientError::Matrix { errcode, .. } => errcode.clone(),
-                ClientError::Network(_) => "network".to_owned(),
-                ClientError::Http { .. } => "http".to_owned(),
-                _ => "other".to_owned(),
-            };
-            metrics::counter!("bridgekit_homeserver_errors_total", "errcode" => errcode)
-                .increment(1);
-        }
+        count_error(&result);
+        result
+    }
+
+    /// Sends `request` with another token: a double-puppet appservice's (with `?user_id=`) or
+    /// a user's own access token (without), for acting as a real Matrix user.
+    pub(crate) async fn execute_with_token<R: Endpoint>(
+        &self,
+        request: R,
+        token: &str,
+        user_id: Option<&UserId>,
+        retry: &RetryPolicy,
+    ) -> Result<R::IncomingResponse, ClientError> {
+        let result = self
+            .execute_attempts(request, token, user_id, None, retry)
+            .await;
+        count_error(&result);
         result
     }
 
     async fn execute_attempts<R: Endpoint>(
         &self,
         request: R,
+        token: &str,
         user_id: Option<&UserId>,
         device_id: Option<&ruma::DeviceId>,
         retry: &RetryPolicy,
     ) -> Result<R::IncomingResponse, ClientError> {
         let built = request
-            .build(&self.base_url, &self.as_token, user_id, &self.versions)
+            .build(&self.base_url, token, user_id, &self.versions)
             .map_err(|e| ClientError::Request(e.to_string()))?;
         let (parts, body) = built.into_parts();
         let mut url = parts.uri.to_string();
@@ -353,6 +361,19 @@ impl HomeserverClient {
         *backoff = (*backoff * 2).min(retry.max_delay);
         tokio::time::sleep(delay).await;
         true
+    }
+}
+
+/// Counts a failed call by its errcode.
+fn count_error<T>(result: &Result<T, ClientError>) {
+    if let Err(error) = result {
+        let errcode = match error {
+            ClientError::Matrix { errcode, .. } => errcode.clone(),
+            ClientError::Network(_) => "network".to_owned(),
+            ClientError::Http { .. } => "http".to_owned(),
+            _ => "other".to_owned(),
+        };
+        metrics::counter!("bridgekit_homeserver_errors_total", "errcode" => errcode).increment(1);
     }
 }
 

@@ -151,9 +151,9 @@ impl Outbox {
     pub(crate) async fn send_inline(
         &self,
         ctx: &BridgeContext,
-        entry: OutboxEntry,
+        mut entry: OutboxEntry,
     ) -> Result<Option<OwnedEventId>, ClientError> {
-        let result = deliver(ctx, &entry, self.shutdown.subscribe())
+        let result = deliver(ctx, &mut entry, self.shutdown.subscribe())
             .await
             .unwrap_or(Err(ClientError::Stopped))?;
         if let Some(mapping) = mapping_for(&entry, result.as_ref()) {
@@ -188,12 +188,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 #[async_trait::async_trait]
 impl ItemHandler<(u64, OutboxEntry)> for Sender {
-    async fn handle(&self, (seq, entry): (u64, OutboxEntry)) {
+    async fn handle(&self, (seq, mut entry): (u64, OutboxEntry)) {
         let Some(shared) = self.ctx.upgrade() else {
             return;
         };
         let ctx = BridgeContext::from_shared(shared);
-        let Some(result) = deliver(&ctx, &entry, self.stopping.clone()).await else {
+        let Some(result) = deliver(&ctx, &mut entry, self.stopping.clone()).await else {
             return; // stopping: the entry stays in the outbox
         };
         let mapping = mapping_for(&entry, result.as_ref().ok().and_then(Option::as_ref));
@@ -222,10 +222,11 @@ impl ItemHandler<(u64, OutboxEntry)> for Sender {
 }
 
 /// Attempts `entry` until the homeserver takes or refuses it; `None` once the bridge stops.
-/// Logs and counts the outcome.
+/// Logs and counts the outcome. A double puppet the homeserver refuses hands the entry to
+/// its fallback ghost (`entry.sender` changes).
 async fn deliver(
     ctx: &BridgeContext,
-    entry: &OutboxEntry,
+    entry: &mut OutboxEntry,
     mut stopping: watch::Receiver<bool>,
 ) -> Option<Result<Option<OwnedEventId>, ClientError>> {
     // Short in-call retries: longer outages are this loop's job, with a warning each time.
@@ -233,7 +234,7 @@ async fn deliver(
         max_elapsed: ATTEMPT_BUDGET,
         ..ctx.client().retry_policy().clone()
     };
-    let intent = Intent::new(ctx.clone(), entry.sender.clone()).with_retry(retry);
+    let mut intent = Intent::new(ctx.clone(), entry.sender.clone()).with_retry(retry.clone());
     let mut backoff = Duration::from_millis(500);
     let first_attempt = std::time::Instant::now();
     let deadline = ctx.options().send_deadline;
@@ -246,6 +247,13 @@ async fn deliver(
             _ = stopping.wait_for(|s| *s) => return None,
         };
         match attempt {
+            Err(e) if e.is_puppet_refused() && entry.fallback.is_some() => {
+                crate::double_puppet::refused(ctx, &entry.sender, &e).await;
+                let ghost = entry.fallback.take().expect("checked above");
+                tracing::info!(user = %entry.sender, %ghost, room_id = %entry.room_id, "the homeserver refused the double puppet; the ghost sends instead");
+                entry.sender = ghost;
+                intent = Intent::new(ctx.clone(), entry.sender.clone()).with_retry(retry.clone());
+            }
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, room_id = %entry.room_id, retry_in_ms = backoff.as_millis() as u64, "send delayed; will retry");
                 tokio::select! {

@@ -92,6 +92,8 @@ pub struct BridgeOptions {
     pub kick_on_logout: bool,
     /// Relay mode (`relay.*`).
     pub relay: super::RelayOptions,
+    /// Double puppeting (`double_puppet.*`).
+    pub double_puppet: super::DoublePuppetOptions,
 }
 
 impl Default for BridgeOptions {
@@ -108,6 +110,7 @@ impl Default for BridgeOptions {
             remote_sends_per_second: REMOTE_SENDS_PER_SECOND.default as f64,
             kick_on_logout: KICK_ON_LOGOUT.default,
             relay: super::RelayOptions::default(),
+            double_puppet: super::DoublePuppetOptions::default(),
         }
     }
 }
@@ -174,5 +177,6 @@ pub(super) fn read(src: &Source<'_>, server_name: &str) -> Result<BridgeOptions,
         remote_sends_per_second: src.number(&REMOTE_SENDS_PER_SECOND)?.max(1) as f64,
         kick_on_logout: src.flag(&KICK_ON_LOGOUT)?,
         relay: super::RelayOptions::default(),
+        double_puppet: super::DoublePuppetOptions::default(),
     })
 }

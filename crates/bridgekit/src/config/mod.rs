@@ -5,7 +5,8 @@
 //! is for, and how to fix it. Relative paths are relative to the config file.
 //!
 //! Each section has its module, which defines its keys (name, help, default) next to the code
-//! that parses them: `homeserver`, `appservice`, `store`, `bridge`, `provisioning`, `relay`, `network`, `logging`.
+//! that parses them: `homeserver`, `appservice`, `store`, `bridge`, `provisioning`, `relay`, `double_puppet`,
+//! `network`, `logging`.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,7 @@ use serde_norway::{Mapping, Value};
 
 mod appservice;
 mod bridge;
+mod double_puppet;
 mod homeserver;
 mod key;
 mod logging;
@@ -23,6 +25,7 @@ mod store;
 
 pub use self::appservice::AppserviceConfig;
 pub use self::bridge::BridgeOptions;
+pub use self::double_puppet::DoublePuppetOptions;
 pub use self::homeserver::HomeserverConfig;
 pub use self::provisioning::ProvisioningConfig;
 pub use self::relay::RelayOptions;
@@ -39,6 +42,7 @@ const KEYS: &[&[&Key]] = &[
     bridge::KEYS,
     provisioning::KEYS,
     relay::KEYS,
+    double_puppet::KEYS,
     network::KEYS,
     logging::KEYS,
 ];
@@ -191,6 +195,7 @@ impl Config {
         let mut bridge = bridge::read(&src, homeserver.server_name.as_str())?;
         let provisioning = provisioning::read(&src)?;
         bridge.relay = relay::read(&src)?;
+        bridge.double_puppet = double_puppet::read(&src, homeserver.server_name.as_str())?;
         let network = network::read(&src)?;
 
         Ok(Config {

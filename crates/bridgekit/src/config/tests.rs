@@ -154,3 +154,30 @@ fn the_readme_key_table_lists_exactly_the_keys_the_config_reads() {
         "README.md's config table and config::KEYS differ"
     );
 }
+
+#[test]
+fn double_puppet_secrets_take_an_as_token_for_this_homeserver_only() {
+    let c = parse(GOOD, &[]).unwrap();
+    assert_eq!(c.bridge.double_puppet.as_token, None);
+    assert!(c.bridge.double_puppet.allow_manual);
+    let with = format!("{GOOD}double_puppet: {{secrets: {{example.org: 'as_token:xyz'}}}}\n");
+    let c = parse(&with, &[]).unwrap();
+    assert_eq!(c.bridge.double_puppet.as_token.as_deref(), Some("xyz"));
+    let env = [(
+        "BRIDGEKIT_DOUBLE_PUPPET_SECRETS",
+        "{example.org: 'as_token:fromenv'}",
+    )];
+    let c = parse(&with, &env).unwrap();
+    assert_eq!(c.bridge.double_puppet.as_token.as_deref(), Some("fromenv"));
+
+    let plain = format!("{GOOD}double_puppet: {{secrets: {{example.org: xyz}}}}\n");
+    let msg = refusal(&plain, &[]);
+    assert!(
+        msg.contains("double_puppet.secrets") && msg.contains("as_token:"),
+        "{msg}"
+    );
+    assert!(!msg.contains("xyz"), "the secret is not echoed: {msg}");
+    let other = format!("{GOOD}double_puppet: {{secrets: {{other.org: 'as_token:x'}}}}\n");
+    let msg = refusal(&other, &[]);
+    assert!(msg.contains("remove `other.org`"), "{msg}");
+}

@@ -64,6 +64,19 @@ pub(super) async fn run<B: Bridge + ?Sized>(
         return reply(ctx, &room_id, &name, refusal).await;
     }
     let args: Vec<String> = words.collect();
+    if !bridge.login_flows().is_empty()
+        && let Some(answer) = crate::double_puppet::commands::run(
+            ctx,
+            &origin.sender,
+            &room_id,
+            &origin.event_id,
+            &name,
+            &args,
+        )
+        .await
+    {
+        return reply(ctx, &room_id, &name, answer).await;
+    }
     if let Some(answer) =
         crate::logins::commands::run(bridge, ctx, &origin.sender, &room_id, &name, &args).await
     {
@@ -78,6 +91,7 @@ pub(super) async fn run<B: Bridge + ?Sized>(
             ];
             if !bridge.login_flows().is_empty() {
                 lines.extend(crate::logins::commands::help(prefix));
+                lines.extend(crate::double_puppet::commands::help(ctx));
             }
             for c in bridge.commands() {
                 lines.push(format!("{prefix}{} {}: {}", c.name, c.usage, c.help));

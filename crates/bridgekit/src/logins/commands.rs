@@ -336,10 +336,7 @@ pub(crate) async fn answer(
     }
     let field = conversation.pending.remove(0);
     if field.kind.is_secret()
-        && let Err(error) = ctx
-            .bot()
-            .redact(room, event_id, Some("a login secret"))
-            .await
+        && let Err(error) = crate::double_puppet::redact_secret(ctx, sender, room, event_id).await
     {
         tracing::warn!(%error, "could not redact a login secret");
         let _ = say(
@@ -494,7 +491,12 @@ pub(crate) async fn complete(
     let bridge = ctx.logins().bridge()?;
     super::registry::start_login(&*bridge, ctx, &record).await?;
     let name = new.remote_name.unwrap_or_else(|| new.remote_id.to_string());
-    Ok(format!("Logged in as {name} (login {}).", new.id))
+    let mut answer = format!("Logged in as {name} (login {}).", new.id);
+    if let Some(puppeting) = crate::double_puppet::on_login(ctx, sender).await {
+        answer.push(' ');
+        answer.push_str(&puppeting);
+    }
+    Ok(answer)
 }
 
 pub(crate) async fn own_login(
@@ -546,6 +548,7 @@ pub(crate) async fn logout(
         let login = LoginContext::new(ctx.clone(), record.id.clone(), record.user_id.clone());
         client.logout(&login).await;
     }
+    ctx.puppets().forget_login(&record.remote_id);
     let portals = ctx.store().login_portals(&record.id).await?;
     ctx.store().delete_login(&record.id).await?;
     if ctx.options().kick_on_logout {

@@ -117,6 +117,8 @@ pub(crate) async fn start_login(
     let client = bridge.load_login(ctx, record).await?;
     ctx.logins()
         .insert(record.id.clone(), client.clone(), record.state);
+    ctx.puppets()
+        .remember_login(record.remote_id.clone(), record.user_id.clone());
     client.connect(&login).await
 }
 

@@ -50,10 +50,11 @@ pub(super) async fn apply(
             let Some(target) = first_part(ctx, room, &target_id).await? else {
                 return Ok(());
             };
-            let intent = ghost(ctx, &sender).await?;
-            let content = message_content(&intent, content)
+            let ghost = ghost(ctx, &sender).await?;
+            let content = message_content(&ghost, content)
                 .await?
                 .make_replacement(ReplacementMetadata::new(target.event_id, None));
+            let intent = crate::double_puppet::author(ctx, &sender.id, ghost).await?;
             let txn =
                 TxnIds::derived(&[room.as_str(), target_id.as_str(), "edit", edit_id.as_str()]);
             intent.send_with_txn_id(room, &content, &txn).await?;
@@ -67,7 +68,7 @@ pub(super) async fn apply(
             let Some(target) = first_part(ctx, room, &target_id).await? else {
                 return Ok(());
             };
-            let intent = ghost(ctx, &sender).await?;
+            let intent = author(ctx, &sender).await?;
             let known = ctx
                 .store()
                 .reaction(room, &target_id, intent.user_id(), &reaction_key)
@@ -92,12 +93,21 @@ pub(super) async fn apply(
             sender,
             key: reaction_key,
         } => {
-            let intent = ctx.ghost_for_remote(&sender.id).await?;
-            let Some(reaction) = ctx
-                .store()
-                .reaction(room, &target_id, intent.user_id(), &reaction_key)
-                .await?
-            else {
+            // Sent as the user (double puppeting) or as the ghost: whichever has it.
+            let ghost = ctx.ghost_for_remote(&sender.id).await?;
+            let puppet = crate::double_puppet::author(ctx, &sender.id, ghost.clone()).await?;
+            let mut found = None;
+            for intent in [puppet, ghost] {
+                if let Some(reaction) = ctx
+                    .store()
+                    .reaction(room, &target_id, intent.user_id(), &reaction_key)
+                    .await?
+                {
+                    found = Some((intent, reaction));
+                    break;
+                }
+            }
+            let Some((intent, reaction)) = found else {
                 return Ok(());
             };
             let txn = TxnIds::derived(&[room.as_str(), reaction.event_id.as_str(), "unreact"]);
@@ -113,13 +123,20 @@ pub(super) async fn apply(
             reason,
         } => {
             let deleter = match &sender {
-                Some(user) => Some(ctx.ghost_for_remote(&user.id).await?),
+                Some(user) => {
+                    let ghost = ctx.ghost_for_remote(&user.id).await?;
+                    Some(crate::double_puppet::author(ctx, &user.id, ghost).await?)
+                }
                 None => None,
             };
             for part in ctx.store().message_parts(room, &target_id).await? {
-                // Its author's ghost redacts it (a user may always redact their own events);
-                // a deletion by someone else, or of a message no ghost sent, is the bot's.
-                let author = part.sender.as_deref().and_then(|s| ctx.intent_for(s));
+                // Its author redacts it (a user may always redact their own events): its
+                // ghost, or the real user when the bridge may act as them (else the bot);
+                // a deletion by someone else is the bot's.
+                let author = part.sender.as_deref().map(|s| match ctx.intent_for(s) {
+                    Some(own) => own,
+                    None => Intent::puppet(ctx.clone(), s.to_owned(), ctx.bot_user_id().to_owned()),
+                });
                 let intent = match (&deleter, author) {
                     (Some(d), Some(a)) if d.user_id() == a.user_id() => a,
                     (None, Some(a)) => a,
@@ -134,21 +151,15 @@ pub(super) async fn apply(
             Ok(())
         }
         RemoteEvent::Typing { sender, typing } => {
-            let intent = ghost(ctx, &sender).await?;
-            intent.ensure_joined(room).await?;
-            intent
-                .typing(room, typing.then_some(TYPING_TIMEOUT))
-                .await?;
-            Ok(())
+            let signal = Signal::Typing(typing.then_some(TYPING_TIMEOUT));
+            signal_as_author(ctx, room, &sender, signal).await
         }
         RemoteEvent::ReadMarker { sender, up_to } => {
             let Some(target) = first_part(ctx, room, &up_to).await? else {
                 return Ok(());
             };
-            let intent = ghost(ctx, &sender).await?;
-            intent.ensure_joined(room).await?;
-            intent.read_receipt(room, &target.event_id).await?;
-            Ok(())
+            let signal = Signal::Read(target.event_id);
+            signal_as_author(ctx, room, &sender, signal).await
         }
         RemoteEvent::MemberJoined(user) => {
             ghost(ctx, &user).await?.ensure_joined(room).await?;
@@ -217,6 +228,48 @@ pub(super) async fn ghost(ctx: &BridgeContext, user: &RemoteUser) -> Result<Inte
     Ok(intent)
 }
 
+/// Who acts for what `user` did: the Matrix user behind it when double puppeted, else its
+/// ghost (with its profile brought up to date either way).
+async fn author(ctx: &BridgeContext, user: &RemoteUser) -> Result<Intent, BridgeError> {
+    let ghost = ghost(ctx, user).await?;
+    Ok(crate::double_puppet::author(ctx, &user.id, ghost).await?)
+}
+
+/// A signal sent directly (not queued): typing or a read receipt.
+enum Signal {
+    Typing(Option<std::time::Duration>),
+    Read(ruma::OwnedEventId),
+}
+
+impl Signal {
+    async fn send(&self, intent: &Intent, room: &RoomId) -> Result<(), crate::client::ClientError> {
+        intent.ensure_joined(room).await?;
+        match self {
+            Signal::Typing(timeout) => intent.typing(room, *timeout).await,
+            Signal::Read(event_id) => intent.read_receipt(room, event_id).await,
+        }
+    }
+}
+
+/// Sends `signal` as `user`'s author; when that is a double puppet the homeserver refuses,
+/// puppeting stops and the ghost sends it.
+async fn signal_as_author(
+    ctx: &BridgeContext,
+    room: &RoomId,
+    user: &RemoteUser,
+    signal: Signal,
+) -> Result<(), BridgeError> {
+    let intent = author(ctx, user).await?;
+    match signal.send(&intent, room).await {
+        Err(e) if intent.is_puppet() && e.is_puppet_refused() => {
+            crate::double_puppet::refused(ctx, intent.user_id(), &e).await;
+            let ghost = ctx.ghost_for_remote(&user.id).await?;
+            Ok(signal.send(&ghost, room).await?)
+        }
+        other => Ok(other?),
+    }
+}
+
 /// Sends a remote message as its author, unless it is already bridged.
 pub(super) async fn message(
     ctx: &BridgeContext,
@@ -238,8 +291,9 @@ pub(super) async fn message(
         crate::incoming::record_mapping(ctx, &mapping).await?;
         return Ok(());
     }
-    let intent = ghost(ctx, &msg.sender).await?;
-    let mut content = message_content(&intent, msg.content).await?;
+    let ghost = ghost(ctx, &msg.sender).await?;
+    let mut content = message_content(&ghost, msg.content).await?;
+    let intent = crate::double_puppet::author(ctx, &msg.sender.id, ghost).await?;
     if let Some(reply) = &msg.reply_to
         && let Some(target) = first_part(ctx, room, reply).await?
     {

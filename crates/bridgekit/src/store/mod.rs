@@ -41,7 +41,7 @@ pub use ext::StoreExt;
 pub use queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded, RemoteItem};
 pub use records::{GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, RoomProfile};
 pub use sled_store::SledStore;
-pub use users::{LoginRecord, LoginState, PortalLogin, UserRecord};
+pub use users::{DoublePuppet, LoginRecord, LoginState, PortalLogin, UserRecord};
 
 /// Version of the record layout written by this build, shared by every backend. Bumped when
 /// an encoding changes; each backend upgrades older layouts on open.

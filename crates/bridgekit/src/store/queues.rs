@@ -151,6 +151,10 @@ pub struct OutboxEntry {
     /// The remote message this event carries: its mapping is stored when the event ID arrives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_id: Option<crate::ids::MessageId>,
+    /// When `sender` is a real user the bridge acts as (double puppeting): the ghost that
+    /// sends instead if the homeserver refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<OwnedUserId>,
 }
 
 /// A remote event a bridge handed over with

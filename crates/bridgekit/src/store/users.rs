@@ -22,6 +22,47 @@ pub struct UserRecord {
     /// Their room with the bot, where login notices and command answers go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub management_room: Option<OwnedRoomId>,
+    /// Double puppeting: the bridge acts as this user for what their own remote account
+    /// does. `None`: off (the user's remote messages come from a ghost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub double_puppet: Option<DoublePuppet>,
+}
+
+/// How the bridge acts as a Matrix user (double puppeting).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DoublePuppet {
+    /// The user's own access token, when they gave one (`login-matrix`); without it the
+    /// homeserver's double-puppet secret (`double_puppet.secrets`) is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// Why the homeserver refused to let the bridge act as the user, once it did: puppeting
+    /// is stopped until the user turns it on again, and a ghost stands in meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+}
+
+impl DoublePuppet {
+    /// Puppeting with the homeserver's secret.
+    pub fn with_secret() -> Self {
+        Self {
+            access_token: None,
+            stopped: None,
+        }
+    }
+
+    /// Puppeting with the user's own access token.
+    pub fn with_access_token(token: impl Into<String>) -> Self {
+        Self {
+            access_token: Some(token.into()),
+            stopped: None,
+        }
+    }
+
+    /// Whether the bridge acts as the user now.
+    pub fn is_active(&self) -> bool {
+        self.stopped.is_none()
+    }
 }
 
 impl UserRecord {
@@ -30,6 +71,7 @@ impl UserRecord {
         Self {
             user_id,
             management_room: None,
+            double_puppet: None,
         }
     }
 }

@@ -127,6 +127,8 @@ pub(crate) fn outgoing(n: u32) -> OutboxEntry {
         },
         timestamp: None,
         remote_id: Some(bridgekit::MessageId::new(format!("r{n}")).unwrap()),
+        // A double puppet's send names the ghost that stands in if it is refused.
+        fallback: n.is_multiple_of(2).then(|| ghost("stand-in")),
     }
 }
 
@@ -148,6 +150,12 @@ pub(crate) async fn outbox_survives_reopen_and_completion_stores_the_mapping(mut
         content.get(),
         r#"{"body":"2"}"#,
         "content kept byte for byte"
+    );
+    let fallbacks: Vec<bool> = pending.iter().map(|(_, e)| e.fallback.is_some()).collect();
+    assert_eq!(
+        fallbacks,
+        [false, true, false],
+        "a double puppet's stand-in is kept"
     );
 
     let mapping = MessageMapping::new(room(), mid("r1"), ev("out1"));

@@ -44,6 +44,15 @@ impl TestBridgeBuilder {
         self
     }
 
+    /// Double puppeting with the homeserver's secret: a second appservice whose token may act
+    /// as any user is registered with the homeserver, and `double_puppet.secrets` names it
+    /// (see [`TestHomeserver::double_puppet_secret`]).
+    pub fn double_puppeting(self) -> Self {
+        let secret = self.hs.double_puppet_secret();
+        let server = self.hs.server_name();
+        self.set("double_puppet.secrets", json!({ server: secret }))
+    }
+
     /// Sets the bridge's own `network` section.
     pub fn network(self, section: Value) -> Self {
         self.set("network", section)

@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     pub faults: Mutex<Faults>,
     pub log: Mutex<CallLog>,
     pub appservice: Mutex<Option<Appservice>>,
+    /// The token of a second, double-puppet appservice that may act as any user, if any.
+    pub double_puppet_token: Mutex<Option<String>>,
     pub pushing: Mutex<bool>,
     /// Woken when an event is queued for the appservice.
     pub pushed: Notify,
@@ -101,6 +103,7 @@ impl TestHomeserver {
             faults: Mutex::default(),
             log: Mutex::default(),
             appservice: Mutex::default(),
+            double_puppet_token: Mutex::default(),
             pushing: Mutex::new(true),
             pushed: Notify::new(),
             acked: Notify::new(),
@@ -154,6 +157,21 @@ impl TestHomeserver {
         world.interested = Some(Box::new(move |user| check.is_own(user)));
         world.registered.insert(appservice.bot.clone());
         *self.inner.appservice.lock().unwrap() = Some(appservice);
+    }
+
+    /// Registers a double-puppet appservice (no URL, a non-exclusive namespace of every user
+    /// of the server) and returns its secret as `double_puppet.secrets` takes it,
+    /// `as_token:<token>`. The same one each time until revoked.
+    pub fn double_puppet_secret(&self) -> String {
+        let mut token = self.inner.double_puppet_token.lock().unwrap();
+        let token = token.get_or_insert_with(|| format!("dp_{}", self.inner.id));
+        format!("as_token:{token}")
+    }
+
+    /// Removes the double-puppet appservice, as an operator removing its registration does:
+    /// its token is refused from now on.
+    pub fn revoke_double_puppet(&self) {
+        *self.inner.double_puppet_token.lock().unwrap() = None;
     }
 
     /// Whether events are pushed to the appservice (on by default). Off, they wait.

@@ -56,6 +56,26 @@ fn acting_user(hs: &Inner, req: &HttpRequest) -> Result<String, MatrixError> {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(user) = token.and_then(|t| hs.world.lock().unwrap().user_tokens.get(t).cloned()) {
+        return Ok(user); // a user's own access token: `?user_id=` means nothing
+    }
+    let double_puppet = hs.double_puppet_token.lock().unwrap().clone();
+    if token.is_some() && token == double_puppet.as_deref() {
+        let user = query(req).remove("user_id").unwrap_or_default();
+        let world = hs.world.lock().unwrap();
+        let local = user.ends_with(&format!(":{}", world.server_name));
+        if !local {
+            return Err(MatrixError::forbidden(format!(
+                "Application service cannot masquerade as this user ({user})."
+            )));
+        }
+        if !world.profiles.contains_key(&user) && !world.registered.contains(&user) {
+            return Err(MatrixError::forbidden(format!(
+                "Application service has not registered this user ({user})"
+            )));
+        }
+        return Ok(user);
+    }
     if token != Some(appservice.as_token.as_str()) {
         return Err(MatrixError::new(
             401,

@@ -3,6 +3,7 @@
 //! provisioning API (`provisioning`), and speaking through a portal's relay (`relay`).
 
 mod chat;
+mod double_puppet;
 mod provisioning;
 mod relay;
 mod scene;
