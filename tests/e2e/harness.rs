@@ -174,7 +174,19 @@ impl Env {
     /// Synapse with the registration of `config.yaml`, and no bridge yet: run one in-process
     /// with [`Env::run_in_process`].
     pub async fn synapse_only() -> Env {
-        Self::start_inner(false).await
+        Self::start_inner(false, false).await
+    }
+
+    /// [`synapse_only`](Self::synapse_only) with a double-puppet registration as well, made
+    /// as an operator makes it (`generate-registration --double-puppet`), registered with
+    /// Synapse and named in the config's `double_puppet.secrets`.
+    pub async fn synapse_with_double_puppet() -> Env {
+        Self::start_inner(false, true).await
+    }
+
+    /// The bridge's config file.
+    pub fn config_path(&self) -> &Path {
+        &self.config
     }
 
     /// Runs a bridge in this process with this env's config; returns its context once ready.
@@ -204,10 +216,10 @@ impl Env {
     }
 
     pub async fn start() -> Env {
-        Self::start_inner(true).await
+        Self::start_inner(true, false).await
     }
 
-    async fn start_inner(with_bridge_process: bool) -> Env {
+    async fn start_inner(with_bridge_process: bool, double_puppet: bool) -> Env {
         let spec = crate::bridge_spec();
         let id = spec.id;
         let dir = tempfile::tempdir().unwrap();
@@ -223,25 +235,43 @@ impl Env {
             ),
         )
         .unwrap();
-        let out = Command::new(spec.binary)
+        let puppet_registration = dir.path().join("doublepuppet.yaml");
+        let mut generate = Command::new(spec.binary);
+        generate
             .arg("--config")
             .arg(&config)
-            .arg("generate-registration")
-            .output()
-            .unwrap();
+            .arg("generate-registration");
+        if double_puppet {
+            generate.arg("--double-puppet").arg(&puppet_registration);
+        }
+        let out = generate.output().unwrap();
         assert!(
             out.status.success(),
             "generate-registration: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let registration = dir.path().join("registration.yaml");
+        let mut registrations = vec![dir.path().join("registration.yaml")];
+        if double_puppet {
+            // The operator adds the line generate-registration prints.
+            let printed = String::from_utf8_lossy(&out.stdout);
+            let line = printed
+                .lines()
+                .find_map(|l| l.strip_prefix("add to the bridge's config: "))
+                .unwrap_or_else(|| panic!("no config line printed: {printed}"));
+            let mut text = std::fs::read_to_string(&config).unwrap();
+            text.push_str(line);
+            text.push('\n');
+            std::fs::write(&config, text).unwrap();
+            registrations.push(puppet_registration);
+        }
+        let registration = registrations[0].clone();
         let reg: Value =
             serde_norway::from_str(&std::fs::read_to_string(&registration).unwrap()).unwrap();
         let out = Command::new("bash")
             .arg(SYNAPSE_START)
             .arg(dir.path().join("synapse"))
             .arg(hs_port.to_string())
-            .arg(&registration)
+            .args(&registrations)
             .stderr(Stdio::inherit())
             .output()
             .unwrap();
@@ -421,6 +451,7 @@ impl Drop for Env {
 }
 
 /// A logged-in Matrix user.
+#[derive(Clone)]
 pub struct User {
     hs: String,
     pub token: String,
@@ -445,6 +476,32 @@ impl User {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A second session of this user (another device): its own access token.
+    pub async fn another_session(&self) -> User {
+        let name = self
+            .user_id
+            .trim_start_matches('@')
+            .split(':')
+            .next()
+            .unwrap();
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/login",
+                Some(json!({
+                    "type": "m.login.password",
+                    "identifier": {"type": "m.id.user", "user": name},
+                    "password": format!("pw-{name}"),
+                })),
+            )
+            .await;
+        assert_eq!(status, 200, "login: {body}");
+        User {
+            token: body["access_token"].as_str().unwrap().to_owned(),
+            ..self.clone()
+        }
     }
 
     /// Creates a room, invites the bot and waits until it has joined.

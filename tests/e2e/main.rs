@@ -6,6 +6,7 @@
 mod capabilities;
 mod client;
 mod crowd;
+mod double_puppet;
 mod harness;
 
 use harness::{Env, SERIAL, q, wait_for};
