@@ -281,3 +281,80 @@ async fn a_login_manager_logs_a_user_in_over_the_provisioning_api() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_relay_mode_a_users_login_carries_the_others_and_unset_relay_is_told() {
+    let _serial = SERIAL.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (_ircd, port) = IrcServer::start();
+    *NETWORK.lock().unwrap() = format!(
+        "{{server: '127.0.0.1:{port}', nick: matrix, puppets: true}}\n\
+         relay: {{enabled: true, text: '<{{displayname}}> {{message}}'}}"
+    );
+    let mut tester = IrcUser::connect(port, "tester").await;
+    tester.send("JOIN #test").await;
+    tester.expect("JOIN").await;
+    let env = Env::start().await;
+    let bot = env.bot.clone();
+    let alice = env.user("alice").await;
+    let bob = env.user("bob").await;
+    let management = alice.room_with_bot(&bot).await;
+    ask(&alice, &management, &bot, "!join #test", "#test is bridged").await;
+    let portal = accept_invite(&alice, &management).await;
+    alice
+        .call(
+            Method::POST,
+            &format!("/_matrix/client/v3/rooms/{}/invite", q(&portal)),
+            Some(json!({"user_id": bob.user_id})),
+        )
+        .await;
+    bob.call(
+        Method::POST,
+        &format!("/_matrix/client/v3/join/{}", q(&portal)),
+        Some(json!({})),
+    )
+    .await;
+    ask(&alice, &management, &bot, "!login", "Send your IRC nick").await;
+    ask(&alice, &management, &bot, "alice", "Logged in as alice").await;
+    expect_from(&mut tester, "alice", "JOIN").await;
+
+    // No relay yet: bob, with no login, is told how to be heard.
+    bob.send_text(&portal, "before any relay").await;
+    notice_containing(&alice, &portal, &bot, "this room has no relay").await;
+
+    // alice lends her login: bob's message goes out from her nick, in the operator's template.
+    ask(
+        &alice,
+        &portal,
+        &bot,
+        "!set-relay",
+        "now go out through your login alice",
+    )
+    .await;
+    bob.send_text(&portal, "hello via relay").await;
+    expect_from(&mut tester, "alice", "PRIVMSG #test :<bob> hello via relay").await;
+    // Her own messages still go out plainly as hers.
+    alice.send_text(&portal, "and me").await;
+    expect_from(&mut tester, "alice", "PRIVMSG #test :and me").await;
+
+    // Unset: bob is told again, and nothing of his reaches IRC.
+    ask(
+        &alice,
+        &portal,
+        &bot,
+        "!unset-relay",
+        "This room has no relay now",
+    )
+    .await;
+    bob.send_text(&portal, "after unset").await;
+    wait_for("a second no-relay notice", || async {
+        (notices(&alice, &portal, &bot, "this room has no relay").await == 2).then_some(())
+    })
+    .await;
+    alice.send_text(&portal, "last").await;
+    let line = expect_from(&mut tester, "alice", "PRIVMSG #test :last").await;
+    assert!(
+        !tester.seen.iter().any(|l| l.contains("after unset")),
+        "an unrelayed message reached IRC: {line}"
+    );
+}

@@ -12,7 +12,10 @@
 //! many Matrix users there are, nothing to set up per user. With `puppets: true` in the
 //! config, a user may also `login` with their own nick ([`login`]): the bridge opens their
 //! own connection ([`puppet`]), their messages go out as themselves, and their JOIN/PART
-//! follow their Matrix membership. Users without a login keep the relay. The relay's
+//! follow their Matrix membership. Users without a login keep the relay — unless the
+//! framework's relay mode is on (`relay.enabled`): then a portal's relay is a user's login
+//! chosen with `!set-relay` (its nick carries the others' messages, formatted by the
+//! `relay.*` templates), and without one users with no login are told to log in. The relay's
 //! connection alone bridges what IRC says, so a message reaches each portal once however
 //! many users are logged in.
 
@@ -61,8 +64,16 @@ impl IrcBridge {
     }
 
     /// The relay's connection when it is up: while it reconnects, Matrix messages wait in the
-    /// inbox (durably, in order) rather than in this process's memory.
-    fn relay_up(&self) -> Result<&IrcHandle, BridgeError> {
+    /// inbox (durably, in order) rather than in this process's memory. Under the framework's
+    /// relay mode the bridge's own connection carries nobody's messages: the user is told.
+    fn relay_up(&self, ctx: &BridgeContext) -> Result<&IrcHandle, BridgeError> {
+        if ctx.options().relay.enabled {
+            let prefix = &ctx.options().command_prefix;
+            return Err(format!(
+                "this room has no relay: log in (`{prefix}login` with the bot) to speak on IRC as yourself, or ask someone logged in to type `{prefix}set-relay` here"
+            )
+            .into());
+        }
         let irc = self.irc()?;
         if !irc.is_up() {
             return Err(RetryLater::new("the IRC relay is reconnecting").into());
@@ -118,6 +129,9 @@ impl IrcBridge {
 impl Bridge for IrcBridge {
     async fn start(&self, ctx: &BridgeContext) -> Result<(), BridgeError> {
         let settings: Settings = ctx.network_config()?;
+        if ctx.options().relay.enabled && !settings.puppets {
+            return Err("relay.enabled needs network.puppets: true (a portal's relay is a user's own login)".into());
+        }
         let _ = self.settings.set(settings.clone());
         let (lines, mut received) = mpsc::unbounded_channel();
         let (status, mut changes) = mpsc::unbounded_channel();
@@ -184,7 +198,7 @@ impl Bridge for IrcBridge {
             MessageType::Text(t) => (Kind::Text, t.body.clone()),
             other => (Kind::Text, format!("sent a file: {}", other.body())),
         };
-        let irc = self.relay_up()?;
+        let irc = self.relay_up(ctx)?;
         for line in translate::outgoing(&channel, &name, kind, &body) {
             irc.send(line);
         }
@@ -198,7 +212,7 @@ impl Bridge for IrcBridge {
         };
         let name = self.name_of(ctx, &edit.origin.sender).await;
         let body = format!("* {}", edit.new_content.msgtype.body());
-        let irc = self.relay_up()?;
+        let irc = self.relay_up(ctx)?;
         for line in translate::outgoing(&channel, &name, Kind::Text, &body) {
             irc.send(line);
         }
