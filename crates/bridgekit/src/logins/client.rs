@@ -14,6 +14,8 @@ use crate::incoming::{
     Sent, Unsupported,
 };
 use crate::remote::RemoteEvent;
+
+use super::contacts::{Contact, OpenedChat};
 use crate::store::{LoginRecord, LoginState, PortalKey, PortalLogin, StoreError};
 
 /// A logged-in remote account: the bridge makes one per login
@@ -89,6 +91,51 @@ pub trait NetworkClient: Send + Sync + 'static {
         _change: MatrixRoomChange,
     ) -> Result<(), BridgeError> {
         Ok(())
+    }
+
+    /// The person an identifier the user typed names (a username, a phone number), if the
+    /// network knows them. Unsupported unless overridden.
+    async fn resolve_identifier(
+        &self,
+        _login: &LoginContext,
+        _identifier: &str,
+    ) -> Result<Option<Contact>, BridgeError> {
+        Err(Unsupported("user lookups").into())
+    }
+
+    /// The login's contacts. Unsupported unless overridden.
+    async fn contacts(&self, _login: &LoginContext) -> Result<Vec<Contact>, BridgeError> {
+        Err(Unsupported("contact lists").into())
+    }
+
+    /// People on the network matching `query`. Unsupported unless overridden.
+    async fn search_users(
+        &self,
+        _login: &LoginContext,
+        _query: &str,
+    ) -> Result<Vec<Contact>, BridgeError> {
+        Err(Unsupported("user searches").into())
+    }
+
+    /// Opens (or finds) the direct chat with `contact` on the network. Unsupported unless
+    /// overridden.
+    async fn create_dm(
+        &self,
+        _login: &LoginContext,
+        _contact: &Contact,
+    ) -> Result<OpenedChat, BridgeError> {
+        Err(Unsupported("new direct chats").into())
+    }
+
+    /// Creates a group chat named `name` with `participants` on the network. Unsupported
+    /// unless overridden.
+    async fn create_group(
+        &self,
+        _login: &LoginContext,
+        _name: Option<&str>,
+        _participants: &[crate::ids::RemoteUserId],
+    ) -> Result<OpenedChat, BridgeError> {
+        Err(Unsupported("new group chats").into())
     }
 }
 

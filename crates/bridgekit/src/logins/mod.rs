@@ -18,6 +18,7 @@
 mod backoff;
 mod client;
 pub(crate) mod commands;
+mod contacts;
 mod flow;
 mod permissions;
 pub(crate) mod registry;
@@ -26,6 +27,7 @@ pub(crate) mod route;
 
 pub use backoff::reconnect_delay;
 pub use client::{LoginContext, NetworkClient};
+pub use contacts::{Contact, OpenedChat};
 pub use flow::{
     Display, FieldKind, LoginField, LoginFlow, LoginInput, LoginProcess, LoginStep, NewLogin,
 };

@@ -1,7 +1,9 @@
 //! The provisioning API, wire-compatible with mautrix-go bridgev2's `/_matrix/provision/v3`
 //! (its OpenAPI file, `bridgev2/matrix/provisioning.yaml`), so login managers written for
 //! bridgev2 bridges work with a bridgekit bridge: `whoami`, `login/flows`, `logins`,
-//! `login/start/{flow}`, the `user_input` and `display_and_wait` steps, `logout/{login}`.
+//! `login/start/{flow}`, the `user_input` and `display_and_wait` steps, `logout/{login}`,
+//! and starting chats (`contacts`, `search_users`, `resolve_identifier`, `create_dm`,
+//! `create_group`) where the network's logins can.
 //!
 //! Off unless `provisioning.shared_secret` is set. A request carries the secret as a bearer
 //! token and names the user it acts for with `?user_id=`; permission levels apply as in the
@@ -9,6 +11,7 @@
 
 mod auth;
 mod login;
+mod start_chat;
 mod whoami;
 
 use std::collections::HashMap;
@@ -60,6 +63,17 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 web::post().to(login::display_and_wait),
             )
             .route("/logout/{login}", web::post().to(login::logout))
+            .route("/contacts", web::get().to(start_chat::contacts))
+            .route("/search_users", web::post().to(start_chat::search_users))
+            .route(
+                "/resolve_identifier/{identifier}",
+                web::get().to(start_chat::resolve_identifier),
+            )
+            .route(
+                "/create_dm/{identifier}",
+                web::post().to(start_chat::create_dm),
+            )
+            .route("/create_group", web::post().to(start_chat::create_group))
             .default_service(web::to(preflight_or_unknown)),
     );
 }

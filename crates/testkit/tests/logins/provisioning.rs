@@ -239,3 +239,107 @@ async fn without_a_secret_the_provisioning_api_is_off() {
         (404, Some("M_UNRECOGNIZED"))
     );
 }
+
+#[tokio::test]
+async fn a_manager_finds_contacts_and_opens_a_direct_chat_through_a_login() {
+    let s = Scene::with(|b| b.set("provisioning.shared_secret", SECRET)).await;
+    let b = &s.bridge;
+    let alice = "@alice:localhost";
+    // No login yet: nothing to act through.
+    let (status, body) = provision(b, "GET", "/contacts", alice, Some(SECRET), None).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (404, Some("M_NOT_FOUND")),
+        "{body}"
+    );
+    s.log_in().await;
+
+    let (status, body) = provision(b, "GET", "/contacts", alice, Some(SECRET), None).await;
+    assert_eq!(status, 200, "{body}");
+    let ghost = b.ghost_user_id(&bridgekit::RemoteUserId::new("bob-r").unwrap());
+    assert_eq!(
+        body["contacts"],
+        json!([{"id": "bob-r", "name": "BOB-R", "mxid": ghost.as_str(), "identifiers": ["group:bob-r"]}])
+    );
+    let (status, body) = provision(
+        b,
+        "GET",
+        "/resolve_identifier/bob-r",
+        alice,
+        Some(SECRET),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["id"].as_str()),
+        (200, Some("bob-r")),
+        "{body}"
+    );
+    assert!(
+        body.get("dm_room_mxid").is_none(),
+        "no direct chat yet: {body}"
+    );
+    let (status, body) = provision(
+        b,
+        "GET",
+        "/resolve_identifier/nobody",
+        alice,
+        Some(SECRET),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (404, Some("M_NOT_FOUND")),
+        "{body}"
+    );
+    // A capability the network lacks is 501, in bridgev2's shape.
+    let query = Some(json!({"query": "bo"}));
+    let (status, body) = provision(b, "POST", "/search_users", alice, Some(SECRET), query).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (501, Some("M_UNRECOGNIZED")),
+        "{body}"
+    );
+
+    // Opening the direct chat makes its portal, with bob's ghost in it and alice invited.
+    let (status, body) = provision(b, "POST", "/create_dm/bob-r", alice, Some(SECRET), None).await;
+    assert_eq!(status, 200, "{body}");
+    let room = body["dm_room_mxid"].as_str().unwrap().to_owned();
+    assert_eq!(body["mxid"], ghost.as_str());
+    let members = s.hs.members(&room);
+    assert_eq!(
+        members.get(ghost.as_str()).map(String::as_str),
+        Some("join"),
+        "{members:?}"
+    );
+    assert_eq!(
+        members.get(alice).map(String::as_str),
+        Some("invite"),
+        "{members:?}"
+    );
+    // Asked again, the same chat: resolve now names it too.
+    let (_, again) = provision(b, "POST", "/create_dm/bob-r", alice, Some(SECRET), None).await;
+    assert_eq!(again["dm_room_mxid"], room.as_str());
+    let (_, resolved) = provision(
+        b,
+        "GET",
+        "/resolve_identifier/bob-r",
+        alice,
+        Some(SECRET),
+        None,
+    )
+    .await;
+    assert_eq!(resolved["dm_room_mxid"], room.as_str());
+    // A group the network cannot create.
+    let (status, _) = provision(
+        b,
+        "POST",
+        "/create_group",
+        alice,
+        Some(SECRET),
+        Some(json!({"name": "g"})),
+    )
+    .await;
+    assert_eq!(status, 501);
+}

@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bridgekit::logins::{
-    FieldKind, LoginContext, LoginField, LoginFlow, LoginInput, LoginProcess, LoginStep,
-    NetworkClient, NewLogin,
+    Contact, FieldKind, LoginContext, LoginField, LoginFlow, LoginInput, LoginProcess, LoginStep,
+    NetworkClient, NewLogin, OpenedChat,
 };
 use bridgekit::ruma::UserId;
 use bridgekit::store::{LoginRecord, LoginState, PortalKey};
 use bridgekit::{
     Bridge, BridgeContext, BridgeError, ChatId, ChatInfo, LoginId, MatrixMessage, MessageId,
-    RemoteEvent, RemoteUserId, RetryLater, Sent, async_trait,
+    RemoteEvent, RemoteUser, RemoteUserId, RetryLater, Sent, async_trait,
 };
 use bridgekit_testkit::{MatrixUser, ScriptedNetwork, TestBridge, TestHomeserver};
 use serde_json::json;
@@ -186,6 +186,62 @@ impl NetworkClient for Account {
             .take((self.name.clone(), m.content.body().to_owned()))
             .map_err(RetryLater::new)?;
         Ok(Sent::message(MessageId::new(format!("g{n}"))?))
+    }
+
+    async fn resolve_identifier(
+        &self,
+        _login: &LoginContext,
+        identifier: &str,
+    ) -> Result<Option<Contact>, BridgeError> {
+        Ok(self.contact(identifier))
+    }
+
+    async fn contacts(&self, _login: &LoginContext) -> Result<Vec<Contact>, BridgeError> {
+        Ok(ACCOUNTS
+            .iter()
+            .filter(|a| **a != self.name)
+            .filter_map(|a| self.contact(a))
+            .collect())
+    }
+
+    async fn create_dm(
+        &self,
+        _login: &LoginContext,
+        contact: &Contact,
+    ) -> Result<OpenedChat, BridgeError> {
+        let mut info = ChatInfo::default();
+        info.members = vec![contact.user.clone()];
+        info.is_direct = true;
+        Ok(OpenedChat::new(
+            self.dm_with(contact.user.id.as_str()),
+            info,
+        ))
+    }
+}
+
+/// The accounts the group network has.
+const ACCOUNTS: [&str; 2] = ["alice-r", "bob-r"];
+
+impl Account {
+    /// The account `name`, as a contact of this one.
+    fn contact(&self, name: &str) -> Option<Contact> {
+        if !ACCOUNTS.contains(&name) {
+            return None;
+        }
+        let user =
+            RemoteUser::new(RemoteUserId::new(name).ok()?).with_displayname(name.to_uppercase());
+        Some(
+            Contact::new(user)
+                .with_identifier(format!("group:{name}"))
+                .with_direct_chat(self.dm_with(name)),
+        )
+    }
+
+    /// The direct chat of this account with `other`.
+    fn dm_with(&self, other: &str) -> PortalKey {
+        let mut pair = [self.name.as_str(), other];
+        pair.sort();
+        PortalKey::new(ChatId::new(format!("dm:{}+{}", pair[0], pair[1])).unwrap())
     }
 }
 
