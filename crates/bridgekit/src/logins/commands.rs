@@ -258,6 +258,30 @@ async fn advance(
                 &ask(&conversation.pending[0], ctx),
             ))
         }
+        LoginStep::Cookies {
+            instructions,
+            url,
+            fields,
+            ..
+        } => {
+            if fields.is_empty() {
+                end(ctx, sender);
+                return Err("the bridge asked for nothing; the login is stopped".into());
+            }
+            // In a chat, each value is pasted like a secret field.
+            conversation.pending = fields
+                .iter()
+                .map(|f| LoginField::new(&f.name, cookie_name(f), super::FieldKind::Token))
+                .collect();
+            conversation.answers.clear();
+            let open = format!(
+                "Log in at {url} in a browser, then copy these from its developer tools (or use a login manager):"
+            );
+            Ok(join_lines(
+                &join_lines(&instructions, &open),
+                &ask(&conversation.pending[0], ctx),
+            ))
+        }
         LoginStep::Display {
             instructions,
             display,
@@ -286,6 +310,18 @@ async fn advance(
             }
             complete(ctx, sender, Some(&conversation.room), new).await
         }
+    }
+}
+
+/// How a chat names a cookie step's value.
+fn cookie_name(field: &super::CookieField) -> String {
+    use super::CookieSource;
+    let name = &field.name;
+    match &field.source {
+        CookieSource::Cookie { domain } => format!("cookie {name} (of {domain})"),
+        CookieSource::LocalStorage => format!("local storage value {name}"),
+        CookieSource::RequestHeader { .. } => format!("request header {name}"),
+        CookieSource::RequestBody { .. } => format!("request body value {name}"),
     }
 }
 

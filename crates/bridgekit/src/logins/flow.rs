@@ -122,6 +122,50 @@ pub enum Display {
     Nothing,
 }
 
+/// Where a browser keeps one value a cookie step asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CookieSource {
+    /// A cookie of this domain.
+    Cookie {
+        /// The cookie's domain.
+        domain: String,
+    },
+    /// The site's local storage.
+    LocalStorage,
+    /// A header of requests to URLs matching the regex.
+    RequestHeader {
+        /// Which requests.
+        url_regex: String,
+    },
+    /// The body of requests to URLs matching the regex.
+    RequestBody {
+        /// Which requests.
+        url_regex: String,
+    },
+}
+
+/// One value a cookie step asks for: its name (the key of its value in [`LoginInput`]) and
+/// where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CookieField {
+    /// The cookie's (or storage key's, or header's) name.
+    pub name: String,
+    /// Where the browser keeps it.
+    pub source: CookieSource,
+}
+
+impl CookieField {
+    /// The value `name`, found at `source`.
+    pub fn new(name: impl Into<String>, source: CookieSource) -> Self {
+        Self {
+            name: name.into(),
+            source,
+        }
+    }
+}
+
 /// A remote account the user just logged into.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -170,6 +214,19 @@ pub enum LoginStep {
         instructions: String,
         /// The fields, asked in order.
         fields: Vec<LoginField>,
+    },
+    /// Values a browser logged into the network's website holds (cookies, local storage,
+    /// request headers): a login manager's webview extracts them, a user in the management
+    /// room pastes each. They go to [`LoginProcess::submit`], keyed by name.
+    Cookies {
+        /// What to tell the user first (may be empty).
+        instructions: String,
+        /// The page to log in on.
+        url: String,
+        /// The user agent the webview should claim, if it matters.
+        user_agent: Option<String>,
+        /// The values to extract.
+        fields: Vec<CookieField>,
     },
     /// Show this and wait: the framework calls [`LoginProcess::wait`].
     Display {

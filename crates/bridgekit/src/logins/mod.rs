@@ -29,6 +29,7 @@ pub use backoff::reconnect_delay;
 pub use client::{LoginContext, NetworkClient};
 pub use contacts::{Contact, OpenedChat};
 pub use flow::{
-    Display, FieldKind, LoginField, LoginFlow, LoginInput, LoginProcess, LoginStep, NewLogin,
+    CookieField, CookieSource, Display, FieldKind, LoginField, LoginFlow, LoginInput, LoginProcess,
+    LoginStep, NewLogin,
 };
 pub use permissions::{Permission, Permissions};

@@ -21,6 +21,7 @@ use crate::logins::{Display, LoginInput, LoginProcess, LoginStep, Permission};
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Awaiting {
     Input,
+    Cookies,
     Display,
 }
 
@@ -128,6 +129,20 @@ async fn answer(state: &State, id: String, mut process: Process, step: LoginStep
             json!({"type": "user_input", "instructions": instructions,
                    "user_input": {"fields": fields}})
         }
+        LoginStep::Cookies {
+            instructions,
+            url,
+            user_agent,
+            fields,
+        } => {
+            process.awaiting = Awaiting::Cookies;
+            let fields: Vec<Value> = fields.iter().map(cookie_field).collect();
+            let mut cookies = json!({"url": url, "fields": fields});
+            if let Some(agent) = user_agent {
+                cookies["user_agent"] = agent.into();
+            }
+            json!({"type": "cookies", "instructions": instructions, "cookies": cookies})
+        }
         LoginStep::Display {
             instructions,
             display,
@@ -221,12 +236,51 @@ async fn take(
     }
 }
 
+/// A cookie step's field in bridgev2's shape.
+fn cookie_field(field: &crate::logins::CookieField) -> Value {
+    use crate::logins::CookieSource;
+    let name = field.name.as_str();
+    match &field.source {
+        CookieSource::Cookie { domain } => {
+            json!({"type": "cookie", "name": name, "cookie_domain": domain})
+        }
+        CookieSource::LocalStorage => json!({"type": "local_storage", "name": name}),
+        CookieSource::RequestHeader { url_regex } => {
+            json!({"type": "request_header", "name": name, "request_url_regex": url_regex})
+        }
+        CookieSource::RequestBody { url_regex } => {
+            json!({"type": "request_body", "name": name, "request_url_regex": url_regex})
+        }
+    }
+}
+
 /// `POST /v3/login/step/{process}/{step}/user_input`.
 pub(super) async fn user_input(
     state: State,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Bytes,
+) -> HttpResponse {
+    submit(state, req, path, body, Awaiting::Input).await
+}
+
+/// `POST /v3/login/step/{process}/{step}/cookies`: the values, keyed by name.
+pub(super) async fn cookies(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> HttpResponse {
+    submit(state, req, path, body, Awaiting::Cookies).await
+}
+
+/// Submits the values of an input or cookie step.
+async fn submit(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    awaiting: Awaiting,
 ) -> HttpResponse {
     let (id, step) = path.into_inner();
     let input: LoginInput = match serde_json::from_slice(&body) {
@@ -239,7 +293,7 @@ pub(super) async fn user_input(
             ));
         }
     };
-    let mut process = match take(&state, &req, &id, &step, Awaiting::Input).await {
+    let mut process = match take(&state, &req, &id, &step, awaiting).await {
         Ok(process) => process,
         Err(e) => return error(e),
     };

@@ -59,6 +59,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 web::post().to(login::user_input),
             )
             .route(
+                "/login/step/{process}/{step}/cookies",
+                web::post().to(login::cookies),
+            )
+            .route(
                 "/login/step/{process}/{step}/display_and_wait",
                 web::post().to(login::display_and_wait),
             )

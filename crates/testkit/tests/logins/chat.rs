@@ -241,3 +241,19 @@ async fn with_kick_on_logout_a_logout_removes_the_user_from_the_logins_portals()
         "her management room stays"
     );
 }
+
+#[tokio::test]
+async fn a_cookie_login_in_the_chat_asks_for_each_value_and_redacts_it() {
+    let s = Scene::new().await;
+    s.alice.say(&s.dm, "!login cookies");
+    s.notice(&s.dm, "Log in at https://group.example/login in a browser")
+        .await;
+    s.notice(&s.dm, "Send your cookie session (of group.example)")
+        .await;
+    let secret = s.alice.say(&s.dm, "hunter2");
+    s.notice(&s.dm, "Logged in as alice-r").await;
+    assert!(
+        s.hs.event(&secret).unwrap().redacted,
+        "the cookie is redacted"
+    );
+}

@@ -89,7 +89,7 @@ async fn a_login_manager_logs_users_in_over_the_provisioning_api() {
         .iter()
         .map(|f| f["id"].as_str().unwrap())
         .collect();
-    assert_eq!(flows, ["password", "code"]);
+    assert_eq!(flows, ["password", "code", "cookies"]);
 
     // alice and bob log in at the same time, interleaved.
     let (status, a) = provision(
@@ -177,7 +177,7 @@ async fn a_login_manager_logs_users_in_over_the_provisioning_api() {
         assert_eq!(status, 200, "{me}");
         assert_eq!(me["bridge_bot"], s.bridge.bot_user_id().as_str());
         assert_eq!(me["command_prefix"], "!");
-        assert_eq!(me["login_flows"].as_array().unwrap().len(), 2);
+        assert_eq!(me["login_flows"].as_array().unwrap().len(), 3);
         if me["logins"][0]["state"]["state_event"] == "CONNECTED" {
             assert_eq!(me["logins"][0]["id"], "alice-r");
             assert_eq!(me["logins"].as_array().unwrap().len(), 1, "only alice's");
@@ -342,4 +342,53 @@ async fn a_manager_finds_contacts_and_opens_a_direct_chat_through_a_login() {
     )
     .await;
     assert_eq!(status, 501);
+}
+
+#[tokio::test]
+async fn a_cookie_step_takes_what_a_webview_extracted() {
+    let s = Scene::with(|b| b.set("provisioning.shared_secret", SECRET)).await;
+    let b = &s.bridge;
+    let alice = "@alice:localhost";
+    let (status, step) =
+        provision(b, "POST", "/login/start/cookies", alice, Some(SECRET), None).await;
+    assert_eq!(
+        (status, step["type"].as_str()),
+        (200, Some("cookies")),
+        "{step}"
+    );
+    assert_eq!(step["cookies"]["url"], "https://group.example/login");
+    assert_eq!(
+        step["cookies"]["fields"],
+        json!([{"type": "cookie", "name": "session", "cookie_domain": "group.example"}])
+    );
+    let path = |kind: &str| {
+        format!(
+            "/login/step/{}/{}/{kind}",
+            step["login_id"].as_str().unwrap(),
+            step["step_id"].as_str().unwrap()
+        )
+    };
+    // The step's own endpoint only.
+    let cookies = Some(json!({"session": "hunter2"}));
+    let (status, body) = provision(
+        b,
+        "POST",
+        &path("user_input"),
+        alice,
+        Some(SECRET),
+        cookies.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_BAD_STATE")),
+        "{body}"
+    );
+    let (status, done) = provision(b, "POST", &path("cookies"), alice, Some(SECRET), cookies).await;
+    assert_eq!(
+        (status, done["type"].as_str()),
+        (200, Some("complete")),
+        "{done}"
+    );
+    assert_eq!(done["complete"]["user_login_id"], "alice-r");
 }

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bridgekit::logins::{
-    Contact, FieldKind, LoginContext, LoginField, LoginFlow, LoginInput, LoginProcess, LoginStep,
-    NetworkClient, NewLogin, OpenedChat,
+    Contact, CookieField, CookieSource, FieldKind, LoginContext, LoginField, LoginFlow, LoginInput,
+    LoginProcess, LoginStep, NetworkClient, NewLogin, OpenedChat,
 };
 use bridgekit::ruma::UserId;
 use bridgekit::store::{LoginRecord, LoginState, PortalKey};
@@ -53,6 +53,7 @@ impl Bridge for GroupBridge {
         vec![
             LoginFlow::new("password", "Password", "your account name and password"),
             LoginFlow::new("code", "Code", "confirm a code on your phone"),
+            LoginFlow::new("cookies", "Cookies", "the session of your browser"),
         ]
     }
 
@@ -64,6 +65,7 @@ impl Bridge for GroupBridge {
     ) -> Result<Box<dyn LoginProcess>, BridgeError> {
         Ok(match flow {
             "code" => Box::new(CodeLogin(self.clone())),
+            "cookies" => Box::new(CookieLogin(self.net.clone())),
             _ => Box::new(PasswordLogin(self.net.clone())),
         })
     }
@@ -111,6 +113,33 @@ impl LoginProcess for PasswordLogin {
         )
         .with_remote_name(format!("{name} on the group network"))
         .with_metadata(&json!({"secret": password}))?;
+        Ok(LoginStep::Complete(login))
+    }
+}
+
+/// Takes alice's session cookie from a browser.
+pub(crate) struct CookieLogin(Net);
+
+#[async_trait]
+impl LoginProcess for CookieLogin {
+    async fn start(&mut self) -> Result<LoginStep, BridgeError> {
+        Ok(LoginStep::Cookies {
+            instructions: "Log in to the group network's website.".into(),
+            url: "https://group.example/login".into(),
+            user_agent: None,
+            fields: vec![CookieField::new(
+                "session",
+                CookieSource::Cookie {
+                    domain: "group.example".into(),
+                },
+            )],
+        })
+    }
+
+    async fn submit(&mut self, input: LoginInput) -> Result<LoginStep, BridgeError> {
+        self.0.check_login("alice-r", &input["session"])?;
+        let login = NewLogin::new(LoginId::new("alice-r")?, RemoteUserId::new("alice-r")?)
+            .with_metadata(&json!({"secret": input["session"]}))?;
         Ok(LoginStep::Complete(login))
     }
 }
