@@ -137,7 +137,10 @@ pub async fn run_with_store(
         last_ping: Default::default(),
         behind: false.into(),
         provisioning: crate::provisioning::Provisioning::new(
-            config.provisioning.shared_secret.clone(),
+            config
+                .provisioning
+                .resolve_secret()
+                .map_err(RunError::Other)?,
         ),
     });
     let addr = config.appservice.listen;

@@ -392,3 +392,42 @@ async fn a_cookie_step_takes_what_a_webview_extracted() {
     );
     assert_eq!(done["complete"]["user_login_id"], "alice-r");
 }
+
+#[tokio::test]
+async fn a_generated_secret_is_written_beside_the_config_once_and_kept() {
+    let mut s = Scene::with(|b| b.set("provisioning.shared_secret", "generate")).await;
+    let path = s
+        .bridge
+        .config()
+        .path
+        .parent()
+        .unwrap()
+        .join("provisioning.secret");
+    let secret = std::fs::read_to_string(&path).unwrap().trim().to_owned();
+    assert_eq!(secret.len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only the bridge's user reads it");
+    }
+    let alice = "@alice:localhost";
+    let (status, _) = provision(&s.bridge, "GET", "/login/flows", alice, Some(&secret), None).await;
+    assert_eq!(status, 200);
+    let (status, _) = provision(
+        &s.bridge,
+        "GET",
+        "/login/flows",
+        alice,
+        Some("generate"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "the word itself is no secret");
+    // A restart reads the same secret back.
+    let again = s.bridge_again();
+    s.bridge.restart(again).await;
+    assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), secret);
+    let (status, _) = provision(&s.bridge, "GET", "/login/flows", alice, Some(&secret), None).await;
+    assert_eq!(status, 200);
+}
