@@ -41,6 +41,27 @@ async fn ask(user: &User, room: &str, bot: &str, command: &str, needle: &str) {
     .await;
 }
 
+/// alice's management room, and the portal of #test she bridged there, with bob joined.
+async fn bridged_with_bob(alice: &User, bob: &User, bot: &str) -> (String, String) {
+    let management = alice.room_with_bot(bot).await;
+    ask(alice, &management, bot, "!join #test", "#test is bridged").await;
+    let portal = accept_invite(alice, &management).await;
+    alice
+        .call(
+            Method::POST,
+            &format!("/_matrix/client/v3/rooms/{}/invite", q(&portal)),
+            Some(json!({"user_id": bob.user_id})),
+        )
+        .await;
+    bob.call(
+        Method::POST,
+        &format!("/_matrix/client/v3/join/{}", q(&portal)),
+        Some(json!({})),
+    )
+    .await;
+    (management, portal)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_puppet_mode_users_speak_on_irc_as_themselves() {
     let _serial = SERIAL.lock().await;
@@ -57,22 +78,7 @@ async fn in_puppet_mode_users_speak_on_irc_as_themselves() {
     let bot = env.bot.clone();
     let alice = env.user("alice").await;
     let bob = env.user("bob").await;
-    let management = alice.room_with_bot(&bot).await;
-    ask(&alice, &management, &bot, "!join #test", "#test is bridged").await;
-    let portal = accept_invite(&alice, &management).await;
-    alice
-        .call(
-            Method::POST,
-            &format!("/_matrix/client/v3/rooms/{}/invite", q(&portal)),
-            Some(json!({"user_id": bob.user_id})),
-        )
-        .await;
-    bob.call(
-        Method::POST,
-        &format!("/_matrix/client/v3/join/{}", q(&portal)),
-        Some(json!({})),
-    )
-    .await;
+    let (management, portal) = bridged_with_bob(&alice, &bob, &bot).await;
 
     // alice logs in; her first nick is taken by the tester.
     ask(&alice, &management, &bot, "!help", "!login [flow]").await;
@@ -298,22 +304,7 @@ async fn with_relay_mode_a_users_login_carries_the_others_and_unset_relay_is_tol
     let bot = env.bot.clone();
     let alice = env.user("alice").await;
     let bob = env.user("bob").await;
-    let management = alice.room_with_bot(&bot).await;
-    ask(&alice, &management, &bot, "!join #test", "#test is bridged").await;
-    let portal = accept_invite(&alice, &management).await;
-    alice
-        .call(
-            Method::POST,
-            &format!("/_matrix/client/v3/rooms/{}/invite", q(&portal)),
-            Some(json!({"user_id": bob.user_id})),
-        )
-        .await;
-    bob.call(
-        Method::POST,
-        &format!("/_matrix/client/v3/join/{}", q(&portal)),
-        Some(json!({})),
-    )
-    .await;
+    let (management, portal) = bridged_with_bob(&alice, &bob, &bot).await;
     ask(&alice, &management, &bot, "!login", "Send your IRC nick").await;
     ask(&alice, &management, &bot, "alice", "Logged in as alice").await;
     expect_from(&mut tester, "alice", "JOIN").await;
