@@ -409,3 +409,64 @@ async fn sigterm_stops_cleanly_and_tokens_never_reach_the_log() {
         assert!(!log.contains(token), "{key} appears in the log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_an_encrypted_room_the_bot_says_it_cannot_read_rather_than_nothing() {
+    init();
+    let _serial = SERIAL.lock().await;
+    let env = Env::start().await;
+    let alice = env.user("alice").await;
+    let (status, body) = alice
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(json!({
+                "invite": [env.bot],
+                "initial_state": [{"type": "m.room.encryption", "state_key": "",
+                                   "content": {"algorithm": "m.megolm.v1.aes-sha2"}}],
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let room = body["room_id"].as_str().unwrap().to_owned();
+    wait_for("the bot to join", || async {
+        let path = format!("/_matrix/client/v3/rooms/{}/joined_members", q(&room));
+        let (_, members) = alice.call(Method::GET, &path, None).await;
+        members["joined"].get(&env.bot).is_some().then_some(())
+    })
+    .await;
+    // What Element sends in such a room: ciphertext the bridge has no key for.
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/send/m.room.encrypted/e1",
+        q(&room)
+    );
+    let (status, sent) = alice
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({
+                "algorithm": "m.megolm.v1.aes-sha2",
+                "ciphertext": "AwgAEnACgAkLmt6qF84IK++J7UDH2Za1YVchHyprqTqsg",
+                "device_id": "ALICEDEVICE",
+                "sender_key": "IlRMeOPX2e0MurIyfWEucYBRVOEEUMrOHqn/8mLqMjA",
+                "session_id": "X3lUlvLELLYxeTx4yOVu6UDpasGEVO0Jbu+QFnm0cKQ"
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    let notice = wait_for("the bot's notice", || async {
+        alice
+            .messages_from_others(&room, &[&alice.user_id])
+            .await
+            .into_iter()
+            .find(|(sender, body, _)| {
+                *sender == env.bot && body.contains("does not support encrypted rooms")
+            })
+            .map(|(_, _, e)| e)
+    })
+    .await;
+    assert_eq!(
+        notice["content"]["m.relates_to"]["m.in_reply_to"]["event_id"],
+        sent["event_id"]
+    );
+}

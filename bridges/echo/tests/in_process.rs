@@ -151,3 +151,44 @@ async fn after_a_restart_edits_still_find_their_echo() {
         .await;
     assert_eq!(edit.content["m.new_content"]["body"], "after");
 }
+
+#[tokio::test]
+async fn an_encrypted_message_gets_a_clear_notice_instead_of_silence() {
+    let s = scene().await;
+    let encrypted = s.alice.send(
+        &s.room,
+        "m.room.encrypted",
+        json!({
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "ciphertext": "AwgAEnACgAkLmt6qF84IK++J7UDH2Za1YVchHyprqTqsg",
+            "device_id": "ALICEDEVICE",
+            "sender_key": "IlRMeOPX2e0MurIyfWEucYBRVOEEUMrOHqn/8mLqMjA",
+            "session_id": "X3lUlvLELLYxeTx4yOVu6UDpasGEVO0Jbu+QFnm0cKQ"
+        }),
+    );
+    let bot = s.bridge.bot_user_id().to_string();
+    let notice =
+        s.hs.wait_for(&s.room, "a notice about encryption", WAIT, |e| {
+            e.sender == bot
+                && e.body()
+                    .is_some_and(|b| b.contains("does not support encrypted rooms"))
+        })
+        .await;
+    assert_eq!(notice.msgtype(), Some("m.notice"));
+    assert_eq!(
+        notice.content["m.relates_to"]["m.in_reply_to"]["event_id"],
+        encrypted.as_str(),
+        "it answers the message it could not read"
+    );
+    // A plain message afterwards is still echoed: the room goes on.
+    s.alice.say(&s.room, "in the clear");
+    s.echo_of("the echo", |e| e.body() == Some("in the clear"))
+        .await;
+    assert_eq!(
+        s.hs.messages(&s.room)
+            .iter()
+            .filter(|e| e.sender == s.echo)
+            .count(),
+        1
+    );
+}

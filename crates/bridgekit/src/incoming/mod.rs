@@ -158,6 +158,15 @@ pub struct MatrixRoomChange {
 #[error("{0} are not supported by this bridge")]
 pub struct Unsupported(pub &'static str);
 
+/// What an encrypted message in a room of the bridge gets while the bridge cannot decrypt:
+/// reported to the room (a notice replying to it, `bridge.error_notices`; a failed message
+/// status, `bridge.message_status`) instead of silence.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "this bridge does not support encrypted rooms: it cannot read messages here. Write in a room without encryption, or ask the bridge's operator for encryption support"
+)]
+pub struct EncryptedRoomUnsupported;
+
 /// Returned by a timeline handler (a message, edit, reaction, redaction, membership or room
 /// change) when the remote side failed for a reason that may pass (the network is down, a
 /// rate limit): the event stays in the inbox and is handed over again with backoff, holding

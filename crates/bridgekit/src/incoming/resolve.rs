@@ -23,6 +23,7 @@ pub(crate) fn is_reportable(event: &AnyTimelineEvent) -> bool {
             AnyMessageLikeEvent::RoomMessage(_)
                 | AnyMessageLikeEvent::Reaction(_)
                 | AnyMessageLikeEvent::RoomRedaction(_)
+                | AnyMessageLikeEvent::RoomEncrypted(_)
         )
     )
 }
@@ -59,6 +60,9 @@ pub(crate) async fn hand_over<B: Bridge + ?Sized>(
         return skip("an event from a user the bridge may not serve", &origin);
     }
     match event {
+        AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomEncrypted(_)) => {
+            Err(super::EncryptedRoomUnsupported.into())
+        }
         AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
             RoomMessageEvent::Original(msg),
         )) => {
