@@ -358,6 +358,27 @@ async fn membership_rooms_and_error_mapping_on_synapse() {
         .invite(alice_id.clone())
         .power(frank.user_id().to_owned(), 50);
     let portal = erin.create_room(portal).await.unwrap();
+    // Members by membership: alice is invited (joined_members would miss her).
+    use bridgekit::ruma::events::room::member::MembershipState;
+    let members = erin
+        .members(&portal, &[MembershipState::Join, MembershipState::Invite])
+        .await
+        .unwrap();
+    assert_eq!(
+        members.get(&alice_id),
+        Some(&MembershipState::Invite),
+        "{members:?}"
+    );
+    assert_eq!(
+        members.get(erin.user_id()),
+        Some(&MembershipState::Join),
+        "{members:?}"
+    );
+    let invited = erin
+        .members(&portal, &[MembershipState::Invite])
+        .await
+        .unwrap();
+    assert_eq!(invited.keys().collect::<Vec<_>>(), [&alice_id]);
     let (_, alias) = alice
         .call(
             Method::GET,

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use ruma::api::Direction;
 use ruma::api::client::{
     appservice::set_room_visibility,
-    membership::joined_members,
+    membership::{get_member_events, joined_members},
     message::get_message_events,
     room::{Visibility, create_room},
     state::{get_state_event_for_key, get_state_events},
 };
+use ruma::events::room::member::MembershipState;
 use ruma::events::{AnyInitialStateEvent, AnyStateEvent, AnyTimelineEvent};
 use ruma::serde::Raw;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UInt};
@@ -194,6 +195,40 @@ impl Intent {
             .into_iter()
             .map(|(user, member)| (user, member.display_name))
             .collect())
+    }
+
+    /// The room's members whose membership is one of `memberships` (every member when
+    /// empty), from its current state (`GET /rooms/{roomId}/members`): `joined_members`
+    /// misses invited users, whom an encrypted room's keys must reach too.
+    pub async fn members(
+        &self,
+        room_id: &RoomId,
+        memberships: &[MembershipState],
+    ) -> Result<BTreeMap<OwnedUserId, MembershipState>, ClientError> {
+        let mut request = get_member_events::v3::Request::new(room_id.to_owned());
+        if let [only] = memberships {
+            request.membership = Some(only.clone());
+        }
+        let chunk = self.call(request).await?.chunk;
+        let mut members = BTreeMap::new();
+        for event in chunk {
+            let event: serde_json::Value = event
+                .deserialize_as()
+                .map_err(|e| ClientError::Response(e.to_string()))?;
+            let (Some(user), Some(membership)) = (
+                event["state_key"]
+                    .as_str()
+                    .and_then(|u| ruma::UserId::parse(u).ok()),
+                event["content"]["membership"].as_str(),
+            ) else {
+                continue; // a malformed member event names nobody
+            };
+            let membership = MembershipState::from(membership);
+            if memberships.is_empty() || memberships.contains(&membership) {
+                members.insert(user, membership);
+            }
+        }
+        Ok(members)
     }
 
     /// One page of history (`/messages`), from `from` (or the start in that direction).
