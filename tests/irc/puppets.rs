@@ -277,12 +277,14 @@ async fn a_login_manager_logs_a_user_in_over_the_provisioning_api() {
     assert_eq!(status, 200);
     let (_, ids) = provision(&env, Method::GET, "/logins", &alice.token, None).await;
     assert_eq!(ids["login_ids"], json!([]));
+    // One probe connection, asking again and again (a new one each time could find its own
+    // nick still taken by the previous one, and be closed).
+    let probe = tokio::sync::Mutex::new(IrcUser::connect(port, "prober").await);
     wait_for("alice_p to leave IRC", || async {
-        let mut probe = IrcUser::connect(port, "prober").await;
+        let mut probe = probe.lock().await;
         probe.send("WHOIS alice_p").await;
-        let line = probe.expect(" 318 ").await; // end of WHOIS, after 401 or 311
+        probe.expect(" 318 ").await; // end of WHOIS, after 401 or 311
         let gone = probe.seen.iter().any(|l| l.contains(" 401 "));
-        drop(line);
         gone.then_some(())
     })
     .await;
