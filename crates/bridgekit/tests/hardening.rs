@@ -206,6 +206,12 @@ impl Queues for FullDisk {
     async fn outbox_pending(&self) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
         self.inner.outbox_pending().await
     }
+    async fn outbox_replace(&self, seq: u64, entry: &OutboxEntry) -> Result<(), StoreError> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(disk_full());
+        }
+        self.inner.outbox_replace(seq, entry).await
+    }
     async fn outbox_complete(
         &self,
         seq: u64,
@@ -243,6 +249,23 @@ impl Transfer for FullDisk {
     }
     async fn import(&self, records: &[Record]) -> Result<(), StoreError> {
         self.inner.import(records).await
+    }
+}
+
+#[async_trait]
+impl bridgekit::store::CryptoState for FullDisk {
+    async fn crypto_entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner.crypto_entries().await
+    }
+    async fn apply_crypto(
+        &self,
+        puts: &[(String, Vec<u8>)],
+        deletes: &[String],
+    ) -> Result<(), StoreError> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(disk_full());
+        }
+        self.inner.apply_crypto(puts, deletes).await
     }
 }
 

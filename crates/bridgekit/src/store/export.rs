@@ -80,6 +80,13 @@ pub enum Record {
     Remote(RemoteItem),
     /// The boot counter.
     Boot(u64),
+    /// One entry of the bot device's encryption state.
+    Crypto {
+        /// Its key.
+        key: String,
+        /// Its value, as the crypto machine wrote it.
+        value: Vec<u8>,
+    },
 }
 
 /// Receives exported records.

@@ -45,7 +45,7 @@ pub use users::{DoublePuppet, LoginRecord, LoginState, PortalLogin, UserRecord};
 
 /// Version of the record layout written by this build, shared by every backend. Bumped when
 /// an encoding changes; each backend upgrades older layouts on open.
-pub const SCHEMA_VERSION: u64 = 4;
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// Default sled page cache: sled's own default (1 GiB) is sized for a database server,
 /// not for a sidecar next to a homeserver.
@@ -315,6 +315,9 @@ pub trait Queues: Send + Sync + 'static {
     async fn outbox_push(&self, entry: &OutboxEntry) -> Result<u64, StoreError>;
     /// Every send not yet done, oldest first.
     async fn outbox_pending(&self) -> Result<Vec<(u64, OutboxEntry)>, StoreError>;
+    /// Rewrites queued send `seq` durably (its content sealed for an encrypted room before
+    /// its first attempt, so every retry sends the same bytes).
+    async fn outbox_replace(&self, seq: u64, entry: &OutboxEntry) -> Result<(), StoreError>;
     /// Marks a send done and stores the mapping it produced, atomically.
     async fn outbox_complete(
         &self,
@@ -345,12 +348,26 @@ pub trait Transfer: Send + Sync + 'static {
     async fn import(&self, records: &[Record]) -> Result<(), StoreError>;
 }
 
-/// A whole store backend: what bridges use, the framework's queues and transfer. Implement
-/// [`Store`], [`Queues`] and [`Transfer`] and this comes for free; run a bridge on it with
-/// [`run_with_store`](crate::run_with_store).
-pub trait Backend: Store + Queues + Transfer {}
+/// The bot device's end-to-bridge encryption state, as the crypto machine keeps it: opaque
+/// entries under string keys, changed in atomic batches.
+#[async_trait]
+pub trait CryptoState: Send + Sync + 'static {
+    /// Every entry (read once, at start).
+    async fn crypto_entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Sets `puts` and removes `deletes` together or not at all, durably before it returns.
+    async fn apply_crypto(
+        &self,
+        puts: &[(String, Vec<u8>)],
+        deletes: &[String],
+    ) -> Result<(), StoreError>;
+}
 
-impl<T: Store + Queues + Transfer> Backend for T {}
+/// A whole store backend: what bridges use, the framework's queues, transfer and crypto
+/// state. Implement [`Store`], [`Queues`], [`Transfer`] and [`CryptoState`] and this comes for
+/// free; run a bridge on it with [`run_with_store`](crate::run_with_store).
+pub trait Backend: Store + Queues + Transfer + CryptoState {}
+
+impl<T: Store + Queues + Transfer + CryptoState> Backend for T {}
 
 /// Where the store lives, as the operator configured it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -79,7 +79,7 @@ impl PostgresStore {
         let portals = format!("SELECT {PORTAL_COLUMNS} FROM portals");
         let ghosts = format!("SELECT {GHOST_COLUMNS} FROM ghosts");
         let links = format!("SELECT {LINK_COLUMNS} FROM portal_logins");
-        let tables: [(&str, ToRecord); 14] = [
+        let tables: [(&str, ToRecord); 15] = [
             (&portals, |r| Ok(Record::Portal(portal_from_row(r)?))),
             ("SELECT record FROM users", |r| {
                 Ok(Record::User(user_from_row(r)?))
@@ -116,6 +116,12 @@ impl PostgresStore {
             ("SELECT kind, queue, json FROM inbox ORDER BY seq", inbox),
             ("SELECT entry FROM outbox ORDER BY seq", outbox),
             ("SELECT item FROM remote_queue ORDER BY seq", remote),
+            ("SELECT key, value FROM crypto_state", |r| {
+                Ok(Record::Crypto {
+                    key: r.get(0),
+                    value: r.get(1),
+                })
+            }),
         ];
         for (sql, to_record) in tables {
             let rows = client
@@ -179,6 +185,9 @@ impl PostgresStore {
                 Record::Remote(item) => {
                     append_remote(c, item).await?;
                 }
+                Record::Crypto { key, value } => {
+                    super::crypto_state::put(c, key, value).await?;
+                }
                 Record::Boot(n) => {
                     run(c,
                         "INSERT INTO meta (key, value) VALUES ('boot', $1)
@@ -201,7 +210,7 @@ impl PostgresStore {
                     OR EXISTS (SELECT 1 FROM txns) OR EXISTS (SELECT 1 FROM inbox)
                     OR EXISTS (SELECT 1 FROM outbox) OR EXISTS (SELECT 1 FROM remote_queue)
                     OR EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM logins)
-                    OR EXISTS (SELECT 1 FROM portal_logins))",
+                    OR EXISTS (SELECT 1 FROM portal_logins) OR EXISTS (SELECT 1 FROM crypto_state))",
             &[],
         )
         .await?;

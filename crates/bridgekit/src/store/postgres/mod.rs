@@ -8,6 +8,7 @@
 //! lock on the schema for as long as the store is open, so a second copy of the bridge is
 //! refused instead of sharing the queues.
 
+mod crypto_state;
 mod export;
 mod ghosts;
 mod id_columns;

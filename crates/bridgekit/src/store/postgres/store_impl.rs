@@ -367,6 +367,16 @@ impl Queues for PostgresStore {
     async fn outbox_pending(&self) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
         self.outbox_pending_pg().await
     }
+    async fn outbox_replace(&self, seq: u64, entry: &OutboxEntry) -> Result<(), StoreError> {
+        let text = serde_json::to_string(entry).map_err(|e| super::corrupt("outbox", e))?;
+        super::run(
+            &self.client().await?,
+            "UPDATE outbox SET entry = $2 WHERE seq = $1",
+            &[&(seq as i64), &text],
+        )
+        .await?;
+        Ok(())
+    }
     async fn outbox_complete(
         &self,
         seq: u64,

@@ -6,13 +6,14 @@
 //!   bridge values.
 //! - 3: the remote queue.
 //! - 4: users, logins and which logins are in which portal.
+//! - 5: the bot device's encryption state.
 
 use crate::store::{SCHEMA_VERSION, StoreError};
 
 use super::db;
 
 /// Each step brings the schema from version `index` to `index + 1`.
-const STEPS: [&str; 4] = [
+const STEPS: [&str; 5] = [
     "
     CREATE TABLE txns (seq BIGSERIAL PRIMARY KEY, key BYTEA NOT NULL UNIQUE);
     CREATE TABLE inbox (
@@ -64,6 +65,9 @@ const STEPS: [&str; 4] = [
         PRIMARY KEY (remote_id, receiver, login_id)
     );
     CREATE INDEX login_portals ON portal_logins (login_id, remote_id, receiver);
+    ",
+    "
+    CREATE TABLE crypto_state (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
     ",
 ];
 

@@ -81,6 +81,10 @@ impl SledStore {
             "inbox" => Record::Inbox(InboxItem::decode(v)?),
             "outbox" => Record::Outbox(json(name, v)?),
             "remote_queue" => Record::Remote(json(name, v)?),
+            "crypto" => Record::Crypto {
+                key: String::from_utf8(k.to_vec()).map_err(|e| corrupt(name, e))?,
+                value: v.to_vec(),
+            },
             other => return Err(corrupt(other, "not exported")),
         })
     }
@@ -89,7 +93,7 @@ impl SledStore {
         let t = &self.trees;
         let boot = t.meta.get("boot")?.map(|v| decode_u64(&v)).unwrap_or(0);
         sink.accept(vec![Record::Boot(boot)]).await?;
-        let exported: [(&'static str, &Tree); 14] = [
+        let exported: [(&'static str, &Tree); 15] = [
             ("portals", &t.portals),
             ("users", &t.users),
             ("logins", &t.logins),
@@ -104,6 +108,7 @@ impl SledStore {
             ("inbox", &t.inbox),
             ("outbox", &t.outbox),
             ("remote_queue", &t.remote_queue),
+            ("crypto", &t.crypto),
         ];
         for (name, tree) in exported {
             let mut after = None;
@@ -179,6 +184,9 @@ impl SledStore {
                 }
                 Record::Remote(item) => {
                     self.remote_append(item)?;
+                }
+                Record::Crypto { key: k, value } => {
+                    t.crypto.insert(k.as_bytes(), value.as_slice())?;
                 }
                 Record::Boot(n) => {
                     let n = *n;

@@ -5,6 +5,7 @@
 //! (the inbox, the transaction record, the outbox) are flushed before they are acknowledged,
 //! and concurrent flushes share one fsync (see the `flusher` module).
 
+mod crypto_state;
 mod export;
 mod flusher;
 mod ghosts;
@@ -86,6 +87,8 @@ struct Trees {
     portal_logins: Tree,
     /// (login, chat, receiver) → empty.
     login_portals: Tree,
+    /// key → one entry of the bot device's encryption state.
+    crypto: Tree,
 }
 
 impl Trees {
@@ -115,11 +118,12 @@ impl Trees {
             logins_by_user: db.open_tree("logins_by_user")?,
             portal_logins: db.open_tree("portal_logins")?,
             login_portals: db.open_tree("login_portals")?,
+            crypto: db.open_tree("crypto")?,
         })
     }
 
     /// The trees holding records (all but `meta`), for emptiness checks and export.
-    fn records(&self) -> [&Tree; 23] {
+    fn records(&self) -> [&Tree; 24] {
         [
             &self.inbox,
             &self.inbox_batches,
@@ -144,6 +148,7 @@ impl Trees {
             &self.logins_by_user,
             &self.portal_logins,
             &self.login_portals,
+            &self.crypto,
         ]
     }
 }

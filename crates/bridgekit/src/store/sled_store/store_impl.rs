@@ -237,6 +237,12 @@ impl Queues for SledStore {
     async fn outbox_pending(&self) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
         self.outbox_pending_sync()
     }
+    async fn outbox_replace(&self, seq: u64, entry: &OutboxEntry) -> Result<(), StoreError> {
+        self.trees
+            .outbox
+            .insert(seq.to_be_bytes(), super::to_json(entry))?;
+        self.flush_async().await
+    }
     async fn outbox_complete(
         &self,
         seq: u64,

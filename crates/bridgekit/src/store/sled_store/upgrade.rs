@@ -34,7 +34,8 @@ pub(super) fn to_current(db: &sled::Db, trees: &Trees, location: &str) -> Result
     while version < SCHEMA_VERSION {
         match version {
             1 => v1_to_v2(trees)?,
-            2 | 3 => {}
+            // 4 → 5 adds the crypto tree, which opening creates.
+            2..=4 => {}
             other => return Err(corrupt("meta", format!("unknown schema version {other}"))),
         }
         version += 1;

@@ -1,0 +1,840 @@
+//! The machine's crypto store: matrix-sdk-crypto's [`MemoryStore`] for reads, with every write
+//! first saved to the bridge's own store through [`KeyValue`], as one atomic batch.
+//!
+//! The bridge's store (sled or PostgreSQL) stays the one place its state lives: it is backed up,
+//! carried by `migrate-store` and survives a SIGKILL like the rest. At start the image is read
+//! back whole. A write that cannot be saved fails before memory changes, so memory never runs
+//! ahead of what a restart would find (a Megolm index that was used is never handed out again).
+//!
+//! A bridge's bot has no key backup, secret storage, dehydrated device or room-key bundles:
+//! those parts of a change are kept in memory only.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use matrix_sdk_common::cross_process_lock::CrossProcessLockGeneration;
+use matrix_sdk_crypto::olm::{
+    InboundGroupSession, OlmMessageHash, OutboundGroupSession, PickledAccount,
+    PickledCrossSigningIdentity, PickledInboundGroupSession, PickledOutboundGroupSession,
+    PickledSession, PrivateCrossSigningIdentity, SenderDataType, Session,
+};
+use matrix_sdk_crypto::store::types::{
+    BackupKeys, Changes, DehydratedDeviceKey, PendingChanges, RoomKeyCounts, RoomKeyWithheldEntry,
+    RoomPendingKeyBundleDetails, RoomSettings, StoredRoomKeyBundleData, TrackedUser,
+};
+use matrix_sdk_crypto::store::{CryptoStore, CryptoStoreError, MemoryStore};
+use matrix_sdk_crypto::vodozemac::Curve25519PublicKey;
+use matrix_sdk_crypto::{Account, DeviceData, GossipRequest, SecretInfo, UserIdentityData};
+use ruma::events::secret::request::SecretName;
+use ruma::{DeviceId, OwnedDeviceId, RoomId, TransactionId, UserId};
+use zeroize::Zeroizing;
+
+use crate::pickle::PickleKey;
+
+/// The error type of a [`KeyValue`] backend.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Writes applied together or not at all.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Keys to set, with their values.
+    pub puts: Vec<(String, Vec<u8>)>,
+    /// Keys to remove.
+    pub deletes: Vec<String>,
+}
+
+impl Batch {
+    /// True when the batch writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty() && self.deletes.is_empty()
+    }
+}
+
+/// Where the crypto state is kept: the bridge's store, seen as string keys and byte values.
+#[async_trait]
+pub trait KeyValue: Send + Sync + std::fmt::Debug {
+    /// Every key and value, for the start.
+    async fn load_all(&self) -> Result<Vec<(String, Vec<u8>)>, BoxError>;
+    /// Applies `batch` atomically and durably (flushed before it returns).
+    async fn apply(&self, batch: Batch) -> Result<(), BoxError>;
+}
+
+/// The separator inside keys: it occurs in no Matrix ID or key.
+const SEP: char = '\u{1f}';
+
+fn key(kind: &str, parts: &[&str]) -> String {
+    let mut out = kind.to_owned();
+    for part in parts {
+        out.push(SEP);
+        out.push_str(part);
+    }
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StoreFailure {
+    #[error("the bridge's store refused the crypto state: {0}")]
+    Backend(BoxError),
+    #[error("crypto state entry {key:?} cannot be read: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+fn backend(error: BoxError) -> CryptoStoreError {
+    CryptoStoreError::backend(StoreFailure::Backend(error))
+}
+
+fn corrupt(key: &str, reason: impl ToString) -> CryptoStoreError {
+    CryptoStoreError::backend(StoreFailure::Corrupt {
+        key: key.to_owned(),
+        reason: reason.to_string(),
+    })
+}
+
+/// The crypto store of one machine.
+#[derive(Debug)]
+pub(crate) struct PersistentStore {
+    memory: MemoryStore,
+    kv: Arc<dyn KeyValue>,
+    pickle_key: Option<PickleKey>,
+    /// Serializes writes, so batches reach the backend in the order memory sees them.
+    write_lock: tokio::sync::Mutex<()>,
+    own: OnceLock<()>,
+}
+
+impl PersistentStore {
+    /// Reads the saved image back into memory.
+    pub(crate) async fn open(
+        kv: Arc<dyn KeyValue>,
+        pickle_key: Option<PickleKey>,
+    ) -> Result<Self, CryptoStoreError> {
+        let store = Self {
+            memory: MemoryStore::new(),
+            kv,
+            pickle_key,
+            write_lock: tokio::sync::Mutex::new(()),
+            own: OnceLock::new(),
+        };
+        store.load().await?;
+        Ok(store)
+    }
+
+    fn seal<T: serde::Serialize>(&self, value: &T) -> Vec<u8> {
+        let json = serde_json::to_vec(value).expect("crypto state serializes to JSON");
+        match &self.pickle_key {
+            Some(k) => k.encrypt(&json),
+            None => json,
+        }
+    }
+
+    fn open_value<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<T, CryptoStoreError> {
+        let plain;
+        let json = match &self.pickle_key {
+            Some(k) => {
+                plain = k.decrypt(bytes).map_err(|reason| corrupt(key, reason))?;
+                &plain[..]
+            }
+            None => bytes,
+        };
+        serde_json::from_slice(json).map_err(|e| {
+            if self.pickle_key.is_none()
+                && serde_json::from_slice::<serde_json::Value>(bytes).is_err()
+            {
+                corrupt(
+                    key,
+                    "not JSON: was it written with encryption.pickle_key set?",
+                )
+            } else {
+                corrupt(key, e)
+            }
+        })
+    }
+
+    async fn load(&self) -> Result<(), CryptoStoreError> {
+        let entries = self.kv.load_all().await.map_err(backend)?;
+        let mut by_kind: HashMap<&str, Vec<(&str, &[u8])>> = HashMap::new();
+        for (k, v) in &entries {
+            let kind = k.split(SEP).next().unwrap_or_default();
+            by_kind.entry(kind).or_default().push((k, v));
+        }
+        let take = |kind: &str| by_kind.get(kind).cloned().unwrap_or_default();
+        let Some((k, v)) = take("account").into_iter().next() else {
+            return Ok(()); // a new machine: nothing saved yet
+        };
+        let pickle: PickledAccount = self.open_value(k, v)?;
+        let account = Account::from_pickle(pickle).map_err(|e| corrupt(k, e))?;
+        let own_keys = account.device_keys();
+        let device_id = account.device_id().to_owned();
+        let identity_keys = Arc::new(account.identity_keys());
+        self.memory
+            .save_pending_changes(PendingChanges {
+                account: Some(account),
+            })
+            .await
+            .unwrap_or_else(|e| match e {});
+        let _ = self.own.set(());
+
+        let mut changes = Changes::default();
+        if let Some((k, v)) = take("identity").into_iter().next() {
+            let pickle: PickledCrossSigningIdentity = self.open_value(k, v)?;
+            changes.private_identity =
+                Some(PrivateCrossSigningIdentity::from_pickle(pickle).map_err(|e| corrupt(k, e))?);
+        }
+        for (k, v) in take("session") {
+            let pickle: PickledSession = self.open_value(k, v)?;
+            changes
+                .sessions
+                .push(Session::from_pickle(own_keys.clone(), pickle).map_err(|e| corrupt(k, e))?);
+        }
+        for (k, v) in take("outbound") {
+            let pickle: PickledOutboundGroupSession = self.open_value(k, v)?;
+            changes.outbound_group_sessions.push(
+                OutboundGroupSession::from_pickle(device_id.clone(), identity_keys.clone(), pickle)
+                    .map_err(|e| corrupt(k, e))?,
+            );
+        }
+        for (k, v) in take("device") {
+            changes.devices.new.push(self.open_value(k, v)?);
+        }
+        for (k, v) in take("user") {
+            changes.identities.new.push(self.open_value(k, v)?);
+        }
+        for (k, v) in take("hash") {
+            changes.message_hashes.push(self.open_value(k, v)?);
+        }
+        for (k, v) in take("request") {
+            changes.key_requests.push(self.open_value(k, v)?);
+        }
+        for (k, v) in take("withheld") {
+            let entry: RoomKeyWithheldEntry = self.open_value(k, v)?;
+            let mut parts = k.split(SEP).skip(1);
+            let (Some(room), Some(session)) = (parts.next(), parts.next()) else {
+                return Err(corrupt(k, "key without room and session"));
+            };
+            let room = ruma::OwnedRoomId::try_from(room).map_err(|e| corrupt(k, e))?;
+            changes
+                .withheld_session_info
+                .entry(room)
+                .or_default()
+                .insert(session.to_owned(), entry);
+        }
+        for (k, v) in take("room") {
+            let room = k.split(SEP).nth(1).unwrap_or_default();
+            let room = ruma::OwnedRoomId::try_from(room).map_err(|e| corrupt(k, e))?;
+            changes.room_settings.insert(room, self.open_value(k, v)?);
+        }
+        self.memory
+            .save_changes(changes)
+            .await
+            .unwrap_or_else(|e| match e {});
+
+        let mut inbound = Vec::new();
+        for (k, v) in take("inbound") {
+            let pickle: PickledInboundGroupSession = self.open_value(k, v)?;
+            inbound.push(InboundGroupSession::from_pickle(pickle).map_err(|e| corrupt(k, e))?);
+        }
+        self.memory
+            .save_inbound_group_sessions(inbound, None)
+            .await
+            .unwrap_or_else(|e| match e {});
+
+        let mut tracked = Vec::new();
+        for (k, v) in take("tracked") {
+            let user: TrackedUser = self.open_value(k, v)?;
+            tracked.push(user);
+        }
+        let refs: Vec<(&UserId, bool)> = tracked.iter().map(|t| (&*t.user_id, t.dirty)).collect();
+        self.memory
+            .save_tracked_users(&refs)
+            .await
+            .unwrap_or_else(|e| match e {});
+
+        for (k, v) in take("custom") {
+            let name = k.split_once(SEP).map(|(_, n)| n).unwrap_or_default();
+            let value: Vec<u8> = self.open_value(k, v)?;
+            self.memory
+                .set_custom_value(name, value)
+                .await
+                .unwrap_or_else(|e| match e {});
+        }
+        Ok(())
+    }
+
+    async fn write(&self, batch: Batch) -> Result<(), CryptoStoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.kv.apply(batch).await.map_err(backend)
+    }
+
+    async fn inbound_puts(&self, sessions: &[InboundGroupSession], batch: &mut Batch) {
+        for s in sessions {
+            let pickle = s.pickle().await;
+            batch.puts.push((
+                key("inbound", &[s.room_id().as_str(), s.session_id()]),
+                self.seal(&pickle),
+            ));
+        }
+    }
+}
+
+#[async_trait]
+impl CryptoStore for PersistentStore {
+    type Error = CryptoStoreError;
+
+    async fn load_account(&self) -> Result<Option<Account>, Self::Error> {
+        Ok(self
+            .memory
+            .load_account()
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn load_identity(&self) -> Result<Option<PrivateCrossSigningIdentity>, Self::Error> {
+        Ok(self
+            .memory
+            .load_identity()
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn save_changes(&self, changes: Changes) -> Result<(), Self::Error> {
+        let _guard = self.write_lock.lock().await;
+        let mut batch = Batch::default();
+        if let Some(identity) = &changes.private_identity {
+            batch
+                .puts
+                .push((key("identity", &[]), self.seal(&identity.pickle().await)));
+        }
+        for s in &changes.sessions {
+            let pickle = s.pickle().await;
+            batch.puts.push((
+                key("session", &[&pickle.sender_key.to_base64(), s.session_id()]),
+                self.seal(&pickle),
+            ));
+        }
+        self.inbound_puts(&changes.inbound_group_sessions, &mut batch)
+            .await;
+        for s in &changes.outbound_group_sessions {
+            batch.puts.push((
+                key("outbound", &[s.room_id().as_str()]),
+                self.seal(&s.pickle().await),
+            ));
+        }
+        for d in changes.devices.new.iter().chain(&changes.devices.changed) {
+            batch.puts.push((
+                key("device", &[d.user_id().as_str(), d.device_id().as_str()]),
+                self.seal(d),
+            ));
+        }
+        for d in &changes.devices.deleted {
+            batch.deletes.push(key(
+                "device",
+                &[d.user_id().as_str(), d.device_id().as_str()],
+            ));
+        }
+        for i in changes
+            .identities
+            .new
+            .iter()
+            .chain(&changes.identities.changed)
+        {
+            batch
+                .puts
+                .push((key("user", &[i.user_id().as_str()]), self.seal(i)));
+        }
+        for h in &changes.message_hashes {
+            batch
+                .puts
+                .push((key("hash", &[&h.sender_key, &h.hash]), self.seal(h)));
+        }
+        for r in &changes.key_requests {
+            batch
+                .puts
+                .push((key("request", &[r.request_id.as_str()]), self.seal(r)));
+        }
+        for (room, sessions) in &changes.withheld_session_info {
+            for (session, entry) in sessions {
+                batch
+                    .puts
+                    .push((key("withheld", &[room.as_str(), session]), self.seal(entry)));
+            }
+        }
+        for (room, settings) in &changes.room_settings {
+            batch
+                .puts
+                .push((key("room", &[room.as_str()]), self.seal(settings)));
+        }
+        self.write(batch).await?;
+        Ok(self
+            .memory
+            .save_changes(changes)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn save_pending_changes(&self, changes: PendingChanges) -> Result<(), Self::Error> {
+        let _guard = self.write_lock.lock().await;
+        if let Some(account) = &changes.account {
+            let batch = Batch {
+                puts: vec![(key("account", &[]), self.seal(&account.pickle()))],
+                deletes: Vec::new(),
+            };
+            self.write(batch).await?;
+            let _ = self.own.set(());
+        }
+        Ok(self
+            .memory
+            .save_pending_changes(changes)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn save_inbound_group_sessions(
+        &self,
+        sessions: Vec<InboundGroupSession>,
+        backed_up_to_version: Option<&str>,
+    ) -> Result<(), Self::Error> {
+        let _guard = self.write_lock.lock().await;
+        let mut batch = Batch::default();
+        self.inbound_puts(&sessions, &mut batch).await;
+        self.write(batch).await?;
+        Ok(self
+            .memory
+            .save_inbound_group_sessions(sessions, backed_up_to_version)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_sessions(&self, sender_key: &str) -> Result<Option<Vec<Session>>, Self::Error> {
+        Ok(self
+            .memory
+            .get_sessions(sender_key)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_inbound_group_session(
+        &self,
+        room_id: &RoomId,
+        session_id: &str,
+    ) -> Result<Option<InboundGroupSession>, Self::Error> {
+        Ok(self
+            .memory
+            .get_inbound_group_session(room_id, session_id)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_withheld_info(
+        &self,
+        room_id: &RoomId,
+        session_id: &str,
+    ) -> Result<Option<RoomKeyWithheldEntry>, Self::Error> {
+        Ok(self
+            .memory
+            .get_withheld_info(room_id, session_id)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_withheld_sessions_by_room_id(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Vec<RoomKeyWithheldEntry>, Self::Error> {
+        Ok(self
+            .memory
+            .get_withheld_sessions_by_room_id(room_id)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_inbound_group_sessions(&self) -> Result<Vec<InboundGroupSession>, Self::Error> {
+        Ok(self
+            .memory
+            .get_inbound_group_sessions()
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn inbound_group_session_counts(
+        &self,
+        backup_version: Option<&str>,
+    ) -> Result<RoomKeyCounts, Self::Error> {
+        Ok(self
+            .memory
+            .inbound_group_session_counts(backup_version)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_inbound_group_sessions_by_room_id(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Vec<InboundGroupSession>, Self::Error> {
+        Ok(self
+            .memory
+            .get_inbound_group_sessions_by_room_id(room_id)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_inbound_group_sessions_for_device_batch(
+        &self,
+        curve_key: Curve25519PublicKey,
+        sender_data_type: SenderDataType,
+        after_session_id: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<InboundGroupSession>, Self::Error> {
+        Ok(self
+            .memory
+            .get_inbound_group_sessions_for_device_batch(
+                curve_key,
+                sender_data_type,
+                after_session_id,
+                limit,
+            )
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn inbound_group_sessions_for_backup(
+        &self,
+        backup_version: &str,
+        limit: usize,
+    ) -> Result<Vec<InboundGroupSession>, Self::Error> {
+        Ok(self
+            .memory
+            .inbound_group_sessions_for_backup(backup_version, limit)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn mark_inbound_group_sessions_as_backed_up(
+        &self,
+        backup_version: &str,
+        room_and_session_ids: &[(&RoomId, &str)],
+    ) -> Result<(), Self::Error> {
+        Ok(self
+            .memory
+            .mark_inbound_group_sessions_as_backed_up(backup_version, room_and_session_ids)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn reset_backup_state(&self) -> Result<(), Self::Error> {
+        Ok(self
+            .memory
+            .reset_backup_state()
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn load_backup_keys(&self) -> Result<BackupKeys, Self::Error> {
+        Ok(self
+            .memory
+            .load_backup_keys()
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn load_dehydrated_device_pickle_key(
+        &self,
+    ) -> Result<Option<DehydratedDeviceKey>, Self::Error> {
+        Ok(self
+            .memory
+            .load_dehydrated_device_pickle_key()
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn delete_dehydrated_device_pickle_key(&self) -> Result<(), Self::Error> {
+        Ok(self
+            .memory
+            .delete_dehydrated_device_pickle_key()
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_outbound_group_session(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Option<OutboundGroupSession>, Self::Error> {
+        Ok(self
+            .memory
+            .get_outbound_group_session(room_id)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn load_tracked_users(&self) -> Result<Vec<TrackedUser>, Self::Error> {
+        Ok(self
+            .memory
+            .load_tracked_users()
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn save_tracked_users(&self, users: &[(&UserId, bool)]) -> Result<(), Self::Error> {
+        let _guard = self.write_lock.lock().await;
+        let mut batch = Batch::default();
+        for (user, dirty) in users {
+            let tracked = TrackedUser {
+                user_id: (*user).to_owned(),
+                dirty: *dirty,
+            };
+            batch
+                .puts
+                .push((key("tracked", &[user.as_str()]), self.seal(&tracked)));
+        }
+        self.write(batch).await?;
+        Ok(self
+            .memory
+            .save_tracked_users(users)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_device(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+    ) -> Result<Option<DeviceData>, Self::Error> {
+        Ok(self
+            .memory
+            .get_device(user_id, device_id)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_user_devices(
+        &self,
+        user_id: &UserId,
+    ) -> Result<HashMap<OwnedDeviceId, DeviceData>, Self::Error> {
+        Ok(self
+            .memory
+            .get_user_devices(user_id)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_own_device(&self) -> Result<DeviceData, Self::Error> {
+        Ok(self
+            .memory
+            .get_own_device()
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_user_identity(
+        &self,
+        user_id: &UserId,
+    ) -> Result<Option<UserIdentityData>, Self::Error> {
+        Ok(self
+            .memory
+            .get_user_identity(user_id)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn is_message_known(&self, message_hash: &OlmMessageHash) -> Result<bool, Self::Error> {
+        Ok(self
+            .memory
+            .is_message_known(message_hash)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_outgoing_secret_requests(
+        &self,
+        request_id: &TransactionId,
+    ) -> Result<Option<GossipRequest>, Self::Error> {
+        Ok(self
+            .memory
+            .get_outgoing_secret_requests(request_id)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_secret_request_by_info(
+        &self,
+        secret_info: &SecretInfo,
+    ) -> Result<Option<GossipRequest>, Self::Error> {
+        Ok(self
+            .memory
+            .get_secret_request_by_info(secret_info)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_unsent_secret_requests(&self) -> Result<Vec<GossipRequest>, Self::Error> {
+        Ok(self
+            .memory
+            .get_unsent_secret_requests()
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn delete_outgoing_secret_requests(
+        &self,
+        request_id: &TransactionId,
+    ) -> Result<(), Self::Error> {
+        let _guard = self.write_lock.lock().await;
+        self.write(Batch {
+            puts: Vec::new(),
+            deletes: vec![key("request", &[request_id.as_str()])],
+        })
+        .await?;
+        Ok(self
+            .memory
+            .delete_outgoing_secret_requests(request_id)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_secrets_from_inbox(
+        &self,
+        secret_name: &SecretName,
+    ) -> Result<Vec<Zeroizing<String>>, Self::Error> {
+        Ok(self
+            .memory
+            .get_secrets_from_inbox(secret_name)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn delete_secrets_from_inbox(&self, secret_name: &SecretName) -> Result<(), Self::Error> {
+        Ok(self
+            .memory
+            .delete_secrets_from_inbox(secret_name)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_room_settings(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Option<RoomSettings>, Self::Error> {
+        Ok(self
+            .memory
+            .get_room_settings(room_id)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_received_room_key_bundle_data(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<Option<StoredRoomKeyBundleData>, Self::Error> {
+        Ok(self
+            .memory
+            .get_received_room_key_bundle_data(room_id, user_id)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_pending_key_bundle_details_for_room(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Option<RoomPendingKeyBundleDetails>, Self::Error> {
+        Ok(self
+            .memory
+            .get_pending_key_bundle_details_for_room(room_id)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_all_rooms_pending_key_bundles(
+        &self,
+    ) -> Result<Vec<RoomPendingKeyBundleDetails>, Self::Error> {
+        Ok(self
+            .memory
+            .get_all_rooms_pending_key_bundles()
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn has_downloaded_all_room_keys(&self, room_id: &RoomId) -> Result<bool, Self::Error> {
+        Ok(self
+            .memory
+            .has_downloaded_all_room_keys(room_id)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn get_custom_value(&self, key_name: &str) -> Result<Option<Vec<u8>>, Self::Error> {
+        Ok(self
+            .memory
+            .get_custom_value(key_name)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn set_custom_value(&self, key_name: &str, value: Vec<u8>) -> Result<(), Self::Error> {
+        let _guard = self.write_lock.lock().await;
+        self.write(Batch {
+            puts: vec![(key("custom", &[key_name]), self.seal(&value))],
+            deletes: Vec::new(),
+        })
+        .await?;
+        Ok(self
+            .memory
+            .set_custom_value(key_name, value)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn remove_custom_value(&self, key_name: &str) -> Result<(), Self::Error> {
+        let _guard = self.write_lock.lock().await;
+        self.write(Batch {
+            puts: Vec::new(),
+            deletes: vec![key("custom", &[key_name])],
+        })
+        .await?;
+        Ok(self
+            .memory
+            .remove_custom_value(key_name)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn try_take_leased_lock(
+        &self,
+        lease_duration_ms: u32,
+        key_name: &str,
+        holder: &str,
+    ) -> Result<Option<CrossProcessLockGeneration>, Self::Error> {
+        // One bridge process owns its store (the runtime refuses a second), so the lease
+        // is a process-local one.
+        Ok(self
+            .memory
+            .try_take_leased_lock(lease_duration_ms, key_name, holder)
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn next_batch_token(&self) -> Result<Option<String>, Self::Error> {
+        Ok(self
+            .memory
+            .next_batch_token()
+            .await
+            .unwrap_or_else(|e| match e {}))
+    }
+
+    async fn close(&self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    async fn reopen(&self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    async fn get_size(&self) -> Result<Option<usize>, Self::Error> {
+        Ok(None)
+    }
+}
