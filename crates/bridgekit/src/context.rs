@@ -22,6 +22,12 @@ pub(crate) struct Shared {
     pub remote: crate::remote::RemoteQueue,
     pub logins: crate::logins::registry::Registry,
     pub puppets: crate::double_puppet::Puppets,
+    /// The bot's encryption device, once started (`encryption.allow`).
+    #[cfg(feature = "encryption")]
+    pub encryption: std::sync::OnceLock<Arc<crate::encryption::Encryption>>,
+    /// What transactions show of the homeserver's encryption support.
+    #[cfg(feature = "encryption")]
+    pub support: crate::encryption::HomeserverSupport,
 }
 
 /// What the context is made of, before the outbox is attached.
@@ -53,6 +59,10 @@ impl BridgeContext {
             remote: crate::remote::RemoteQueue::new(weak.clone(), runtime),
             logins: crate::logins::registry::Registry::default(),
             puppets: crate::double_puppet::Puppets::default(),
+            #[cfg(feature = "encryption")]
+            encryption: std::sync::OnceLock::new(),
+            #[cfg(feature = "encryption")]
+            support: Default::default(),
         });
         Self { shared }
     }
@@ -101,6 +111,43 @@ impl BridgeContext {
     /// The whole backend, queues included: for the framework only.
     pub(crate) fn backend(&self) -> &dyn Backend {
         &*self.shared.parts.store
+    }
+
+    /// The backend, shared (for the crypto machine's state).
+    #[cfg(feature = "encryption")]
+    pub(crate) fn backend_arc(&self) -> Arc<dyn Backend> {
+        self.shared.parts.store.clone()
+    }
+
+    /// The bot's encryption device, when `encryption.allow` started one.
+    #[cfg(feature = "encryption")]
+    pub(crate) fn encryption(&self) -> Option<&Arc<crate::encryption::Encryption>> {
+        self.shared.encryption.get()
+    }
+
+    /// Where the runtime puts the started device.
+    #[cfg(feature = "encryption")]
+    pub(crate) fn shared_encryption(
+        &self,
+    ) -> &std::sync::OnceLock<Arc<crate::encryption::Encryption>> {
+        &self.shared.encryption
+    }
+
+    /// What transactions show of the homeserver's encryption support.
+    #[cfg(feature = "encryption")]
+    pub(crate) fn homeserver_support(&self) -> &crate::encryption::HomeserverSupport {
+        &self.shared.support
+    }
+
+    /// Whether the bridge knows `room_id` to be encrypted: events a handler gets from it were
+    /// decrypted by the framework, and what the bridge sends there is encrypted.
+    pub fn is_encrypted_room(&self, room_id: &ruma::RoomId) -> bool {
+        #[cfg(feature = "encryption")]
+        if let Some(encryption) = self.encryption() {
+            return encryption.is_encrypted(room_id);
+        }
+        let _ = room_id;
+        false
     }
 
     /// How much work waits in the framework's queues and how big the store is (what

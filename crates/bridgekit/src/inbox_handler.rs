@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "encryption")]
+use ruma::events::AnyMessageLikeEvent;
 use ruma::events::room::member::MembershipState;
 use ruma::events::{AnyStateEvent, AnyTimelineEvent};
 
@@ -37,12 +39,14 @@ impl ItemHandler<(u64, InboxItem)> for InboxHandler {
             ItemKind::Timeline => "timeline",
             ItemKind::Ephemeral => "ephemeral",
             ItemKind::ToDevice => "to_device",
+            ItemKind::DeviceData => "device_data",
         };
         let ok = crate::client::with_durable_origin(async {
             match item.kind {
                 ItemKind::Timeline => self.timeline(&item.json).await,
                 ItemKind::Ephemeral => self.ephemeral(&item.json).await,
                 ItemKind::ToDevice => self.to_device(&item.json).await,
+                ItemKind::DeviceData => self.device_data(&item.json).await,
             }
         })
         .await;
@@ -65,13 +69,36 @@ impl ItemHandler<(u64, InboxItem)> for InboxHandler {
 impl InboxHandler {
     /// Each of these returns false when the event could not be parsed or the bridge failed.
     async fn timeline(&self, json: &str) -> bool {
-        let event: AnyTimelineEvent = match serde_json::from_str(json) {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::warn!(%error, event = %head(json), "skipping an event that does not parse as a Matrix event");
-                return false;
-            }
+        let Some(event) = parse_event(json) else {
+            return false;
         };
+        #[cfg(feature = "encryption")]
+        if let Some(encryption) = self.ctx.encryption() {
+            encryption.observe(&event, json);
+            if let AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomEncrypted(_)) = &event
+                && !self.ctx.is_own_user(event.sender())
+            {
+                let (room_id, event_id) = (event.room_id().to_owned(), event.event_id().to_owned());
+                return match encryption.decrypt(&room_id, json).await {
+                    Ok(plain) => match parse_event(&plain) {
+                        Some(event) => self.timeline_event(event, &plain).await,
+                        None => false,
+                    },
+                    Err(undecryptable) => {
+                        tracing::warn!(error = %undecryptable, %event_id, "an encrypted message could not be decrypted");
+                        let outcome = Err(undecryptable.into());
+                        crate::incoming::outcome_report(&self.ctx, &room_id, &event_id, &outcome)
+                            .await;
+                        false
+                    }
+                };
+            }
+        }
+        self.timeline_event(event, json).await
+    }
+
+    /// A parsed (and, in an encrypted room, decrypted) timeline event.
+    async fn timeline_event(&self, event: AnyTimelineEvent, json: &str) -> bool {
         let event_id = event.event_id().to_owned();
         if let AnyTimelineEvent::State(AnyStateEvent::RoomMember(member)) = &event
             && member.state_key() == self.ctx.bot_user_id()
@@ -93,6 +120,15 @@ impl InboxHandler {
         }
         let reportable = crate::incoming::resolve::is_reportable(&event);
         let room_id = event.room_id().to_owned();
+        #[cfg(feature = "encryption")]
+        if reportable
+            && self.ctx.options().encryption.require
+            && !self.ctx.is_encrypted_room(&room_id)
+        {
+            let outcome = Err(crate::encryption::EncryptionRequired.into());
+            crate::incoming::outcome_report(&self.ctx, &room_id, &event_id, &outcome).await;
+            return false;
+        }
         let Some(outcome) = self.handle_with_retries(event).await else {
             return false; // stopping: the item stays in the inbox for the next start
         };
@@ -173,6 +209,25 @@ impl InboxHandler {
         }
         match serde_json::from_str::<Target>(json) {
             Ok(target) => {
+                #[cfg(feature = "encryption")]
+                if let Some(encryption) = self.ctx.encryption()
+                    && let Some(result) = encryption
+                        .to_device(
+                            &self.ctx,
+                            &target.to_user_id,
+                            target.to_device_id.as_deref(),
+                            json,
+                        )
+                        .await
+                {
+                    return match result {
+                        Ok(()) => true,
+                        Err(error) => {
+                            tracing::warn!(%error, "the encryption device could not take a to-device event");
+                            false
+                        }
+                    };
+                }
                 let event = ToDeviceEvent {
                     to_user_id: target.to_user_id,
                     to_device_id: target.to_device_id,
@@ -193,6 +248,34 @@ impl InboxHandler {
                 tracing::warn!(%error, "skipping a to-device event without a valid to_user_id");
                 false
             }
+        }
+    }
+}
+
+impl InboxHandler {
+    /// A transaction's device lists and key counts: for the encryption device, if any.
+    async fn device_data(&self, json: &str) -> bool {
+        #[cfg(feature = "encryption")]
+        if let Some(encryption) = self.ctx.encryption() {
+            return match encryption.device_data(&self.ctx, json).await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(%error, "the encryption device could not take device data");
+                    false
+                }
+            };
+        }
+        let _ = json;
+        true
+    }
+}
+
+fn parse_event(json: &str) -> Option<AnyTimelineEvent> {
+    match serde_json::from_str(json) {
+        Ok(event) => Some(event),
+        Err(error) => {
+            tracing::warn!(%error, event = %head(json), "skipping an event that does not parse as a Matrix event");
+            None
         }
     }
 }

@@ -56,6 +56,8 @@ pub mod client;
 pub mod config;
 mod context;
 mod double_puppet;
+#[cfg(feature = "encryption")]
+mod encryption;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -63,6 +63,20 @@ pub struct Registration {
     /// Ephemeral events, the MSC2409 flag older Synapse reads.
     #[serde(default, rename = "de.sorunome.msc2409.push_ephemeral")]
     pub push_ephemeral_unstable: bool,
+    /// Device lists and one-time-key counts in transactions (MSC3202), for encryption.
+    #[serde(
+        default,
+        rename = "org.matrix.msc3202",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub device_data: bool,
+    /// The appservice manages its users' devices (MSC4190), for encryption.
+    #[serde(
+        default,
+        rename = "io.element.msc4190",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub device_management: bool,
     /// The namespaces.
     pub namespaces: Namespaces,
 }
@@ -150,6 +164,8 @@ impl Registration {
             protocols,
             receive_ephemeral: true,
             push_ephemeral_unstable: true,
+            device_data: config.bridge.encryption.allow,
+            device_management: config.bridge.encryption.allow,
             namespaces: Namespaces {
                 users: vec![
                     Namespace {
@@ -184,6 +200,8 @@ impl Registration {
             protocols: vec![],
             receive_ephemeral: false,
             push_ephemeral_unstable: false,
+            device_data: false,
+            device_management: false,
             namespaces: Namespaces {
                 users: vec![Namespace {
                     exclusive: false,
@@ -294,6 +312,23 @@ impl Registration {
             }
             Some(_) => {}
         }
+        if config.bridge.encryption.allow {
+            let missing: Vec<&str> = [
+                (!(self.receive_ephemeral || self.push_ephemeral_unstable))
+                    .then_some("receive_ephemeral: true"),
+                (!self.device_data).then_some("org.matrix.msc3202: true"),
+                (!self.device_management).then_some("io.element.msc4190: true"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !missing.is_empty() {
+                return mismatch(format!(
+                    "encryption.allow is set but it lacks {}; add that (or regenerate the file with --force) and restart the homeserver",
+                    missing.join(" and ")
+                ));
+            }
+        }
         let ghost = format!("@{}", app.ghost_prefix);
         if !self
             .namespaces
@@ -387,6 +422,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("url is null"), "{msg}");
+    }
+
+    #[test]
+    fn with_encryption_allowed_the_registration_asks_for_device_data_and_is_checked_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = config(dir.path());
+        let text = serde_norway::to_string(&Registration::generate(&plain, vec![])).unwrap();
+        assert!(!text.contains("msc3202"), "{text}");
+        let text = "homeserver: {url: 'http://127.0.0.1:8008', server_name: my.example.org}\n\
+                    appservice: {id: echo, listen: '127.0.0.1:29333', bot: echobot, registration: reg.yaml}\n\
+                    store: {path: store}\nencryption: {allow: true}\n";
+        let encrypted = Config::parse(text, &dir.path().join("config.yaml"), &|_| None).unwrap();
+        let reg = Registration::generate(&encrypted, vec![]);
+        let text = serde_norway::to_string(&reg).unwrap();
+        for key in ["org.matrix.msc3202: true", "io.element.msc4190: true"] {
+            assert!(text.contains(key), "missing {key} in\n{text}");
+        }
+        assert!(reg.check_against(&encrypted, Path::new("r.yaml")).is_ok());
+        let old = Registration::generate(&plain, vec![]);
+        let msg = old
+            .check_against(&encrypted, Path::new("r.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("org.matrix.msc3202: true and io.element.msc4190: true"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -171,6 +171,7 @@ pub async fn run_with_store(
             round_trip_ms = took.as_millis() as u64,
             "homeserver and bridge reach each other"
         );
+        start_encryption(&ctx, &config).await?;
         let resumed = ctx
             .outbox()
             .resume(&*store)
@@ -222,6 +223,35 @@ pub async fn run_with_store(
     }
     store.flush().await?;
     result
+}
+
+/// With `encryption.allow`: the bot's device, then the check that the homeserver delivers
+/// what it needs (before any queued send, so none goes out unencrypted by mistake).
+async fn start_encryption(ctx: &BridgeContext, config: &Config) -> Result<(), RunError> {
+    let options = &config.bridge.encryption;
+    if !options.allow {
+        return Ok(());
+    }
+    #[cfg(feature = "encryption")]
+    {
+        let encryption = crate::encryption::Encryption::start(ctx, options)
+            .await
+            .map_err(RunError::Other)?;
+        let device_id = encryption.device_id().to_owned();
+        let _ = ctx.shared_encryption().set(Arc::new(encryption));
+        ctx.homeserver_support()
+            .check(ctx, &device_id)
+            .await
+            .map_err(RunError::Other)?;
+        Ok(())
+    }
+    #[cfg(not(feature = "encryption"))]
+    {
+        let _ = ctx;
+        Err(RunError::Other(
+            "encryption.allow is set but this build has no encryption: build bridgekit with its `encryption` feature (on by default)".into(),
+        ))
+    }
 }
 
 async fn shutdown_signal() {

@@ -57,9 +57,9 @@ impl MachineConfig {
     }
 }
 
-/// What one transaction brought for the bot's device (MSC2409/MSC4203/MSC3202).
+/// What one transaction brought for the bot's device (MSC2409/MSC4203/MSC3202). Build it
+/// with `..Default::default()`: fields may be added.
 #[derive(Debug, Default)]
-#[non_exhaustive]
 pub struct SyncChanges {
     /// To-device events for the bot's device, as JSON.
     pub to_device: Vec<String>,
@@ -380,13 +380,13 @@ impl Machine {
             .map_err(|e| CryptoError::Config(format!("the room's m.room.encryption: {e}")))?;
         let users = parse_users(members);
         self.olm
-            .update_tracked_users(users.iter().map(|u| &**u))
+            .update_tracked_users(users.iter().map(std::ops::Deref::deref))
             .await
             .map_err(store_error)?;
         self.flush().await?; // key queries for users new or changed
         if let Some((id, claim)) = self
             .olm
-            .get_missing_sessions(users.iter().map(|u| &**u))
+            .get_missing_sessions(users.iter().map(std::ops::Deref::deref))
             .await
             .map_err(store_error)?
         {
@@ -397,7 +397,7 @@ impl Machine {
             .olm
             .share_room_key(
                 &room,
-                users.iter().map(|u| &**u),
+                users.iter().map(std::ops::Deref::deref),
                 EncryptionSettings::new(
                     settings,
                     HistoryVisibility::Shared,
@@ -437,4 +437,14 @@ fn decryption_settings() -> DecryptionSettings {
     DecryptionSettings {
         sender_device_trust_requirement: TrustRequirement::Untrusted,
     }
+}
+
+/// The machine's futures must be `Send`: bridgekit runs them on a multi-threaded runtime.
+#[allow(dead_code)]
+fn futures_are_send(m: &Machine) {
+    fn send<T: Send>(_: T) {}
+    send(m.encrypt("", "", &[], "", ""));
+    send(m.decrypt("", "", Duration::ZERO));
+    send(m.receive(SyncChanges::default()));
+    send(m.flush());
 }

@@ -146,14 +146,19 @@ async fn take_transaction(
         tracing::info!(pending, "the bridge caught up; taking transactions again");
     }
     let skipped = parsed.skipped;
-    let mut by_kind = [0u64; 3];
+    #[cfg(feature = "encryption")]
+    state
+        .ctx
+        .homeserver_support()
+        .observe(&parsed.incoming.items);
+    let mut by_kind = [0u64; 4];
     for item in &parsed.incoming.items {
         by_kind[item.kind as usize] += 1;
     }
     match state.intake.submit(parsed.incoming).await {
         Ok(Intaken::New(items)) => {
             outcome("new");
-            for (kind, n) in ["timeline", "ephemeral", "to_device"]
+            for (kind, n) in ["timeline", "ephemeral", "to_device", "device_data"]
                 .into_iter()
                 .zip(by_kind)
             {

@@ -37,6 +37,79 @@ struct Body<'a> {
     to_device: Option<Vec<&'a RawValue>>,
     #[serde(borrow, default, rename = "de.sorunome.msc2409.to_device")]
     to_device_unstable: Option<Vec<&'a RawValue>>,
+    #[serde(borrow, default)]
+    device_lists: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "org.matrix.msc3202.device_lists")]
+    device_lists_unstable: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    device_one_time_keys_count: Option<&'a RawValue>,
+    #[serde(
+        borrow,
+        default,
+        rename = "org.matrix.msc3202.device_one_time_keys_count"
+    )]
+    otk_counts_unstable: Option<&'a RawValue>,
+    /// The misspelling Synapse sends as well.
+    #[serde(
+        borrow,
+        default,
+        rename = "org.matrix.msc3202.device_one_time_key_counts"
+    )]
+    otk_counts_misspelled: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    device_unused_fallback_key_types: Option<&'a RawValue>,
+    #[serde(
+        borrow,
+        default,
+        rename = "org.matrix.msc3202.device_unused_fallback_key_types"
+    )]
+    fallback_types_unstable: Option<&'a RawValue>,
+}
+
+/// The queue of device data items (device lists and key counts, for the bot's device).
+pub(crate) const DEVICE_QUEUE: &str = "device";
+
+/// A transaction's device data (MSC3202) as one inbox item: `{"device_lists", "one_time_keys",
+/// "fallback_keys"}`, each as the homeserver sent it, absent when it sent nothing.
+fn device_data(body: &Body<'_>) -> Option<InboxItem> {
+    let lists = body.device_lists.or(body.device_lists_unstable);
+    let otk = body
+        .device_one_time_keys_count
+        .or(body.otk_counts_unstable)
+        .or(body.otk_counts_misspelled);
+    let fallback = body
+        .device_unused_fallback_key_types
+        .or(body.fallback_types_unstable);
+    let empty = |raw: Option<&RawValue>| {
+        raw.is_none_or(|r| {
+            matches!(
+                r.get().trim(),
+                "{}" | "null" | r#"{"changed":[],"left":[]}"#
+            )
+        })
+    };
+    if empty(lists) && empty(otk) && empty(fallback) {
+        return None;
+    }
+    let mut json = String::from("{");
+    for (name, raw) in [
+        ("device_lists", lists),
+        ("one_time_keys", otk),
+        ("fallback_keys", fallback),
+    ] {
+        if let Some(raw) = raw {
+            if json.len() > 1 {
+                json.push(',');
+            }
+            json.push_str(&format!("\"{name}\":{}", raw.get()));
+        }
+    }
+    json.push('}');
+    Some(InboxItem {
+        kind: ItemKind::DeviceData,
+        queue: DEVICE_QUEUE.to_owned(),
+        json,
+    })
 }
 
 /// The fields of an event that decide where it goes.
@@ -71,6 +144,7 @@ pub(crate) fn parse_transaction(txn_id: &str, body: &[u8]) -> Result<ParsedTrans
         serde_json::error::Category::Data => BodyError::BadJson(e.to_string()),
         _ => BodyError::NotJson(e.to_string()),
     })?;
+    let device = device_data(&body);
     let mut items = Vec::with_capacity(body.events.len());
     let mut skipped = 0;
     for raw in &body.events {
@@ -116,6 +190,7 @@ pub(crate) fn parse_transaction(txn_id: &str, body: &[u8]) -> Result<ParsedTrans
             }
         }
     }
+    items.extend(device);
     let digest = if body.events.is_empty() {
         fnv1a64(items.iter().map(|i| i.json.as_bytes()))
     } else {
@@ -210,6 +285,45 @@ mod tests {
                 "{eph}"
             );
         }
+    }
+
+    #[test]
+    fn device_data_under_any_name_becomes_one_item() {
+        let lists = r#"{"changed":["@a:x"],"left":[]}"#;
+        let otk = r#"{"@bot:x":{"D":{"signed_curve25519":3}}}"#;
+        let fallback = r#"{"@bot:x":{"D":["signed_curve25519"]}}"#;
+        for (l, o, f) in [
+            (
+                "device_lists",
+                "device_one_time_keys_count",
+                "device_unused_fallback_key_types",
+            ),
+            (
+                "org.matrix.msc3202.device_lists",
+                "org.matrix.msc3202.device_one_time_key_counts",
+                "org.matrix.msc3202.device_unused_fallback_key_types",
+            ),
+        ] {
+            let body = format!(r#"{{"events":[],"{l}":{lists},"{o}":{otk},"{f}":{fallback}}}"#);
+            let items = parse_transaction("1", body.as_bytes())
+                .unwrap()
+                .incoming
+                .items;
+            assert_eq!(items.len(), 1, "{l}");
+            assert_eq!(items[0].kind, ItemKind::DeviceData);
+            let v: serde_json::Value = serde_json::from_str(&items[0].json).unwrap();
+            assert_eq!(v["device_lists"]["changed"][0], "@a:x");
+            assert_eq!(v["one_time_keys"]["@bot:x"]["D"]["signed_curve25519"], 3);
+            assert_eq!(v["fallback_keys"]["@bot:x"]["D"][0], "signed_curve25519");
+        }
+        let nothing = r#"{"events":[],"device_lists":{"changed":[],"left":[]},"device_one_time_keys_count":{}}"#;
+        assert!(
+            parse_transaction("1", nothing.as_bytes())
+                .unwrap()
+                .incoming
+                .items
+                .is_empty()
+        );
     }
 
     #[test]

@@ -205,6 +205,12 @@ impl HomeserverClient {
         &self.base_url
     }
 
+    /// The appservice token (for the crypto machine's requests).
+    #[cfg(feature = "encryption")]
+    pub(crate) fn as_token(&self) -> &str {
+        &self.as_token
+    }
+
     /// Sends `request` as `user_id` (or as the bot when `None`), retrying network errors,
     /// 5xx and 429 within the [`RetryPolicy`].
     pub async fn execute<R: Endpoint>(
@@ -339,6 +345,68 @@ impl HomeserverClient {
             tracing::debug!(%error, path = parts.uri.path(), "homeserver call failed; retrying");
             if !self
                 .sleep_before_retry(started, &mut backoff, wait, retry)
+                .await
+            {
+                return Err(error);
+            }
+        }
+    }
+
+    /// Sends a request built elsewhere (the crypto machine's, which carry their own URL and
+    /// token), retrying network errors, 5xx and 429 within the policy; answers any other
+    /// response as it came.
+    #[cfg_attr(not(feature = "encryption"), allow(dead_code))]
+    pub(crate) async fn send_raw(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, ClientError> {
+        let (parts, body) = request.into_parts();
+        let url = parts.uri.to_string();
+        let started = Instant::now();
+        let mut backoff = self.retry.initial_delay;
+        loop {
+            let attempt = {
+                let _permit = self.in_flight.acquire().await.expect("never closed");
+                let sent = self
+                    .http
+                    .request(parts.method.clone(), &url)
+                    .headers(parts.headers.clone())
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) => {
+                        let status = response.status();
+                        let headers = response.headers().clone();
+                        response.bytes().await.map(|bytes| {
+                            let mut out = http::Response::new(bytes.to_vec());
+                            *out.status_mut() = status;
+                            *out.headers_mut() = headers;
+                            out
+                        })
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            let error = match attempt {
+                Ok(response)
+                    if !(response.status().is_server_error()
+                        || response.status().as_u16() == 429) =>
+                {
+                    return Ok(response);
+                }
+                Ok(response) => ClientError::Http {
+                    status: response.status().as_u16(),
+                    body: String::from_utf8_lossy(response.body())
+                        .chars()
+                        .take(200)
+                        .collect(),
+                },
+                Err(e) => ClientError::Network(without_url(e)),
+            };
+            tracing::debug!(%error, path = parts.uri.path(), "homeserver call failed; retrying");
+            if !self
+                .sleep_before_retry(started, &mut backoff, None, &self.retry)
                 .await
             {
                 return Err(error);

@@ -153,7 +153,7 @@ impl Outbox {
         ctx: &BridgeContext,
         mut entry: OutboxEntry,
     ) -> Result<Option<OwnedEventId>, ClientError> {
-        let result = deliver(ctx, &mut entry, self.shutdown.subscribe())
+        let result = seal_and_deliver(ctx, None, &mut entry, &self.shutdown.subscribe())
             .await
             .unwrap_or(Err(ClientError::Stopped))?;
         if let Some(mapping) = mapping_for(&entry, result.as_ref()) {
@@ -193,7 +193,8 @@ impl ItemHandler<(u64, OutboxEntry)> for Sender {
             return;
         };
         let ctx = BridgeContext::from_shared(shared);
-        let Some(result) = deliver(&ctx, &mut entry, self.stopping.clone()).await else {
+        let Some(result) = seal_and_deliver(&ctx, Some(seq), &mut entry, &self.stopping).await
+        else {
             return; // stopping: the entry stays in the outbox
         };
         let mapping = mapping_for(&entry, result.as_ref().ok().and_then(Option::as_ref));
@@ -219,6 +220,37 @@ impl ItemHandler<(u64, OutboxEntry)> for Sender {
             let _ = waiter.send(result);
         }
     }
+}
+
+/// Encrypts `entry` for an encrypted room (writing the sealed entry back over queued send
+/// `seq` before the first attempt), then [`deliver`]s it.
+async fn seal_and_deliver(
+    ctx: &BridgeContext,
+    seq: Option<u64>,
+    entry: &mut OutboxEntry,
+    stopping: &watch::Receiver<bool>,
+) -> Option<Result<Option<OwnedEventId>, ClientError>> {
+    #[cfg(feature = "encryption")]
+    match crate::encryption::seal_with_retries(ctx, entry, stopping.clone()).await? {
+        Ok(false) => {}
+        Ok(true) => {
+            if let Some(seq) = seq
+                && let Err(error) = ctx.backend().outbox_replace(seq, entry).await
+            {
+                // Sent anyway: a resend after a crash encrypts again under the same txnId,
+                // which the homeserver answers with the first event.
+                tracing::warn!(%error, seq, "could not store a sealed send");
+            }
+        }
+        Err(error) => {
+            metrics::counter!("bridgekit_outbox_failed_total").increment(1);
+            tracing::error!(%error, room_id = %entry.room_id, "a send could not be encrypted; it is given up");
+            return Some(Err(error));
+        }
+    }
+    #[cfg(not(feature = "encryption"))]
+    let _ = seq;
+    deliver(ctx, entry, stopping.clone()).await
 }
 
 /// Attempts `entry` until the homeserver takes or refuses it; `None` once the bridge stops.

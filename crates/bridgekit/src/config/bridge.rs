@@ -94,6 +94,8 @@ pub struct BridgeOptions {
     pub relay: super::RelayOptions,
     /// Double puppeting (`double_puppet.*`).
     pub double_puppet: super::DoublePuppetOptions,
+    /// End-to-bridge encryption (`encryption.*`).
+    pub encryption: super::EncryptionOptions,
 }
 
 impl Default for BridgeOptions {
@@ -111,6 +113,7 @@ impl Default for BridgeOptions {
             kick_on_logout: KICK_ON_LOGOUT.default,
             relay: super::RelayOptions::default(),
             double_puppet: super::DoublePuppetOptions::default(),
+            encryption: super::EncryptionOptions::default(),
         }
     }
 }
@@ -178,5 +181,6 @@ pub(super) fn read(src: &Source<'_>, server_name: &str) -> Result<BridgeOptions,
         kick_on_logout: src.flag(&KICK_ON_LOGOUT)?,
         relay: super::RelayOptions::default(),
         double_puppet: super::DoublePuppetOptions::default(),
+        encryption: super::EncryptionOptions::default(),
     })
 }

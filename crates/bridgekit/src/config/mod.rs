@@ -6,7 +6,7 @@
 //!
 //! Each section has its module, which defines its keys (name, help, default) next to the code
 //! that parses them: `homeserver`, `appservice`, `store`, `bridge`, `provisioning`, `relay`, `double_puppet`,
-//! `network`, `logging`.
+//! `encryption`, `network`, `logging`.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,7 @@ use serde_norway::{Mapping, Value};
 mod appservice;
 mod bridge;
 mod double_puppet;
+mod encryption;
 mod homeserver;
 mod key;
 mod logging;
@@ -26,6 +27,7 @@ mod store;
 pub use self::appservice::AppserviceConfig;
 pub use self::bridge::BridgeOptions;
 pub use self::double_puppet::DoublePuppetOptions;
+pub use self::encryption::EncryptionOptions;
 pub use self::homeserver::HomeserverConfig;
 pub use self::provisioning::ProvisioningConfig;
 pub use self::relay::RelayOptions;
@@ -43,6 +45,7 @@ const KEYS: &[&[&Key]] = &[
     provisioning::KEYS,
     relay::KEYS,
     double_puppet::KEYS,
+    encryption::KEYS,
     network::KEYS,
     logging::KEYS,
 ];
@@ -196,6 +199,7 @@ impl Config {
         let provisioning = provisioning::read(&src)?;
         bridge.relay = relay::read(&src)?;
         bridge.double_puppet = double_puppet::read(&src, homeserver.server_name.as_str())?;
+        bridge.encryption = encryption::read(&src)?;
         let network = network::read(&src)?;
 
         Ok(Config {

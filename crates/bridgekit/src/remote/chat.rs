@@ -34,7 +34,23 @@ pub(super) async fn new_chat(
             for (user, level) in &info.power {
                 room = room.power(user.clone(), *level);
             }
+            #[cfg(feature = "encryption")]
+            let encrypted = ctx.options().encryption.default && ctx.encryption().is_some();
+            #[cfg(feature = "encryption")]
+            if encrypted {
+                let event = format!(
+                    r#"{{"type":"m.room.encryption","state_key":"","content":{}}}"#,
+                    crate::encryption::DEFAULT_SETTINGS
+                );
+                room = room.state(Raw::from_json(
+                    serde_json::value::RawValue::from_string(event).expect("valid JSON"),
+                ));
+            }
             let room_id = ctx.bot().create_room(room).await?;
+            #[cfg(feature = "encryption")]
+            if let (true, Some(encryption)) = (encrypted, ctx.encryption()) {
+                encryption.created_encrypted(&room_id);
+            }
             ctx.store()
                 .put_portal(&Portal::new(key.clone(), room_id.clone()))
                 .await?;

@@ -24,6 +24,8 @@ pub enum ItemKind {
     Ephemeral = 1,
     /// A to-device message.
     ToDevice = 2,
+    /// A transaction's device lists and key counts (MSC3202), for the bot's device.
+    DeviceData = 3,
 }
 
 impl ItemKind {
@@ -33,6 +35,7 @@ impl ItemKind {
             0 => Some(Self::Timeline),
             1 => Some(Self::Ephemeral),
             2 => Some(Self::ToDevice),
+            3 => Some(Self::DeviceData),
             _ => None,
         }
     }
