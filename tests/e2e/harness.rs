@@ -174,14 +174,14 @@ impl Env {
     /// Synapse with the registration of `config.yaml`, and no bridge yet: run one in-process
     /// with [`Env::run_in_process`].
     pub async fn synapse_only() -> Env {
-        Self::start_inner(false, false).await
+        Self::start_inner(false, false, "").await
     }
 
     /// [`synapse_only`](Self::synapse_only) with a double-puppet registration as well, made
     /// as an operator makes it (`generate-registration --double-puppet`), registered with
     /// Synapse and named in the config's `double_puppet.secrets`.
     pub async fn synapse_with_double_puppet() -> Env {
-        Self::start_inner(false, true).await
+        Self::start_inner(false, true, "").await
     }
 
     /// The bridge's config file.
@@ -216,10 +216,16 @@ impl Env {
     }
 
     pub async fn start() -> Env {
-        Self::start_inner(true, false).await
+        Self::start_inner(true, false, "").await
     }
 
-    async fn start_inner(with_bridge_process: bool, double_puppet: bool) -> Env {
+    /// The bridge process with `extra` appended to its config (before the registration is
+    /// generated, so it follows the config as an operator's would).
+    pub async fn start_with(extra: &str) -> Env {
+        Self::start_inner(true, false, extra).await
+    }
+
+    async fn start_inner(with_bridge_process: bool, double_puppet: bool, extra: &str) -> Env {
         let spec = crate::bridge_spec();
         let id = spec.id;
         let dir = tempfile::tempdir().unwrap();
@@ -230,7 +236,7 @@ impl Env {
             format!(
                 "homeserver: {{url: 'http://127.0.0.1:{hs_port}', server_name: localhost}}\n\
                  appservice: {{id: {id}, listen: '127.0.0.1:{as_port}', bot: {id}bot, registration: registration.yaml}}\n\
-                 store: {{path: store}}\n{}",
+                 store: {{path: store}}\n{}{extra}",
                 spec.extra_config
             ),
         )
@@ -312,7 +318,10 @@ impl Env {
         let child = Command::new(self.binary)
             .arg("--config")
             .arg(&self.config)
-            .env("RUST_LOG", "info,bridgekit=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("BRIDGE_LOG").unwrap_or("info,bridgekit=debug".into()),
+            )
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

@@ -7,7 +7,9 @@ mod capabilities;
 mod client;
 mod crowd;
 mod double_puppet;
+mod encrypted;
 mod harness;
+mod nio;
 
 use harness::{Env, SERIAL, q, wait_for};
 use reqwest::Method;

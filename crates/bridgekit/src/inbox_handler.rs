@@ -34,6 +34,7 @@ impl ItemHandler<(u64, InboxItem)> for InboxHandler {
         if !*self.started.borrow() {
             let _ = self.started.clone().wait_for(|started| *started).await;
         }
+        tracing::trace!(seq, queue = %item.queue, json = %head(&item.json), "inbox item");
         let started = std::time::Instant::now();
         let kind = match item.kind {
             ItemKind::Timeline => "timeline",
@@ -100,6 +101,7 @@ impl InboxHandler {
     /// A parsed (and, in an encrypted room, decrypted) timeline event.
     async fn timeline_event(&self, event: AnyTimelineEvent, json: &str) -> bool {
         let event_id = event.event_id().to_owned();
+        tracing::trace!(%event_id, room_id = %event.room_id(), event_type = %event.event_type(), "handling a timeline event");
         if let AnyTimelineEvent::State(AnyStateEvent::RoomMember(member)) = &event
             && member.state_key() == self.ctx.bot_user_id()
             && *member.membership() == MembershipState::Invite

@@ -202,11 +202,13 @@ impl Machine {
         request: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, CryptoError> {
         let path = request.uri().path().to_owned();
+        tracing::trace!(%path, "crypto request");
         let response = self
             .http
             .send(request)
             .await
             .map_err(|e| CryptoError::Request(format!("{path}: {e}")))?;
+        tracing::trace!(%path, status = response.status().as_u16(), "crypto request answered");
         transport::check_status(&response).map_err(|e| e.at(&path))?;
         Ok(response)
     }
@@ -234,6 +236,7 @@ impl Machine {
     /// to-device messages), one at a time.
     pub async fn flush(&self) -> Result<(), CryptoError> {
         let _guard = self.flush_lock.lock().await;
+        tracing::trace!("flushing the machine's requests");
         loop {
             let requests = self.olm.outgoing_requests().await.map_err(store_error)?;
             if requests.is_empty() {
@@ -249,6 +252,11 @@ impl Machine {
     /// Feeds one transaction's device data to the machine, then sends what it asks for.
     /// Answers the decrypted to-device events (as JSON), for the bridge to see.
     pub async fn receive(&self, changes: SyncChanges) -> Result<Vec<String>, CryptoError> {
+        tracing::debug!(
+            to_device = changes.to_device.len(),
+            changed = changes.changed.len(),
+            "receiving device data"
+        );
         let to_device_events = changes
             .to_device
             .into_iter()
@@ -284,6 +292,10 @@ impl Machine {
         if !room_keys.is_empty() {
             self.keys_arrived.notify_waiters();
         }
+        tracing::debug!(
+            room_keys = room_keys.len(),
+            "received device data; flushing"
+        );
         self.flush().await?;
         Ok(events
             .into_iter()
@@ -330,6 +342,7 @@ impl Machine {
                     });
                 }
                 Err(MegolmError::MissingRoomKey(withheld)) => {
+                    tracing::debug!(%room, asked, "waiting for a room key");
                     if withheld.is_some() || tokio::time::Instant::now() >= deadline {
                         return Err(DecryptError::MissingKey {
                             withheld: withheld.map(|c| c.to_string()),
@@ -383,7 +396,9 @@ impl Machine {
             .update_tracked_users(users.iter().map(std::ops::Deref::deref))
             .await
             .map_err(store_error)?;
+        tracing::trace!(%room, "encrypt: users tracked");
         self.flush().await?; // key queries for users new or changed
+        tracing::trace!(%room, "encrypt: keys queried");
         if let Some((id, claim)) = self
             .olm
             .get_missing_sessions(users.iter().map(std::ops::Deref::deref))
@@ -393,6 +408,7 @@ impl Machine {
             self.send_parts(&id, &AnyOutgoingRequest::KeysClaim(claim))
                 .await?;
         }
+        tracing::trace!(%room, "encrypt: sessions claimed");
         let shares = self
             .olm
             .share_room_key(
@@ -413,6 +429,7 @@ impl Machine {
             )
             .await?;
         }
+        tracing::trace!(%room, "encrypt: room key shared");
         let content = serde_json::value::RawValue::from_string(content.to_owned())
             .map(Raw::from_json)
             .map_err(|e| CryptoError::Config(format!("content is not JSON: {e}")))?;

@@ -64,11 +64,26 @@ impl Encryption {
         if event_type == "m.room.encrypted" {
             return Ok(false);
         }
-        let intent = Intent::new(ctx.clone(), entry.sender.clone());
-        let Some(settings) = self.rooms.settings(&intent, &entry.room_id).await? else {
+        // Read as the bot, which is in the bridge's rooms; a ghost may join only when its
+        // send is attempted.
+        let bot = ctx.bot();
+        let sender = Intent::new(ctx.clone(), entry.sender.clone());
+        let settings = match self.rooms.settings(&bot, &entry.room_id).await {
+            Err(e) if e.is_not_in_room() || e.status() == Some(403) => {
+                self.rooms.settings(&sender, &entry.room_id).await?
+            }
+            other => other?,
+        };
+        let Some(settings) = settings else {
             return Ok(false);
         };
-        let members = self.rooms.members(&intent, &entry.room_id).await?;
+        tracing::debug!(room_id = %entry.room_id, "encrypting a send");
+        let members = match self.rooms.members(&bot, &entry.room_id).await {
+            Err(e) if e.is_not_in_room() || e.status() == Some(403) => {
+                self.rooms.members(&sender, &entry.room_id).await?
+            }
+            other => other?,
+        };
         let started = std::time::Instant::now();
         let sealed = self
             .machine

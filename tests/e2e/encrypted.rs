@@ -1,0 +1,121 @@
+//! End-to-bridge encryption against a real Synapse with a real encrypting client (matrix-nio
+//! with vodozemac): the echo bridge, unchanged, in encrypted rooms.
+
+use super::GHOST;
+use crate::harness::{Env, SERIAL, User};
+use crate::nio::Nio;
+
+const ENCRYPTED: &str = "encryption: {allow: true}\n";
+
+/// The ghost's messages in `room` as the homeserver stores them: their wire types.
+async fn ghost_event_types(user: &User, room: &str) -> Vec<String> {
+    user.timeline(room)
+        .await
+        .into_iter()
+        .filter(|e| e["sender"] == GHOST && e.get("state_key").is_none())
+        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn encrypted_room_with_bot(env: &Env, nio: &mut Nio) -> String {
+    let room = nio.create_room(&[&env.bot], true).await;
+    nio.wait_joined(&room, &env.bot).await;
+    room
+}
+
+#[tokio::test]
+async fn the_echo_bridge_answers_in_an_encrypted_room_and_its_echo_is_encrypted_on_the_wire() {
+    let _serial = SERIAL.lock().await;
+    crate::init();
+    let env = Env::start_with(ENCRYPTED).await;
+    let log = std::fs::read_to_string(env.bridge_log()).unwrap();
+    assert!(log.contains("encryption on"), "{log}");
+    let alice = env.user("alice").await;
+    let mut phone = Nio::login(&env.hs_url, &alice.user_id, &env.dir.path().join("nio-a")).await;
+    let room = encrypted_room_with_bot(&env, &mut phone).await;
+
+    let sent = phone.send(&room, "a secret hello").await;
+    assert!(
+        phone.wait_message(&room, GHOST, "a secret hello").await,
+        "the echo came in plaintext"
+    );
+    let types = ghost_event_types(&alice, &room).await;
+    assert!(
+        !types.is_empty() && types.iter().all(|t| t == "m.room.encrypted"),
+        "the ghost's events on the wire: {types:?}"
+    );
+    // The homeserver never saw the text.
+    let raw = alice.timeline(&room).await;
+    assert!(
+        !serde_json::to_string(&raw)
+            .unwrap()
+            .contains("a secret hello"),
+        "plaintext on the homeserver"
+    );
+
+    // An edit in the encrypted room is decrypted, bridged and its echo encrypted.
+    phone.edit(&room, &sent, "a secret hello, edited").await;
+    assert!(
+        phone
+            .wait_message(&room, GHOST, "a secret hello, edited")
+            .await
+    );
+
+    // A plaintext room beside the encrypted one stays plaintext.
+    let plain = phone.create_room(&[&env.bot], false).await;
+    phone.wait_joined(&plain, &env.bot).await;
+    phone.send(&plain, "in the clear").await;
+    assert!(
+        !phone.wait_message(&plain, GHOST, "in the clear").await,
+        "the echo in a plaintext room was encrypted"
+    );
+}
+
+#[tokio::test]
+async fn encrypted_echoes_survive_a_restart_and_a_sigkill_and_reach_a_second_device_and_a_later_member()
+ {
+    let _serial = SERIAL.lock().await;
+    crate::init();
+    let mut env = Env::start_with(ENCRYPTED).await;
+    let alice = env.user("alice").await;
+    let mut phone = Nio::login(&env.hs_url, &alice.user_id, &env.dir.path().join("nio-a")).await;
+    let room = encrypted_room_with_bot(&env, &mut phone).await;
+    phone.send(&room, "before").await;
+    assert!(phone.wait_message(&room, GHOST, "before").await);
+
+    // SIGKILL between messages: the device and its sessions come back from the store.
+    env.kill_bridge();
+    env.start_bridge().await;
+    phone.send(&room, "after a kill").await;
+    assert!(phone.wait_message(&room, GHOST, "after a kill").await);
+    let log = std::fs::read_to_string(env.bridge_log()).unwrap();
+    assert_eq!(
+        log.matches("the bot's device is cross-signed").count(),
+        1,
+        "the device was set up again after the restart:\n{log}"
+    );
+
+    // A second device of alice's, logged in now, decrypts new echoes too.
+    let mut laptop = Nio::login(&env.hs_url, &alice.user_id, &env.dir.path().join("nio-b")).await;
+    phone.send(&room, "to both devices").await;
+    assert!(laptop.wait_message(&room, GHOST, "to both devices").await);
+    assert!(phone.wait_message(&room, GHOST, "to both devices").await);
+
+    // A member who joins later decrypts the echoes sent after they joined.
+    let bob = env.user("bob").await;
+    let mut bobs = Nio::login(&env.hs_url, &bob.user_id, &env.dir.path().join("nio-c")).await;
+    phone.invite(&room, &bob.user_id).await;
+    bobs.join(&room).await;
+    phone.wait_joined(&room, &bob.user_id).await;
+    // Bob's join comes before the next message in the room's order, so the bridge reads
+    // the new member list before it echoes.
+    phone.send(&room, "bob can read this").await;
+    assert!(bobs.wait_message(&room, GHOST, "bob can read this").await);
+
+    // A clean restart too.
+    env.terminate_bridge();
+    env.start_bridge().await;
+    phone.send(&room, "after a restart").await;
+    assert!(bobs.wait_message(&room, GHOST, "after a restart").await);
+    assert!(laptop.wait_message(&room, GHOST, "after a restart").await);
+}
