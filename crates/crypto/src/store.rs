@@ -80,6 +80,11 @@ enum StoreFailure {
     Corrupt { key: String, reason: String },
 }
 
+/// The memory store cannot fail.
+fn never(e: std::convert::Infallible) -> CryptoStoreError {
+    match e {}
+}
+
 fn backend(error: BoxError) -> CryptoStoreError {
     CryptoStoreError::backend(StoreFailure::Backend(error))
 }
@@ -287,19 +292,11 @@ impl CryptoStore for PersistentStore {
     type Error = CryptoStoreError;
 
     async fn load_account(&self) -> Result<Option<Account>, Self::Error> {
-        Ok(self
-            .memory
-            .load_account()
-            .await
-            .unwrap_or_else(|e| match e {}))
+        self.memory.load_account().await.map_err(never)
     }
 
     async fn load_identity(&self) -> Result<Option<PrivateCrossSigningIdentity>, Self::Error> {
-        Ok(self
-            .memory
-            .load_identity()
-            .await
-            .unwrap_or_else(|e| match e {}))
+        self.memory.load_identity().await.map_err(never)
     }
 
     async fn save_changes(&self, changes: Changes) -> Result<(), Self::Error> {
@@ -370,11 +367,7 @@ impl CryptoStore for PersistentStore {
                 .push((key("room", &[room.as_str()]), self.seal(settings)));
         }
         self.write(batch).await?;
-        Ok(self
-            .memory
-            .save_changes(changes)
-            .await
-            .unwrap_or_else(|e| match e {}))
+        self.memory.save_changes(changes).await.map_err(never)
     }
 
     async fn save_pending_changes(&self, changes: PendingChanges) -> Result<(), Self::Error> {
@@ -387,11 +380,10 @@ impl CryptoStore for PersistentStore {
             self.write(batch).await?;
             let _ = self.own.set(());
         }
-        Ok(self
-            .memory
+        self.memory
             .save_pending_changes(changes)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn save_inbound_group_sessions(
@@ -403,19 +395,14 @@ impl CryptoStore for PersistentStore {
         let mut batch = Batch::default();
         self.inbound_puts(&sessions, &mut batch).await;
         self.write(batch).await?;
-        Ok(self
-            .memory
+        self.memory
             .save_inbound_group_sessions(sessions, backed_up_to_version)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_sessions(&self, sender_key: &str) -> Result<Option<Vec<Session>>, Self::Error> {
-        Ok(self
-            .memory
-            .get_sessions(sender_key)
-            .await
-            .unwrap_or_else(|e| match e {}))
+        self.memory.get_sessions(sender_key).await.map_err(never)
     }
 
     async fn get_inbound_group_session(
@@ -423,11 +410,10 @@ impl CryptoStore for PersistentStore {
         room_id: &RoomId,
         session_id: &str,
     ) -> Result<Option<InboundGroupSession>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_inbound_group_session(room_id, session_id)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_withheld_info(
@@ -435,52 +421,47 @@ impl CryptoStore for PersistentStore {
         room_id: &RoomId,
         session_id: &str,
     ) -> Result<Option<RoomKeyWithheldEntry>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_withheld_info(room_id, session_id)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_withheld_sessions_by_room_id(
         &self,
         room_id: &RoomId,
     ) -> Result<Vec<RoomKeyWithheldEntry>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_withheld_sessions_by_room_id(room_id)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_inbound_group_sessions(&self) -> Result<Vec<InboundGroupSession>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_inbound_group_sessions()
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn inbound_group_session_counts(
         &self,
         backup_version: Option<&str>,
     ) -> Result<RoomKeyCounts, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .inbound_group_session_counts(backup_version)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_inbound_group_sessions_by_room_id(
         &self,
         room_id: &RoomId,
     ) -> Result<Vec<InboundGroupSession>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_inbound_group_sessions_by_room_id(room_id)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_inbound_group_sessions_for_device_batch(
@@ -490,8 +471,7 @@ impl CryptoStore for PersistentStore {
         after_session_id: Option<String>,
         limit: usize,
     ) -> Result<Vec<InboundGroupSession>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_inbound_group_sessions_for_device_batch(
                 curve_key,
                 sender_data_type,
@@ -499,7 +479,7 @@ impl CryptoStore for PersistentStore {
                 limit,
             )
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn inbound_group_sessions_for_backup(
@@ -507,11 +487,10 @@ impl CryptoStore for PersistentStore {
         backup_version: &str,
         limit: usize,
     ) -> Result<Vec<InboundGroupSession>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .inbound_group_sessions_for_backup(backup_version, limit)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn mark_inbound_group_sessions_as_backed_up(
@@ -519,64 +498,48 @@ impl CryptoStore for PersistentStore {
         backup_version: &str,
         room_and_session_ids: &[(&RoomId, &str)],
     ) -> Result<(), Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .mark_inbound_group_sessions_as_backed_up(backup_version, room_and_session_ids)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn reset_backup_state(&self) -> Result<(), Self::Error> {
-        Ok(self
-            .memory
-            .reset_backup_state()
-            .await
-            .unwrap_or_else(|e| match e {}))
+        self.memory.reset_backup_state().await.map_err(never)
     }
 
     async fn load_backup_keys(&self) -> Result<BackupKeys, Self::Error> {
-        Ok(self
-            .memory
-            .load_backup_keys()
-            .await
-            .unwrap_or_else(|e| match e {}))
+        self.memory.load_backup_keys().await.map_err(never)
     }
 
     async fn load_dehydrated_device_pickle_key(
         &self,
     ) -> Result<Option<DehydratedDeviceKey>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .load_dehydrated_device_pickle_key()
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn delete_dehydrated_device_pickle_key(&self) -> Result<(), Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .delete_dehydrated_device_pickle_key()
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_outbound_group_session(
         &self,
         room_id: &RoomId,
     ) -> Result<Option<OutboundGroupSession>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_outbound_group_session(room_id)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn load_tracked_users(&self) -> Result<Vec<TrackedUser>, Self::Error> {
-        Ok(self
-            .memory
-            .load_tracked_users()
-            .await
-            .unwrap_or_else(|e| match e {}))
+        self.memory.load_tracked_users().await.map_err(never)
     }
 
     async fn save_tracked_users(&self, users: &[(&UserId, bool)]) -> Result<(), Self::Error> {
@@ -592,11 +555,7 @@ impl CryptoStore for PersistentStore {
                 .push((key("tracked", &[user.as_str()]), self.seal(&tracked)));
         }
         self.write(batch).await?;
-        Ok(self
-            .memory
-            .save_tracked_users(users)
-            .await
-            .unwrap_or_else(|e| match e {}))
+        self.memory.save_tracked_users(users).await.map_err(never)
     }
 
     async fn get_device(
@@ -604,79 +563,62 @@ impl CryptoStore for PersistentStore {
         user_id: &UserId,
         device_id: &DeviceId,
     ) -> Result<Option<DeviceData>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_device(user_id, device_id)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_user_devices(
         &self,
         user_id: &UserId,
     ) -> Result<HashMap<OwnedDeviceId, DeviceData>, Self::Error> {
-        Ok(self
-            .memory
-            .get_user_devices(user_id)
-            .await
-            .unwrap_or_else(|e| match e {}))
+        self.memory.get_user_devices(user_id).await.map_err(never)
     }
 
     async fn get_own_device(&self) -> Result<DeviceData, Self::Error> {
-        Ok(self
-            .memory
-            .get_own_device()
-            .await
-            .unwrap_or_else(|e| match e {}))
+        self.memory.get_own_device().await.map_err(never)
     }
 
     async fn get_user_identity(
         &self,
         user_id: &UserId,
     ) -> Result<Option<UserIdentityData>, Self::Error> {
-        Ok(self
-            .memory
-            .get_user_identity(user_id)
-            .await
-            .unwrap_or_else(|e| match e {}))
+        self.memory.get_user_identity(user_id).await.map_err(never)
     }
 
     async fn is_message_known(&self, message_hash: &OlmMessageHash) -> Result<bool, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .is_message_known(message_hash)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_outgoing_secret_requests(
         &self,
         request_id: &TransactionId,
     ) -> Result<Option<GossipRequest>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_outgoing_secret_requests(request_id)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_secret_request_by_info(
         &self,
         secret_info: &SecretInfo,
     ) -> Result<Option<GossipRequest>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_secret_request_by_info(secret_info)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_unsent_secret_requests(&self) -> Result<Vec<GossipRequest>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_unsent_secret_requests()
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn delete_outgoing_secret_requests(
@@ -689,41 +631,34 @@ impl CryptoStore for PersistentStore {
             deletes: vec![key("request", &[request_id.as_str()])],
         })
         .await?;
-        Ok(self
-            .memory
+        self.memory
             .delete_outgoing_secret_requests(request_id)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_secrets_from_inbox(
         &self,
         secret_name: &SecretName,
     ) -> Result<Vec<Zeroizing<String>>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_secrets_from_inbox(secret_name)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn delete_secrets_from_inbox(&self, secret_name: &SecretName) -> Result<(), Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .delete_secrets_from_inbox(secret_name)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_room_settings(
         &self,
         room_id: &RoomId,
     ) -> Result<Option<RoomSettings>, Self::Error> {
-        Ok(self
-            .memory
-            .get_room_settings(room_id)
-            .await
-            .unwrap_or_else(|e| match e {}))
+        self.memory.get_room_settings(room_id).await.map_err(never)
     }
 
     async fn get_received_room_key_bundle_data(
@@ -731,48 +666,40 @@ impl CryptoStore for PersistentStore {
         room_id: &RoomId,
         user_id: &UserId,
     ) -> Result<Option<StoredRoomKeyBundleData>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_received_room_key_bundle_data(room_id, user_id)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_pending_key_bundle_details_for_room(
         &self,
         room_id: &RoomId,
     ) -> Result<Option<RoomPendingKeyBundleDetails>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_pending_key_bundle_details_for_room(room_id)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_all_rooms_pending_key_bundles(
         &self,
     ) -> Result<Vec<RoomPendingKeyBundleDetails>, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .get_all_rooms_pending_key_bundles()
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn has_downloaded_all_room_keys(&self, room_id: &RoomId) -> Result<bool, Self::Error> {
-        Ok(self
-            .memory
+        self.memory
             .has_downloaded_all_room_keys(room_id)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn get_custom_value(&self, key_name: &str) -> Result<Option<Vec<u8>>, Self::Error> {
-        Ok(self
-            .memory
-            .get_custom_value(key_name)
-            .await
-            .unwrap_or_else(|e| match e {}))
+        self.memory.get_custom_value(key_name).await.map_err(never)
     }
 
     async fn set_custom_value(&self, key_name: &str, value: Vec<u8>) -> Result<(), Self::Error> {
@@ -782,11 +709,10 @@ impl CryptoStore for PersistentStore {
             deletes: Vec::new(),
         })
         .await?;
-        Ok(self
-            .memory
+        self.memory
             .set_custom_value(key_name, value)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn remove_custom_value(&self, key_name: &str) -> Result<(), Self::Error> {
@@ -796,11 +722,10 @@ impl CryptoStore for PersistentStore {
             deletes: vec![key("custom", &[key_name])],
         })
         .await?;
-        Ok(self
-            .memory
+        self.memory
             .remove_custom_value(key_name)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn try_take_leased_lock(
@@ -811,19 +736,14 @@ impl CryptoStore for PersistentStore {
     ) -> Result<Option<CrossProcessLockGeneration>, Self::Error> {
         // One bridge process owns its store (the runtime refuses a second), so the lease
         // is a process-local one.
-        Ok(self
-            .memory
+        self.memory
             .try_take_leased_lock(lease_duration_ms, key_name, holder)
             .await
-            .unwrap_or_else(|e| match e {}))
+            .map_err(never)
     }
 
     async fn next_batch_token(&self) -> Result<Option<String>, Self::Error> {
-        Ok(self
-            .memory
-            .next_batch_token()
-            .await
-            .unwrap_or_else(|e| match e {}))
+        self.memory.next_batch_token().await.map_err(never)
     }
 
     async fn close(&self) -> Result<(), Self::Error> {

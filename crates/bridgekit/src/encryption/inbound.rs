@@ -10,6 +10,9 @@ use ruma::events::{AnyStateEvent, AnyTimelineEvent};
 use super::Encryption;
 use crate::context::BridgeContext;
 
+/// A value per user, per device, as MSC3202 sends key counts.
+type PerDevice<T> = BTreeMap<String, BTreeMap<String, T>>;
+
 /// An encrypted message the bridge could not open: reported to the room (a notice replying
 /// to it, a failed message status) like any event that was not bridged.
 #[derive(Debug, thiserror::Error)]
@@ -66,9 +69,9 @@ impl Encryption {
             #[serde(default)]
             device_lists: Option<Lists>,
             #[serde(default)]
-            one_time_keys: Option<BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>>,
+            one_time_keys: Option<PerDevice<BTreeMap<String, u64>>>,
             #[serde(default)]
-            fallback_keys: Option<BTreeMap<String, BTreeMap<String, Vec<String>>>>,
+            fallback_keys: Option<PerDevice<Vec<String>>>,
         }
         let data: Data = serde_json::from_str(json).map_err(|e| format!("device data: {e}"))?;
         let bot = ctx.bot_user_id().as_str();
