@@ -22,6 +22,9 @@ use crate::store::{KeyValue, PersistentStore};
 use crate::transport::{self, Addressing, Transport};
 use crate::{CryptoError, PickleKey};
 
+/// Most rounds of requests one flush sends.
+const FLUSH_ROUNDS: usize = 3;
+
 /// What the machine needs to start.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -237,7 +240,10 @@ impl Machine {
     pub async fn flush(&self) -> Result<(), CryptoError> {
         let _guard = self.flush_lock.lock().await;
         tracing::trace!("flushing the machine's requests");
-        loop {
+        // A key query's answer can make the machine want more (a to-device message after
+        // it), so a few rounds; never more, so an answer that leaves the machine asking the
+        // same again cannot spin here (what is left goes with the next flush).
+        for _ in 0..FLUSH_ROUNDS {
             let requests = self.olm.outgoing_requests().await.map_err(store_error)?;
             if requests.is_empty() {
                 return Ok(());
@@ -245,8 +251,8 @@ impl Machine {
             for request in &requests {
                 self.send(request).await?;
             }
-            // A key query's answer can make the machine want more (e.g. to-device after it).
         }
+        Ok(())
     }
 
     /// Feeds one transaction's device data to the machine, then sends what it asks for.
