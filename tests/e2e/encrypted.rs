@@ -119,3 +119,64 @@ async fn encrypted_echoes_survive_a_restart_and_a_sigkill_and_reach_a_second_dev
     assert!(bobs.wait_message(&room, GHOST, "after a restart").await);
     assert!(laptop.wait_message(&room, GHOST, "after a restart").await);
 }
+
+/// The ed25519 keys the bridge logged for its device, one per start.
+fn device_keys_logged(env: &Env) -> Vec<String> {
+    std::fs::read_to_string(env.bridge_log())
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("encryption on"))
+        .filter_map(|l| l.split("ed25519=").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn migrate_store_carries_the_device_to_postgres_where_encrypted_echoes_go_on() {
+    let _serial = SERIAL.lock().await;
+    crate::init();
+    let mut env = Env::start_with(ENCRYPTED).await;
+    let alice = env.user("alice").await;
+    let mut phone = Nio::login(&env.hs_url, &alice.user_id, &env.dir.path().join("nio-a")).await;
+    let room = encrypted_room_with_bot(&env, &mut phone).await;
+    phone.send(&room, "on sled").await;
+    assert!(phone.wait_message(&room, GHOST, "on sled").await);
+    env.terminate_bridge();
+
+    let url = crate::postgres::cluster().url.clone();
+    let schema = crate::postgres::fresh_schema("encrypted");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_echo-bridge"))
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["migrate-store", "--to-postgres", &url, "--schema", &schema])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = std::fs::read_to_string(env.config_path()).unwrap().replace(
+        "store: {path: store}",
+        &format!("store: {{postgres_url: '{url}', postgres_schema: {schema}}}"),
+    );
+    std::fs::write(env.config_path(), config).unwrap();
+    env.start_bridge().await;
+    phone.send(&room, "on postgres").await;
+    assert!(phone.wait_message(&room, GHOST, "on postgres").await);
+    env.kill_bridge();
+    env.start_bridge().await;
+    phone.send(&room, "on postgres after a kill").await;
+    assert!(
+        phone
+            .wait_message(&room, GHOST, "on postgres after a kill")
+            .await
+    );
+    let keys = device_keys_logged(&env);
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "the device changed on the way: {keys:?}"
+    );
+}

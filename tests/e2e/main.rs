@@ -10,6 +10,8 @@ mod double_puppet;
 mod encrypted;
 mod harness;
 mod nio;
+#[path = "../../crates/bridgekit/tests/common/postgres.rs"]
+mod postgres;
 
 use harness::{Env, SERIAL, q, wait_for};
 use reqwest::Method;
