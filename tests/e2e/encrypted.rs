@@ -127,7 +127,12 @@ fn device_keys_logged(env: &Env) -> Vec<String> {
         .lines()
         .filter(|l| l.contains("encryption on"))
         .filter_map(|l| l.split("ed25519=").nth(1))
-        .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
+        .map(|rest| {
+            rest.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect()
 }
 
@@ -178,5 +183,70 @@ async fn migrate_store_carries_the_device_to_postgres_where_encrypted_echoes_go_
     assert!(
         keys.iter().all(|k| *k == keys[0]),
         "the device changed on the way: {keys:?}"
+    );
+}
+
+/// Claims one of the bot device's one-time keys as `user`: true when the homeserver had only
+/// the fallback key left.
+async fn claim_bot_key(user: &User, bot: &str, device: &str) -> bool {
+    let (status, body) = user
+        .call(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/keys/claim",
+            Some(serde_json::json!({"one_time_keys": {bot: {device: "signed_curve25519"}}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let keys = body["one_time_keys"][bot][device]
+        .as_object()
+        .unwrap_or_else(|| panic!("no key for the bot's device: {body}"));
+    keys.values().any(|k| k["fallback"] == true)
+}
+
+#[tokio::test]
+async fn one_time_keys_drained_by_claims_are_replenished_and_a_new_device_still_gets_through() {
+    let _serial = SERIAL.lock().await;
+    crate::init();
+    let env = Env::start_with(ENCRYPTED).await;
+    let log = std::fs::read_to_string(env.bridge_log()).unwrap();
+    let device = log
+        .lines()
+        .find(|l| l.contains("encryption on"))
+        .and_then(|l| l.split("device_id=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the device ID is logged")
+        .to_owned();
+    let alice = env.user("alice").await;
+    let mut phone = Nio::login(&env.hs_url, &alice.user_id, &env.dir.path().join("nio-a")).await;
+    let room = encrypted_room_with_bot(&env, &mut phone).await;
+
+    // Someone claims every one-time key the device uploaded.
+    let mut claims = 0;
+    while !claim_bot_key(&alice, &env.bot, &device).await {
+        claims += 1;
+        assert!(claims < 500, "the one-time keys never ran out");
+    }
+    assert!(claims >= 10, "only {claims} one-time keys were uploaded");
+
+    // The next transaction carries the device's key count; the bridge uploads new keys.
+    phone.send(&room, "after the drain").await;
+    assert!(phone.wait_message(&room, GHOST, "after the drain").await);
+    let mut fresh = false;
+    for _ in 0..50 {
+        if !claim_bot_key(&alice, &env.bot, &device).await {
+            fresh = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(fresh, "the bridge did not upload new one-time keys");
+
+    // A device that logs in now establishes a session with the bot and is answered.
+    let mut tablet = Nio::login(&env.hs_url, &alice.user_id, &env.dir.path().join("nio-t")).await;
+    tablet.send(&room, "from a brand-new device").await;
+    assert!(
+        tablet
+            .wait_message(&room, GHOST, "from a brand-new device")
+            .await
     );
 }

@@ -261,6 +261,7 @@ impl Machine {
         tracing::debug!(
             to_device = changes.to_device.len(),
             changed = changes.changed.len(),
+            one_time_keys = ?changes.one_time_key_counts,
             "receiving device data"
         );
         let to_device_events = changes
@@ -272,8 +273,14 @@ impl Machine {
         let mut lists = DeviceLists::new();
         lists.changed = parse_users(&changes.changed);
         lists.left = parse_users(&changes.left);
+        // Synapse leaves out an algorithm whose keys ran out (`{}`, not a zero count), which
+        // the machine would read as "no news" and never upload more.
         let counts: BTreeMap<OneTimeKeyAlgorithm, UInt> = changes
             .one_time_key_counts
+            .map(|mut counts| {
+                counts.entry("signed_curve25519".to_owned()).or_insert(0);
+                counts
+            })
             .unwrap_or_default()
             .into_iter()
             .map(|(k, v)| (OneTimeKeyAlgorithm::from(k), UInt::new_saturating(v)))
