@@ -250,3 +250,27 @@ async fn one_time_keys_drained_by_claims_are_replenished_and_a_new_device_still_
             .await
     );
 }
+
+#[tokio::test]
+async fn a_homeserver_without_to_device_delivery_stops_the_bridge_with_the_setting_to_add() {
+    let _serial = SERIAL.lock().await;
+    crate::init();
+    let env = Env::synapse_only_with(ENCRYPTED, &[("SYNAPSE_NO_APPSERVICE_E2EE", "1")]).await;
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_echo-bridge"))
+            .arg("--config")
+            .arg(env.config_path())
+            .output(),
+    )
+    .await
+    .expect("the bridge gave up within a minute")
+    .unwrap();
+    assert!(!out.status.success(), "the bridge ran without to-device delivery");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("msc2409_to_device_messages_enabled: true") && last.contains("homeserver.yaml"),
+        "{stderr}"
+    );
+}

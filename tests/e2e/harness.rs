@@ -174,14 +174,14 @@ impl Env {
     /// Synapse with the registration of `config.yaml`, and no bridge yet: run one in-process
     /// with [`Env::run_in_process`].
     pub async fn synapse_only() -> Env {
-        Self::start_inner(false, false, "").await
+        Self::start_inner(false, false, "", &[]).await
     }
 
     /// [`synapse_only`](Self::synapse_only) with a double-puppet registration as well, made
     /// as an operator makes it (`generate-registration --double-puppet`), registered with
     /// Synapse and named in the config's `double_puppet.secrets`.
     pub async fn synapse_with_double_puppet() -> Env {
-        Self::start_inner(false, true, "").await
+        Self::start_inner(false, true, "", &[]).await
     }
 
     /// The bridge's config file.
@@ -216,16 +216,27 @@ impl Env {
     }
 
     pub async fn start() -> Env {
-        Self::start_inner(true, false, "").await
+        Self::start_inner(true, false, "", &[]).await
     }
 
     /// The bridge process with `extra` appended to its config (before the registration is
     /// generated, so it follows the config as an operator's would).
     pub async fn start_with(extra: &str) -> Env {
-        Self::start_inner(true, false, extra).await
+        Self::start_inner(true, false, extra, &[]).await
     }
 
-    async fn start_inner(with_bridge_process: bool, double_puppet: bool, extra: &str) -> Env {
+    /// Synapse started with `synapse_env` (see tests/synapse/start.sh) and a config with
+    /// `extra`, and no bridge: for runs that must fail.
+    pub async fn synapse_only_with(extra: &str, synapse_env: &[(&str, &str)]) -> Env {
+        Self::start_inner(false, false, extra, synapse_env).await
+    }
+
+    async fn start_inner(
+        with_bridge_process: bool,
+        double_puppet: bool,
+        extra: &str,
+        synapse_env: &[(&str, &str)],
+    ) -> Env {
         let spec = crate::bridge_spec();
         let id = spec.id;
         let dir = tempfile::tempdir().unwrap();
@@ -278,6 +289,7 @@ impl Env {
             .arg(dir.path().join("synapse"))
             .arg(hs_port.to_string())
             .args(&registrations)
+            .envs(synapse_env.iter().copied())
             .stderr(Stdio::inherit())
             .output()
             .unwrap();
