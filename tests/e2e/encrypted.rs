@@ -266,11 +266,15 @@ async fn a_homeserver_without_to_device_delivery_stops_the_bridge_with_the_setti
     .await
     .expect("the bridge gave up within a minute")
     .unwrap();
-    assert!(!out.status.success(), "the bridge ran without to-device delivery");
+    assert!(
+        !out.status.success(),
+        "the bridge ran without to-device delivery"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stderr.lines().last().unwrap_or_default();
     assert!(
-        last.contains("msc2409_to_device_messages_enabled: true") && last.contains("homeserver.yaml"),
+        last.contains("msc2409_to_device_messages_enabled: true")
+            && last.contains("homeserver.yaml"),
         "{stderr}"
     );
 }
