@@ -39,6 +39,11 @@
 //! new chat, …) and applies it as the right ghost, in order per portal ([`remote`]). Remote
 //! IDs are typed ([`ids`]): a message ID cannot be passed where a user ID belongs.
 //!
+//! Encrypted rooms need nothing from a bridge: with `encryption.allow` (cargo feature
+//! `encryption`, on by default) the framework decrypts events before your handlers see them
+//! and encrypts what you send into encrypted rooms ([`BridgeContext::is_encrypted_room`] says
+//! which rooms are).
+//!
 //! Test a bridge in-process with the `bridgekit-testkit` crate: a fake homeserver that
 //! behaves like Synapse towards an appservice, Matrix users to act in it, and a harness that
 //! runs your bridge against it (`crates/testkit`, and `docs/writing-a-bridge.md` §13).
