@@ -278,3 +278,49 @@ async fn a_homeserver_without_to_device_delivery_stops_the_bridge_with_the_setti
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_message_whose_key_never_arrives_is_reported_in_the_room_after_the_wait() {
+    let _serial = SERIAL.lock().await;
+    crate::init();
+    let env = Env::start_with("encryption: {allow: true, key_wait_secs: 2}\n").await;
+    let alice = env.user("alice").await;
+    let mut phone = Nio::login(&env.hs_url, &alice.user_id, &env.dir.path().join("nio-a")).await;
+    let room = encrypted_room_with_bot(&env, &mut phone).await;
+    // A real encrypted message from alice, its session ID changed to one nobody ever
+    // shared, delivered as the homeserver would.
+    phone.send(&room, "a real one").await;
+    assert!(phone.wait_message(&room, GHOST, "a real one").await);
+    let real = alice
+        .timeline(&room)
+        .await
+        .into_iter()
+        .find(|e| e["sender"] == alice.user_id.as_str() && e["type"] == "m.room.encrypted")
+        .expect("alice's encrypted message");
+    let mut content = real["content"].clone();
+    content["session_id"] = "bm90IGEgcmVhbCBzZXNzaW9uIGlkIGF0IGFsbCwganVzdCBhIHRlc3Q".into();
+    let event = serde_json::json!({
+        "type": "m.room.encrypted",
+        "event_id": "$never-shared:localhost",
+        "room_id": room,
+        "sender": alice.user_id,
+        "origin_server_ts": 1,
+        "content": content,
+    });
+    let started = std::time::Instant::now();
+    let response = env
+        .push_transaction("undecryptable-1", &serde_json::json!({"events": [event]}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let notice = phone
+        .run(serde_json::json!({"cmd": "wait_message_containing", "room": room, "sender": env.bot, "text": "could not decrypt"}))
+        .await;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "reported before the key wait was over"
+    );
+    assert_eq!(
+        notice["encrypted"], true,
+        "the notice went out in plaintext"
+    );
+}

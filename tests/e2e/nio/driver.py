@@ -10,6 +10,7 @@ command per stdin line with one JSON line on stdout:
   {"cmd": "edit", "room": id, "event_id": id, "body": text}    -> {"event_id"}
   {"cmd": "wait_message", "room": id, "sender": id, "body": t} -> {"event_id", "encrypted", "content"}
       (an edit matches by its new content's body)
+  {"cmd": "wait_message_containing", "room", "sender", "text"} -> {"event_id", "encrypted", "body"}
   {"cmd": "messages", "room": id}                              -> {"messages": [...]}
 
 Every message it sees is recorded as decrypted by nio: `encrypted` says whether it came as
@@ -142,6 +143,16 @@ class Driver:
                     f"no message {body!r} from {sender}; saw "
                     f"{[(e.sender, getattr(e, 'body', None)) for r, e in self.seen if r == room]}, "
                     f"undecrypted {[(e.sender, e.session_id) for r, e in self.undecrypted if r == room]}")
+        if kind == "wait_message_containing":
+            room, sender, text = cmd["room"], cmd["sender"], cmd["text"]
+
+            def find():
+                for r, e in self.seen:
+                    if r == room and e.sender == sender and text in (getattr(e, "body", "") or ""):
+                        return {"event_id": e.event_id, "encrypted": bool(e.decrypted),
+                                "body": e.body}
+                return None
+            return await self.wait(find)
         if kind == "messages":
             room = cmd["room"]
             return {"messages": [{"sender": e.sender, "body": getattr(e, "body", None),
