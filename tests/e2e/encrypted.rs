@@ -23,6 +23,14 @@ async fn encrypted_room_with_bot(env: &Env, nio: &mut Nio) -> String {
     room
 }
 
+/// Alice, her phone (a real encrypting client) and an encrypted room with the bot.
+async fn alice_in_an_encrypted_room(env: &Env) -> (User, Nio, String) {
+    let alice = env.user("alice").await;
+    let mut phone = Nio::login(&env.hs_url, &alice.user_id, &env.dir.path().join("nio-a")).await;
+    let room = encrypted_room_with_bot(env, &mut phone).await;
+    (alice, phone, room)
+}
+
 #[tokio::test]
 async fn the_echo_bridge_answers_in_an_encrypted_room_and_its_echo_is_encrypted_on_the_wire() {
     let _serial = SERIAL.lock().await;
@@ -30,9 +38,7 @@ async fn the_echo_bridge_answers_in_an_encrypted_room_and_its_echo_is_encrypted_
     let env = Env::start_with(ENCRYPTED).await;
     let log = std::fs::read_to_string(env.bridge_log()).unwrap();
     assert!(log.contains("encryption on"), "{log}");
-    let alice = env.user("alice").await;
-    let mut phone = Nio::login(&env.hs_url, &alice.user_id, &env.dir.path().join("nio-a")).await;
-    let room = encrypted_room_with_bot(&env, &mut phone).await;
+    let (alice, mut phone, room) = alice_in_an_encrypted_room(&env).await;
 
     let sent = phone.send(&room, "a secret hello").await;
     assert!(
@@ -77,9 +83,7 @@ async fn encrypted_echoes_survive_a_restart_and_a_sigkill_and_reach_a_second_dev
     let _serial = SERIAL.lock().await;
     crate::init();
     let mut env = Env::start_with(ENCRYPTED).await;
-    let alice = env.user("alice").await;
-    let mut phone = Nio::login(&env.hs_url, &alice.user_id, &env.dir.path().join("nio-a")).await;
-    let room = encrypted_room_with_bot(&env, &mut phone).await;
+    let (alice, mut phone, room) = alice_in_an_encrypted_room(&env).await;
     phone.send(&room, "before").await;
     assert!(phone.wait_message(&room, GHOST, "before").await);
 
@@ -141,9 +145,7 @@ async fn migrate_store_carries_the_device_to_postgres_where_encrypted_echoes_go_
     let _serial = SERIAL.lock().await;
     crate::init();
     let mut env = Env::start_with(ENCRYPTED).await;
-    let alice = env.user("alice").await;
-    let mut phone = Nio::login(&env.hs_url, &alice.user_id, &env.dir.path().join("nio-a")).await;
-    let room = encrypted_room_with_bot(&env, &mut phone).await;
+    let (_alice, mut phone, room) = alice_in_an_encrypted_room(&env).await;
     phone.send(&room, "on sled").await;
     assert!(phone.wait_message(&room, GHOST, "on sled").await);
     env.terminate_bridge();
@@ -216,9 +218,7 @@ async fn one_time_keys_drained_by_claims_are_replenished_and_a_new_device_still_
         .and_then(|rest| rest.split_whitespace().next())
         .expect("the device ID is logged")
         .to_owned();
-    let alice = env.user("alice").await;
-    let mut phone = Nio::login(&env.hs_url, &alice.user_id, &env.dir.path().join("nio-a")).await;
-    let room = encrypted_room_with_bot(&env, &mut phone).await;
+    let (alice, mut phone, room) = alice_in_an_encrypted_room(&env).await;
 
     // Someone claims every one-time key the device uploaded.
     let mut claims = 0;
@@ -284,9 +284,7 @@ async fn a_message_whose_key_never_arrives_is_reported_in_the_room_after_the_wai
     let _serial = SERIAL.lock().await;
     crate::init();
     let env = Env::start_with("encryption: {allow: true, key_wait_secs: 2}\n").await;
-    let alice = env.user("alice").await;
-    let mut phone = Nio::login(&env.hs_url, &alice.user_id, &env.dir.path().join("nio-a")).await;
-    let room = encrypted_room_with_bot(&env, &mut phone).await;
+    let (alice, mut phone, room) = alice_in_an_encrypted_room(&env).await;
     // A real encrypted message from alice, its session ID changed to one nobody ever
     // shared, delivered as the homeserver would.
     phone.send(&room, "a real one").await;

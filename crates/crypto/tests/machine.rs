@@ -80,10 +80,10 @@ async fn with_a_pickle_key_the_state_is_sealed_and_opens_only_with_that_key() {
         );
     }
     let wrong = Machine::open(config(Some("another passphrase")), kv.clone(), hs.clone()).await;
-    let error = wrong.err().expect("opened with the wrong key").to_string();
+    let error = wrong.expect_err("opened with the wrong key").to_string();
     assert!(error.contains("pickle_key"), "{error}");
     let none = Machine::open(config(None), kv.clone(), hs.clone()).await;
-    let error = none.err().expect("opened without the key").to_string();
+    let error = none.expect_err("opened without the key").to_string();
     assert!(error.contains("pickle_key"), "{error}");
     let right = Machine::open(config(Some("correct horse battery")), kv, hs)
         .await
@@ -110,6 +110,6 @@ async fn a_store_that_refuses_writes_fails_the_start_instead_of_running_unsaved(
         Arc::new(FakeHomeserver::default()),
     )
     .await;
-    let error = opened.err().expect("started without saving").to_string();
+    let error = opened.expect_err("started without saving").to_string();
     assert!(error.contains("no space left"), "{error}");
 }
