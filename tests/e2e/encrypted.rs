@@ -322,3 +322,35 @@ async fn a_message_whose_key_never_arrives_is_reported_in_the_room_after_the_wai
         "the notice went out in plaintext"
     );
 }
+
+#[tokio::test]
+async fn a_handler_is_told_which_messages_the_framework_decrypted() {
+    let _serial = SERIAL.lock().await;
+    crate::init();
+    let env = Env::synapse_only_with(ENCRYPTED, &[]).await;
+    let running = env.run_in_process().await;
+    let (_alice, mut phone, room) = alice_in_an_encrypted_room(&env).await;
+    phone.send(&room, "sealed").await;
+    let plain = phone.create_room(&[&env.bot], false).await;
+    phone.wait_joined(&plain, &env.bot).await;
+    phone.send(&plain, "open").await;
+    crate::harness::wait_for("both messages handed over", || async {
+        let seen = running.seen.lock().unwrap().clone();
+        let sealed = seen.iter().find(|l| l.starts_with("message \"sealed\""))?;
+        let open = seen.iter().find(|l| l.starts_with("message \"open\""))?;
+        Some((sealed.clone(), open.clone()))
+    })
+    .await;
+    let seen = running.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("message \"sealed\"") && l.ends_with(" decrypted")),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("message \"open\"") && !l.ends_with(" decrypted")),
+        "{seen:#?}"
+    );
+    running.stop().await;
+}

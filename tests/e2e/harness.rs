@@ -109,13 +109,17 @@ impl bridgekit::Bridge for HandOver {
         let o = &m.origin;
         let _ = ctx;
         let id = bridgekit::MessageId::new(format!("mx:{}", o.event_id))?;
-        self.record(format!(
+        let mut line = format!(
             "message {:?} reply_to={:?} thread={:?} portal={:?}",
             m.content.body(),
             m.reply_to.map(|r| r.remote_id.into_string()),
             m.thread_root.map(|r| r.remote_id.into_string()),
             o.portal.as_ref().map(|p| p.key.remote_id.to_string()),
-        ));
+        );
+        if o.decrypted {
+            line.push_str(" decrypted");
+        }
+        self.record(line);
         Ok(bridgekit::Sent::message(id))
     }
     async fn handle_edit(&self, _: &bridgekit::BridgeContext, e: bridgekit::MatrixEdit) -> Result0 {

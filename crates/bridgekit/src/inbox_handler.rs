@@ -82,7 +82,11 @@ impl InboxHandler {
                 let (room_id, event_id) = (event.room_id().to_owned(), event.event_id().to_owned());
                 return match encryption.decrypt(&room_id, json).await {
                     Ok(plain) => match parse_event(&plain) {
-                        Some(event) => self.timeline_event(event, &plain).await,
+                        Some(event) => {
+                            DECRYPTED
+                                .scope((), self.timeline_event(event, &plain))
+                                .await
+                        }
                         None => false,
                     },
                     Err(undecryptable) => {
@@ -270,6 +274,16 @@ impl InboxHandler {
         let _ = json;
         true
     }
+}
+
+tokio::task_local! {
+    /// Set while the event being handled is one the framework decrypted.
+    static DECRYPTED: ();
+}
+
+/// Whether the event being handled came encrypted (see [`crate::MatrixOrigin::decrypted`]).
+pub(crate) fn handling_decrypted() -> bool {
+    DECRYPTED.try_with(|_| ()).is_ok()
 }
 
 fn parse_event(json: &str) -> Option<AnyTimelineEvent> {

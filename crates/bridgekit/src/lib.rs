@@ -41,8 +41,8 @@
 //!
 //! Encrypted rooms need nothing from a bridge: with `encryption.allow` (cargo feature
 //! `encryption`, on by default) the framework decrypts events before your handlers see them
-//! and encrypts what you send into encrypted rooms ([`BridgeContext::is_encrypted_room`] says
-//! which rooms are).
+//! (marked [`MatrixOrigin::decrypted`]) and encrypts what you send into encrypted rooms
+//! ([`BridgeContext::is_encrypted_room`] says which rooms are).
 //!
 //! Test a bridge in-process with the `bridgekit-testkit` crate: a fake homeserver that
 //! behaves like Synapse towards an appservice, Matrix users to act in it, and a harness that

@@ -38,6 +38,9 @@ pub struct MatrixOrigin {
     pub portal: Option<Portal>,
     /// When the homeserver received it.
     pub timestamp: MilliSecondsSinceUnixEpoch,
+    /// It came encrypted (`m.room.encrypted`) and the framework decrypted it
+    /// (`encryption.allow`); what you get is the plaintext event.
+    pub decrypted: bool,
 }
 
 /// A new message: text, notice, emote, media, possibly a reply or in a thread.

@@ -38,6 +38,7 @@ async fn origin(
         sender: event.sender().to_owned(),
         portal: ctx.store().portal_by_room(event.room_id()).await?,
         timestamp: event.origin_server_ts(),
+        decrypted: crate::inbox_handler::handling_decrypted(),
     })
 }
 
