@@ -1,291 +1,25 @@
-//! The machine's crypto store: matrix-sdk-crypto's [`MemoryStore`] for reads, with every write
-//! first saved to the bridge's own store through [`KeyValue`], as one atomic batch.
-//!
-//! The bridge's store (sled or PostgreSQL) stays the one place its state lives: it is backed up,
-//! carried by `migrate-store` and survives a SIGKILL like the rest. At start the image is read
-//! back whole. A write that cannot be saved fails before memory changes, so memory never runs
-//! ahead of what a restart would find (a Megolm index that was used is never handed out again).
-//!
-//! A bridge's bot has no key backup, secret storage, dehydrated device or room-key bundles:
-//! those parts of a change are kept in memory only.
+//! The crypto store trait: reads from memory, writes saved first (see the module above).
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use matrix_sdk_common::cross_process_lock::CrossProcessLockGeneration;
 use matrix_sdk_crypto::olm::{
-    InboundGroupSession, OlmMessageHash, OutboundGroupSession, PickledAccount,
-    PickledCrossSigningIdentity, PickledInboundGroupSession, PickledOutboundGroupSession,
-    PickledSession, PrivateCrossSigningIdentity, SenderDataType, Session,
+    InboundGroupSession, OlmMessageHash, OutboundGroupSession, PrivateCrossSigningIdentity,
+    SenderDataType, Session,
 };
 use matrix_sdk_crypto::store::types::{
     BackupKeys, Changes, DehydratedDeviceKey, PendingChanges, RoomKeyCounts, RoomKeyWithheldEntry,
     RoomPendingKeyBundleDetails, RoomSettings, StoredRoomKeyBundleData, TrackedUser,
 };
-use matrix_sdk_crypto::store::{CryptoStore, CryptoStoreError, MemoryStore};
+use matrix_sdk_crypto::store::{CryptoStore, CryptoStoreError};
 use matrix_sdk_crypto::vodozemac::Curve25519PublicKey;
 use matrix_sdk_crypto::{Account, DeviceData, GossipRequest, SecretInfo, UserIdentityData};
 use ruma::events::secret::request::SecretName;
 use ruma::{DeviceId, OwnedDeviceId, RoomId, TransactionId, UserId};
 use zeroize::Zeroizing;
 
-use crate::pickle::PickleKey;
-
-/// The error type of a [`KeyValue`] backend.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Writes applied together or not at all.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// Keys to set, with their values.
-    pub puts: Vec<(String, Vec<u8>)>,
-    /// Keys to remove.
-    pub deletes: Vec<String>,
-}
-
-impl Batch {
-    /// True when the batch writes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.puts.is_empty() && self.deletes.is_empty()
-    }
-}
-
-/// Where the crypto state is kept: the bridge's store, seen as string keys and byte values.
-#[async_trait]
-pub trait KeyValue: Send + Sync + std::fmt::Debug {
-    /// Every key and value, for the start.
-    async fn load_all(&self) -> Result<Vec<(String, Vec<u8>)>, BoxError>;
-    /// Applies `batch` atomically and durably (flushed before it returns).
-    async fn apply(&self, batch: Batch) -> Result<(), BoxError>;
-}
-
-/// The separator inside keys: it occurs in no Matrix ID or key.
-const SEP: char = '\u{1f}';
-
-fn key(kind: &str, parts: &[&str]) -> String {
-    let mut out = kind.to_owned();
-    for part in parts {
-        out.push(SEP);
-        out.push_str(part);
-    }
-    out
-}
-
-#[derive(Debug, thiserror::Error)]
-enum StoreFailure {
-    #[error("the bridge's store refused the crypto state: {0}")]
-    Backend(BoxError),
-    #[error("crypto state entry {key:?} cannot be read: {reason}")]
-    Corrupt { key: String, reason: String },
-}
-
-/// The memory store cannot fail.
-fn never(e: std::convert::Infallible) -> CryptoStoreError {
-    match e {}
-}
-
-fn backend(error: BoxError) -> CryptoStoreError {
-    CryptoStoreError::backend(StoreFailure::Backend(error))
-}
-
-fn corrupt(key: &str, reason: impl ToString) -> CryptoStoreError {
-    CryptoStoreError::backend(StoreFailure::Corrupt {
-        key: key.to_owned(),
-        reason: reason.to_string(),
-    })
-}
-
-/// The crypto store of one machine.
-#[derive(Debug)]
-pub(crate) struct PersistentStore {
-    memory: MemoryStore,
-    kv: Arc<dyn KeyValue>,
-    pickle_key: Option<PickleKey>,
-    /// Serializes writes, so batches reach the backend in the order memory sees them.
-    write_lock: tokio::sync::Mutex<()>,
-    own: OnceLock<()>,
-}
-
-impl PersistentStore {
-    /// Reads the saved image back into memory.
-    pub(crate) async fn open(
-        kv: Arc<dyn KeyValue>,
-        pickle_key: Option<PickleKey>,
-    ) -> Result<Self, CryptoStoreError> {
-        let store = Self {
-            memory: MemoryStore::new(),
-            kv,
-            pickle_key,
-            write_lock: tokio::sync::Mutex::new(()),
-            own: OnceLock::new(),
-        };
-        store.load().await?;
-        Ok(store)
-    }
-
-    fn seal<T: serde::Serialize>(&self, value: &T) -> Vec<u8> {
-        let json = serde_json::to_vec(value).expect("crypto state serializes to JSON");
-        match &self.pickle_key {
-            Some(k) => k.encrypt(&json),
-            None => json,
-        }
-    }
-
-    fn open_value<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &str,
-        bytes: &[u8],
-    ) -> Result<T, CryptoStoreError> {
-        let plain;
-        let json = match &self.pickle_key {
-            Some(k) => {
-                plain = k.decrypt(bytes).map_err(|reason| corrupt(key, reason))?;
-                &plain[..]
-            }
-            None => bytes,
-        };
-        serde_json::from_slice(json).map_err(|e| {
-            if self.pickle_key.is_none()
-                && serde_json::from_slice::<serde_json::Value>(bytes).is_err()
-            {
-                corrupt(
-                    key,
-                    "not JSON: was it written with encryption.pickle_key set?",
-                )
-            } else {
-                corrupt(key, e)
-            }
-        })
-    }
-
-    async fn load(&self) -> Result<(), CryptoStoreError> {
-        let entries = self.kv.load_all().await.map_err(backend)?;
-        let mut by_kind: HashMap<&str, Vec<(&str, &[u8])>> = HashMap::new();
-        for (k, v) in &entries {
-            let kind = k.split(SEP).next().unwrap_or_default();
-            by_kind.entry(kind).or_default().push((k, v));
-        }
-        let take = |kind: &str| by_kind.get(kind).cloned().unwrap_or_default();
-        let Some((k, v)) = take("account").into_iter().next() else {
-            return Ok(()); // a new machine: nothing saved yet
-        };
-        let pickle: PickledAccount = self.open_value(k, v)?;
-        let account = Account::from_pickle(pickle).map_err(|e| corrupt(k, e))?;
-        let own_keys = account.device_keys();
-        let device_id = account.device_id().to_owned();
-        let identity_keys = Arc::new(account.identity_keys());
-        self.memory
-            .save_pending_changes(PendingChanges {
-                account: Some(account),
-            })
-            .await
-            .unwrap_or_else(|e| match e {});
-        let _ = self.own.set(());
-
-        let mut changes = Changes::default();
-        if let Some((k, v)) = take("identity").into_iter().next() {
-            let pickle: PickledCrossSigningIdentity = self.open_value(k, v)?;
-            changes.private_identity =
-                Some(PrivateCrossSigningIdentity::from_pickle(pickle).map_err(|e| corrupt(k, e))?);
-        }
-        for (k, v) in take("session") {
-            let pickle: PickledSession = self.open_value(k, v)?;
-            changes
-                .sessions
-                .push(Session::from_pickle(own_keys.clone(), pickle).map_err(|e| corrupt(k, e))?);
-        }
-        for (k, v) in take("outbound") {
-            let pickle: PickledOutboundGroupSession = self.open_value(k, v)?;
-            changes.outbound_group_sessions.push(
-                OutboundGroupSession::from_pickle(device_id.clone(), identity_keys.clone(), pickle)
-                    .map_err(|e| corrupt(k, e))?,
-            );
-        }
-        for (k, v) in take("device") {
-            changes.devices.new.push(self.open_value(k, v)?);
-        }
-        for (k, v) in take("user") {
-            changes.identities.new.push(self.open_value(k, v)?);
-        }
-        for (k, v) in take("hash") {
-            changes.message_hashes.push(self.open_value(k, v)?);
-        }
-        for (k, v) in take("request") {
-            changes.key_requests.push(self.open_value(k, v)?);
-        }
-        for (k, v) in take("withheld") {
-            let entry: RoomKeyWithheldEntry = self.open_value(k, v)?;
-            let mut parts = k.split(SEP).skip(1);
-            let (Some(room), Some(session)) = (parts.next(), parts.next()) else {
-                return Err(corrupt(k, "key without room and session"));
-            };
-            let room = ruma::OwnedRoomId::try_from(room).map_err(|e| corrupt(k, e))?;
-            changes
-                .withheld_session_info
-                .entry(room)
-                .or_default()
-                .insert(session.to_owned(), entry);
-        }
-        for (k, v) in take("room") {
-            let room = k.split(SEP).nth(1).unwrap_or_default();
-            let room = ruma::OwnedRoomId::try_from(room).map_err(|e| corrupt(k, e))?;
-            changes.room_settings.insert(room, self.open_value(k, v)?);
-        }
-        self.memory
-            .save_changes(changes)
-            .await
-            .unwrap_or_else(|e| match e {});
-
-        let mut inbound = Vec::new();
-        for (k, v) in take("inbound") {
-            let pickle: PickledInboundGroupSession = self.open_value(k, v)?;
-            inbound.push(InboundGroupSession::from_pickle(pickle).map_err(|e| corrupt(k, e))?);
-        }
-        self.memory
-            .save_inbound_group_sessions(inbound, None)
-            .await
-            .unwrap_or_else(|e| match e {});
-
-        let mut tracked = Vec::new();
-        for (k, v) in take("tracked") {
-            let user: TrackedUser = self.open_value(k, v)?;
-            tracked.push(user);
-        }
-        let refs: Vec<(&UserId, bool)> = tracked.iter().map(|t| (&*t.user_id, t.dirty)).collect();
-        self.memory
-            .save_tracked_users(&refs)
-            .await
-            .unwrap_or_else(|e| match e {});
-
-        for (k, v) in take("custom") {
-            let name = k.split_once(SEP).map(|(_, n)| n).unwrap_or_default();
-            let value: Vec<u8> = self.open_value(k, v)?;
-            self.memory
-                .set_custom_value(name, value)
-                .await
-                .unwrap_or_else(|e| match e {});
-        }
-        Ok(())
-    }
-
-    async fn write(&self, batch: Batch) -> Result<(), CryptoStoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.kv.apply(batch).await.map_err(backend)
-    }
-
-    async fn inbound_puts(&self, sessions: &[InboundGroupSession], batch: &mut Batch) {
-        for s in sessions {
-            let pickle = s.pickle().await;
-            batch.puts.push((
-                key("inbound", &[s.room_id().as_str(), s.session_id()]),
-                self.seal(&pickle),
-            ));
-        }
-    }
-}
+use super::{Batch, PersistentStore, key, never};
 
 #[async_trait]
 impl CryptoStore for PersistentStore {
@@ -378,7 +112,6 @@ impl CryptoStore for PersistentStore {
                 deletes: Vec::new(),
             };
             self.write(batch).await?;
-            let _ = self.own.set(());
         }
         self.memory
             .save_pending_changes(changes)
