@@ -288,7 +288,6 @@ impl HomeserverClient {
         loop {
             let _permit = self.in_flight.acquire().await.expect("never closed");
             let attempt_started = Instant::now();
-            tracing::trace!(path = parts.uri.path(), "homeserver request");
             let attempt = self
                 .http
                 .request(parts.method.clone(), &url)
@@ -296,11 +295,6 @@ impl HomeserverClient {
                 .body(body.clone())
                 .send()
                 .await;
-            tracing::trace!(
-                path = parts.uri.path(),
-                ok = attempt.is_ok(),
-                "homeserver answered"
-            );
             metrics::histogram!("bridgekit_homeserver_request_seconds")
                 .record(attempt_started.elapsed().as_secs_f64());
             let (error, wait) = match attempt {
