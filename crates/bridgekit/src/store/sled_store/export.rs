@@ -41,7 +41,6 @@ impl SledStore {
     /// Turns one entry of `tree` (named `name`) into a record.
     fn to_record(&self, name: &'static str, k: &[u8], v: &[u8]) -> Result<Record, StoreError> {
         Ok(match name {
-            "msg_by_event" => Record::Message(json(name, v)?),
             "reactions" => Record::Reaction(json(name, v)?),
             "portals" => Record::Portal(json(name, v)?),
             "ghosts" => Record::Ghost {
@@ -93,7 +92,7 @@ impl SledStore {
         let t = &self.trees;
         let boot = t.meta.get("boot")?.map(|v| decode_u64(&v)).unwrap_or(0);
         sink.accept(vec![Record::Boot(boot)]).await?;
-        let exported: [(&'static str, &Tree); 15] = [
+        let before_messages: [(&'static str, &Tree); 7] = [
             ("portals", &t.portals),
             ("users", &t.users),
             ("logins", &t.logins),
@@ -101,7 +100,24 @@ impl SledStore {
             ("ghosts", &t.ghosts),
             ("ghost_joined", &t.ghost_joined),
             ("ghost_room_profiles", &t.ghost_room_profiles),
-            ("msg_by_event", &t.msg_by_event),
+        ];
+        for (name, tree) in before_messages {
+            self.export_tree(name, tree, sink).await?;
+        }
+        let mut after = None;
+        loop {
+            // A bucket holds at most a few dozen mappings.
+            let (mappings, last) = self
+                .messages
+                .page(after.as_ref(), (EXPORT_BATCH / 32).max(1))?;
+            if last.is_none() {
+                break;
+            }
+            after = last;
+            sink.accept(mappings.into_iter().map(Record::Message).collect())
+                .await?;
+        }
+        let after_messages: [(&'static str, &Tree); 7] = [
             ("reactions", &t.reactions),
             ("values", &t.values),
             ("txn_order", &t.txn_order),
@@ -110,20 +126,8 @@ impl SledStore {
             ("remote_queue", &t.remote_queue),
             ("crypto", &t.crypto),
         ];
-        for (name, tree) in exported {
-            let mut after = None;
-            loop {
-                let entries = page(tree, after.as_ref(), EXPORT_BATCH)?;
-                let Some((last, _)) = entries.last() else {
-                    break;
-                };
-                after = Some(last.clone());
-                let batch = entries
-                    .iter()
-                    .map(|(k, v)| self.to_record(name, k, v))
-                    .collect::<Result<Vec<_>, _>>()?;
-                sink.accept(batch).await?;
-            }
+        for (name, tree) in after_messages {
+            self.export_tree(name, tree, sink).await?;
         }
         // Inbox items kept per transaction (bounded by the intake's backpressure).
         let batched: Vec<Record> = self
@@ -138,11 +142,33 @@ impl SledStore {
         Ok(())
     }
 
+    /// Every entry of `tree` (named `name`) as records, a page at a time.
+    async fn export_tree(
+        &self,
+        name: &'static str,
+        tree: &Tree,
+        sink: &mut dyn RecordSink,
+    ) -> Result<(), StoreError> {
+        let mut after = None;
+        loop {
+            let entries = page(tree, after.as_ref(), EXPORT_BATCH)?;
+            let Some((last, _)) = entries.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            let batch = entries
+                .iter()
+                .map(|(k, v)| self.to_record(name, k, v))
+                .collect::<Result<Vec<_>, _>>()?;
+            sink.accept(batch).await?;
+        }
+    }
+
     pub(super) fn import_sync(&self, records: &[Record]) -> Result<(), StoreError> {
         let t = &self.trees;
         for record in records {
             match record {
-                Record::Message(m) => self.insert_message_sync(m)?,
+                Record::Message(m) => self.messages.insert(m)?,
                 Record::Reaction(r) => self.insert_reaction_sync(r)?,
                 Record::Portal(p) => self.put_portal_sync(p)?,
                 Record::Ghost { user_id, record } => {
@@ -201,7 +227,11 @@ impl SledStore {
     }
 
     pub(super) fn is_empty_sync(&self) -> bool {
-        self.trees.records().iter().all(|tree| tree.is_empty())
+        self.trees
+            .records()
+            .iter()
+            .chain(self.messages.trees().iter())
+            .all(|tree| tree.is_empty())
     }
 
     pub(super) fn value_sync(

@@ -13,6 +13,7 @@ mod inbox;
 mod keys;
 mod messages;
 mod outbox;
+mod packed;
 mod portals;
 mod reactions;
 mod remote_queue;
@@ -33,8 +34,7 @@ pub struct SledStore {
     trees: Trees,
     flusher: flusher::Flusher,
     progress: inbox::SharedProgress,
-    /// Held by whoever writes message mappings (see the `messages` module).
-    mapping_writer: std::sync::Arc<std::sync::Mutex<()>>,
+    messages: messages::MessageTables,
     /// sled's log file (`<dir>/db`).
     log: std::sync::Arc<std::fs::File>,
     location: String,
@@ -55,10 +55,6 @@ struct Trees {
     outbox: Tree,
     /// sequence → a remote event not yet applied.
     remote_queue: Tree,
-    /// event ID → mapping JSON.
-    msg_by_event: Tree,
-    /// (room, remote ID, part) → event ID.
-    msg_by_remote: Tree,
     /// (room, target, sender, key) → reaction JSON.
     reactions: Tree,
     /// event ID → reaction key.
@@ -102,8 +98,6 @@ impl Trees {
             txn_order: db.open_tree("txn_order")?,
             outbox: db.open_tree("outbox")?,
             remote_queue: db.open_tree("remote_queue")?,
-            msg_by_event: db.open_tree("msg_by_event")?,
-            msg_by_remote: db.open_tree("msg_by_remote")?,
             reactions: db.open_tree("reactions")?,
             reaction_by_event: db.open_tree("reaction_by_event")?,
             portals: db.open_tree("portals")?,
@@ -122,8 +116,9 @@ impl Trees {
         })
     }
 
-    /// The trees holding records (all but `meta`), for emptiness checks and export.
-    fn records(&self) -> [&Tree; 24] {
+    /// The trees holding records (all but `meta` and the message tables), for emptiness
+    /// checks.
+    fn records(&self) -> [&Tree; 22] {
         [
             &self.inbox,
             &self.inbox_batches,
@@ -132,8 +127,6 @@ impl Trees {
             &self.txn_order,
             &self.outbox,
             &self.remote_queue,
-            &self.msg_by_event,
-            &self.msg_by_remote,
             &self.reactions,
             &self.reaction_by_event,
             &self.portals,
@@ -173,16 +166,17 @@ impl SledStore {
         let location = path.display().to_string();
         let db = open_waiting_for_lock(path, cache_bytes, &location)?;
         let trees = Trees::open(&db)?;
+        let messages = messages::MessageTables::open(&db, packed::Hasher::of_store(&trees.meta)?)?;
         // sled's log file, synced after each flush (see the `flusher` module).
         let log = std::sync::Arc::new(
             std::fs::File::open(path.join("db")).map_err(|e| StoreError::Io(e.to_string()))?,
         );
-        upgrade::to_current(&db, &trees, &location)?;
+        upgrade::to_current(&db, &trees, &messages, &location)?;
         Ok(SledStore {
             flusher: flusher::Flusher::start(db.clone(), log.clone()),
             log,
             progress: Default::default(),
-            mapping_writer: Default::default(),
+            messages,
             db,
             trees,
             location,

@@ -38,7 +38,7 @@ impl SledStore {
         mapping: Option<&MessageMapping>,
     ) -> Result<(), StoreError> {
         let stored = match mapping {
-            Some(mapping) => self.insert_message_sync(mapping),
+            Some(mapping) => self.messages.insert(mapping),
             None => Ok(()),
         };
         // The send is done whatever the mapping says; keeping it would repeat it forever.

@@ -23,13 +23,13 @@ impl Store for SledStore {
     }
 
     async fn insert_message(&self, mapping: &MessageMapping) -> Result<(), StoreError> {
-        self.insert_message_sync(mapping)
+        self.messages.insert(mapping)
     }
     async fn message_by_event(
         &self,
         event_id: &EventId,
     ) -> Result<Option<MessageMapping>, StoreError> {
-        self.message_by_event_sync(event_id)
+        self.messages.by_event(event_id)
     }
     async fn message_by_remote(
         &self,
@@ -37,20 +37,21 @@ impl Store for SledStore {
         remote_id: &MessageId,
         part: &PartId,
     ) -> Result<Option<MessageMapping>, StoreError> {
-        self.message_by_remote_sync(room_id, remote_id.as_str(), part.as_str())
+        self.messages
+            .by_remote(room_id, remote_id.as_str(), part.as_str())
     }
     async fn message_parts(
         &self,
         room_id: &RoomId,
         remote_id: &MessageId,
     ) -> Result<Vec<MessageMapping>, StoreError> {
-        self.message_parts_sync(room_id, remote_id.as_str())
+        self.messages.parts(room_id, remote_id.as_str())
     }
     async fn delete_message(
         &self,
         event_id: &EventId,
     ) -> Result<Option<MessageMapping>, StoreError> {
-        self.delete_message_sync(event_id)
+        self.messages.delete(event_id)
     }
 
     async fn insert_reaction(&self, reaction: &ReactionMapping) -> Result<(), StoreError> {

@@ -6,17 +6,26 @@
 //!   become part `""`), reactions, portals, ghost remote IDs and bridge values (new trees).
 //! - 3: the remote queue (a new tree; nothing to rewrite).
 //! - 4: users, logins and their portals (new trees; nothing to rewrite).
+//! - 5: the bot device's encryption state (a new tree).
+//! - 6: message mappings packed many to a sled key (the `packed` module): `msg_by_event`
+//!   and `msg_by_remote` are moved into `msg_packed_by_event` / `msg_packed_by_remote`.
 
 use sled::Tree;
 
 use super::keys::{decode_u64, key};
-use super::{Trees, corrupt};
+use super::messages::MessageTables;
+use super::{Trees, corrupt, json};
 use crate::store::{SCHEMA_VERSION, StoreError};
 
 const VERSION_KEY: &str = "schema_version";
 
 /// Brings the store to [`SCHEMA_VERSION`], refusing layouts newer than this build.
-pub(super) fn to_current(db: &sled::Db, trees: &Trees, location: &str) -> Result<(), StoreError> {
+pub(super) fn to_current(
+    db: &sled::Db,
+    trees: &Trees,
+    messages: &MessageTables,
+    location: &str,
+) -> Result<(), StoreError> {
     let found = trees.meta.get(VERSION_KEY)?.map(|v| decode_u64(&v));
     let Some(mut version) = found else {
         trees
@@ -33,9 +42,10 @@ pub(super) fn to_current(db: &sled::Db, trees: &Trees, location: &str) -> Result
     }
     while version < SCHEMA_VERSION {
         match version {
-            1 => v1_to_v2(trees)?,
+            1 => v1_to_v2(db, trees)?,
             // 4 → 5 adds the crypto tree, which opening creates.
             2..=4 => {}
+            5 => v5_to_v6(db, messages, location)?,
             other => return Err(corrupt("meta", format!("unknown schema version {other}"))),
         }
         version += 1;
@@ -70,10 +80,36 @@ fn rekey(tree: &Tree, extra: &[&str]) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn v1_to_v2(trees: &Trees) -> Result<(), StoreError> {
-    rekey(&trees.msg_by_remote, &[""])?;
+fn v1_to_v2(db: &sled::Db, trees: &Trees) -> Result<(), StoreError> {
+    rekey(&db.open_tree("msg_by_remote")?, &[""])?;
     rekey(&trees.ghost_joined, &[])?;
     rekey(&trees.ghost_room_profiles, &[])?;
+    Ok(())
+}
+
+/// Moves every mapping of the one-key-per-mapping trees into the packed tables, then drops
+/// the old trees. Inserting a mapping twice changes nothing, so an interrupted move is
+/// simply done again; stale reverse keys are not carried over (the reverse entries are
+/// rebuilt from the mappings).
+fn v5_to_v6(db: &sled::Db, messages: &MessageTables, location: &str) -> Result<(), StoreError> {
+    let names = db.tree_names();
+    if names.iter().any(|n| n.as_ref() == b"msg_by_event") {
+        let old = db.open_tree("msg_by_event")?;
+        let mut moved = 0u64;
+        for entry in old.iter() {
+            let (_, value) = entry?;
+            messages.insert(&json("msg_by_event", &value)?)?;
+            moved += 1;
+            if moved.is_multiple_of(100_000) {
+                tracing::info!(moved, store = location, "packing message mappings");
+            }
+        }
+        db.flush()?;
+        db.drop_tree("msg_by_event")?;
+    }
+    if names.iter().any(|n| n.as_ref() == b"msg_by_remote") {
+        db.drop_tree("msg_by_remote")?;
+    }
     Ok(())
 }
 
