@@ -3,8 +3,8 @@
 //! Why: sled 0.34 keeps a heap stub for every page it ever allocated, and it splits a leaf
 //! past 16 keys whatever their size, so its memory grows with the number of keys, outside
 //! `cache_capacity`. With one key per message mapping that was ~85 B per mapping (see
-//! `docs/store-memory.md`). Packing up to [`BUCKET_CAPACITY`] records per key divides it by
-//! the buckets' fill.
+//! `docs/store-memory.md`). Packing records into buckets of up to [`BUCKET_BYTES`] divides
+//! it by the buckets' fill.
 //!
 //! Layout: the 64-bit hash space is cut into ranges, one sled key each (the range's start,
 //! 8 bytes big-endian). Its value is a bucket: one byte of depth (the range is
@@ -24,9 +24,10 @@ use sled::{IVec, Tree};
 use super::corrupt;
 use crate::store::StoreError;
 
-/// Entries per bucket before it splits. A bucket is rewritten whole on each change, so this
-/// trades bytes written per change against keys (memory) per record.
-pub(super) const BUCKET_CAPACITY: usize = 32;
+/// A bucket's size past which it splits. A bucket is rewritten whole on each change and read
+/// whole with its sled page, so this trades bytes written and read per change against keys
+/// (memory) per record.
+pub(super) const BUCKET_BYTES: usize = 1024;
 
 const ENTRY_HEADER: usize = 12;
 
@@ -70,7 +71,7 @@ impl Packed {
             return Ok(None);
         };
         for entry in Entries::of(self.name, &value)? {
-            let (h, payload) = entry?;
+            let (h, payload, _) = entry?;
             if h == hash
                 && let Some(found) = pick(payload)?
             {
@@ -103,31 +104,42 @@ impl Packed {
         hash: u64,
         change: impl FnOnce(&mut Vec<Vec<u8>>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut bucket = match self.read_bucket_of(hash)? {
-            Some((start, value)) => self.decode(start, &value)?,
-            None => Bucket {
-                start: 0,
-                depth: 0,
-                entries: Vec::new(),
-            },
+        let (start, old) = match self.read_bucket_of(hash)? {
+            Some((start, value)) => (start, value),
+            None => (0, IVec::from(&[0u8][..])),
         };
-        let (mine, others): (Vec<_>, Vec<_>) =
-            bucket.entries.drain(..).partition(|(h, _)| *h == hash);
-        let before: Vec<Vec<u8>> = mine.into_iter().map(|(_, p)| p).collect();
+        let mut before = Vec::new();
+        for entry in Entries::of(self.name, &old)? {
+            let (h, payload, _) = entry?;
+            if h == hash {
+                before.push(payload.to_vec());
+            }
+        }
         let mut after = before.clone();
         let result = change(&mut after)?;
         if after == before {
             return Ok(result);
         }
-        bucket.entries = others;
-        bucket
-            .entries
-            .extend(after.into_iter().map(|payload| (hash, payload)));
-        if bucket.entries.len() > BUCKET_CAPACITY {
+        // The other entries are copied as they are; this hash's entries go last.
+        let mut value = Vec::with_capacity(
+            old.len() + after.iter().map(|p| ENTRY_HEADER + p.len()).sum::<usize>(),
+        );
+        value.push(old[0]);
+        for entry in Entries::of(self.name, &old)? {
+            let (h, _, raw) = entry?;
+            if h != hash {
+                value.extend_from_slice(raw);
+            }
+        }
+        for payload in &after {
+            push_entry(&mut value, hash, payload);
+        }
+        if value.len() > BUCKET_BYTES {
+            let bucket = self.decode(start, &value)?;
             let _switching = self.splitting.write().unwrap_or_else(|e| e.into_inner());
             self.write_splitting(bucket)?;
         } else {
-            self.write(&bucket)?;
+            self.tree.insert(start.to_be_bytes(), value)?;
         }
         Ok(result)
     }
@@ -178,7 +190,7 @@ impl Packed {
             .first()
             .ok_or_else(|| corrupt(self.name, "an empty bucket"))?;
         let entries = Entries::of(self.name, value)?
-            .map(|e| e.map(|(h, p)| (h, p.to_vec())))
+            .map(|e| e.map(|(h, p, _)| (h, p.to_vec())))
             .collect::<Result<_, _>>()?;
         Ok(Bucket {
             start,
@@ -196,9 +208,7 @@ impl Packed {
         let mut value = Vec::with_capacity(size);
         value.push(bucket.depth);
         for (hash, payload) in &bucket.entries {
-            value.extend_from_slice(&hash.to_be_bytes());
-            value.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-            value.extend_from_slice(payload);
+            push_entry(&mut value, *hash, payload);
         }
         self.tree.insert(bucket.start.to_be_bytes(), value)?;
         Ok(())
@@ -207,8 +217,13 @@ impl Packed {
     /// Writes a bucket past capacity as two halves (each split again if need be): the upper
     /// half first, so every state a crash can leave answers every lookup.
     fn write_splitting(&self, mut bucket: Bucket) -> Result<(), StoreError> {
+        let size: usize = bucket
+            .entries
+            .iter()
+            .map(|(_, p)| ENTRY_HEADER + p.len())
+            .sum();
         let one_hash = bucket.entries.windows(2).all(|w| w[0].0 == w[1].0);
-        if bucket.entries.len() <= BUCKET_CAPACITY || bucket.depth >= 64 || one_hash {
+        if size < BUCKET_BYTES || bucket.depth >= 64 || one_hash {
             return self.write(&bucket); // splitting cannot part equal hashes
         }
         let mid = bucket.start + (1u64 << (63 - bucket.depth));
@@ -232,7 +247,13 @@ impl Packed {
     }
 }
 
-/// The entries of a bucket's value, in order.
+fn push_entry(value: &mut Vec<u8>, hash: u64, payload: &[u8]) {
+    value.extend_from_slice(&hash.to_be_bytes());
+    value.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    value.extend_from_slice(payload);
+}
+
+/// The entries of a bucket's value, in order: hash, payload, and the entry's bytes.
 struct Entries<'a> {
     name: &'static str,
     rest: &'a [u8],
@@ -248,7 +269,7 @@ impl<'a> Entries<'a> {
 }
 
 impl<'a> Iterator for Entries<'a> {
-    type Item = Result<(u64, &'a [u8]), StoreError>;
+    type Item = Result<(u64, &'a [u8], &'a [u8]), StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
@@ -264,8 +285,9 @@ impl<'a> Iterator for Entries<'a> {
             self.rest = &[];
             return Some(Err(corrupt(self.name, "a truncated bucket entry")));
         };
+        let raw = &self.rest[..ENTRY_HEADER + len];
         self.rest = rest;
-        Some(Ok((hash, payload)))
+        Some(Ok((hash, payload, raw)))
     }
 }
 
@@ -345,8 +367,9 @@ mod tests {
             );
         }
         let buckets = table.tree.len();
+        // 4-byte payloads, 16 bytes an entry: 64 fit a bucket, splits leave them half full.
         assert!(
-            buckets >= n as usize / BUCKET_CAPACITY && buckets <= n as usize / 8,
+            buckets >= n as usize / 64 && buckets <= n as usize / 16,
             "{buckets} buckets for {n} records"
         );
         let (all, _) = table.page(None, usize::MAX).unwrap();
@@ -386,25 +409,27 @@ mod tests {
         table.edit(high(3), |e| Ok(e.clear())).unwrap();
         assert!(get(&table, high(3)).is_empty());
         // The lower half fills until it splits: the stale copy of high(3) is not revived.
-        for i in 10..40 {
+        for i in 10..80 {
             put(&table, low(i), b"low");
         }
         assert!(get(&table, high(3)).is_empty());
         assert_eq!(get(&table, high(4)), [b"high".to_vec()]);
-        for i in 0..40 {
+        for i in 0..80 {
             assert_eq!(get(&table, low(i)), [b"low".to_vec()], "low {i}");
         }
         let (all, _) = table.page(None, usize::MAX).unwrap();
-        assert_eq!(all.len(), 40 + 9);
+        assert_eq!(all.len(), 80 + 9);
     }
 
     #[test]
     fn equal_hashes_past_capacity_stay_in_one_bucket() {
         let (_dir, _db, table) = table();
-        for i in 0..(BUCKET_CAPACITY as u32 * 2) {
+        let n = BUCKET_BYTES / 16 * 2;
+        for i in 0..n as u32 {
             put(&table, 42, &i.to_be_bytes());
         }
-        assert_eq!(get(&table, 42).len(), BUCKET_CAPACITY * 2);
+        assert_eq!(get(&table, 42).len(), n);
+        assert_eq!(table.tree.len(), 1);
     }
 
     #[test]
