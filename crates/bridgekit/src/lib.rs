@@ -76,6 +76,7 @@ mod intake;
 pub mod internals;
 mod keyed_queue;
 pub mod logins;
+mod memory;
 mod metrics;
 mod provisioning;
 pub mod registration;

@@ -17,9 +17,15 @@ use crate::bridge::Bridge;
 use crate::context::BridgeContext;
 use crate::intake::Intake;
 
-/// Largest transaction body accepted. Synapse may send 100 events of up to 64 KiB plus
-/// ephemeral and to-device data (docs/homeserver-behaviour.md §1): refusing one would block the bridge forever.
-pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Largest transaction body accepted (413 above it). Synapse sends at most 100 events of
+/// up to 64 KiB, 100 ephemeral events and 100 to-device messages per transaction
+/// (docs/homeserver-behaviour.md §1): ~6.5 MB in practice, under 20 MB if every part were
+/// at its limit. Refusing a real one would block the bridge forever, so the cap leaves a
+/// wide margin over that, while a body near it still cannot take much memory.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// Bodies at least this large give their memory back to the system once handled.
+pub(crate) const LARGE_BODY_BYTES: usize = 1024 * 1024;
 
 /// Most open connections to the appservice listener.
 pub const MAX_CONNECTIONS: usize = 1024;

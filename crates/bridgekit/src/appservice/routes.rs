@@ -54,19 +54,34 @@ fn check_auth(state: &AppState, req: &HttpRequest) -> Result<(), MatrixError> {
     })
 }
 
-/// Reads the body after authentication, up to [`MAX_BODY_BYTES`].
-async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, MatrixError> {
-    let mut body = web::BytesMut::new();
+fn too_large() -> MatrixError {
+    MatrixError::new(
+        413,
+        "M_TOO_LARGE",
+        format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// Reads the body after authentication, up to [`MAX_BODY_BYTES`]: refused at once when its
+/// `Content-Length` says more, and read into one buffer of that size (no doubling).
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<web::BytesMut, MatrixError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             MatrixError::new(400, "M_BAD_JSON", format!("could not read the body: {e}"))
         })?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(MatrixError::new(
-                413,
-                "M_TOO_LARGE",
-                format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
-            ));
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
@@ -100,13 +115,16 @@ async fn take_transaction(
         outcome("unauthorized");
         return e.response();
     }
-    let body = match read_body(payload).await {
+    // Dropped last (after the body and what was parsed from it).
+    let mut give_back = crate::memory::GiveBackWhenDone::default();
+    let body = match read_body(&req, payload).await {
         Ok(b) => b,
         Err(e) => {
             outcome("bad_body");
             return e.response();
         }
     };
+    give_back.body_of(body.len());
     let parsed = match parse_transaction(&txn_id, &body) {
         Ok(p) => p,
         Err(e) => {
@@ -227,10 +245,13 @@ async fn post_ping(state: State, req: HttpRequest, payload: web::Payload) -> Htt
     if let Err(e) = check_auth(&state, &req) {
         return e.response();
     }
-    let body = match read_body(payload).await {
+    // Dropped last (after the body and what was parsed from it).
+    let mut give_back = crate::memory::GiveBackWhenDone::default();
+    let body = match read_body(&req, payload).await {
         Ok(b) => b,
         Err(e) => return e.response(),
     };
+    give_back.body_of(body.len());
     #[derive(serde::Deserialize)]
     struct Ping {
         #[serde(default)]

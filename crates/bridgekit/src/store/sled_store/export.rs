@@ -204,6 +204,7 @@ impl SledStore {
                 Record::Inbox(item) => {
                     let seq = self.db.generate_id()?;
                     t.inbox.insert(seq.to_be_bytes(), item.encode())?;
+                    self.depths.inbox_items.add(1);
                 }
                 Record::Outbox(entry) => {
                     self.outbox_append(entry)?;

@@ -202,7 +202,8 @@ impl SledStore {
     /// bridge again, and sends derived from it reuse their transaction IDs.
     pub(super) fn complete_item_sync(&self, seq: u64) -> Result<(), StoreError> {
         if seq & BATCHED == 0 {
-            self.trees.inbox.remove(seq.to_be_bytes())?;
+            let removed = self.trees.inbox.remove(seq.to_be_bytes())?;
+            self.depths.inbox_items.removed(&removed);
             return Ok(());
         }
         let batch = (seq & !BATCHED) >> INDEX_BITS;
@@ -255,7 +256,7 @@ impl SledStore {
     /// Items acknowledged and not yet handled.
     pub(super) fn inbox_depth(&self) -> u64 {
         let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        self.trees.inbox.len() as u64
+        self.depths.inbox_items.get()
             + progress
                 .batches
                 .values()
@@ -265,6 +266,7 @@ impl SledStore {
 
     /// Drops the oldest transaction records beyond `keep`.
     pub(super) fn prune_transaction_records_sync(&self, keep: u64) -> Result<u64, StoreError> {
+        // A walk of at most `keep` + 1024 small records, once every 1024 transactions.
         let excess = (self.trees.txn_order.len() as u64).saturating_sub(keep);
         let mut removed = 0u64;
         for entry in self.trees.txn_order.iter().take(excess as usize) {

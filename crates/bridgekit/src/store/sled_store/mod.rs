@@ -6,6 +6,7 @@
 //! and concurrent flushes share one fsync (see the `flusher` module).
 
 mod crypto_state;
+mod depths;
 mod export;
 mod flusher;
 mod ghosts;
@@ -35,6 +36,7 @@ pub struct SledStore {
     flusher: flusher::Flusher,
     progress: inbox::SharedProgress,
     messages: messages::MessageTables,
+    depths: depths::Depths,
     /// sled's log file (`<dir>/db`).
     log: std::sync::Arc<std::fs::File>,
     location: String,
@@ -176,6 +178,7 @@ impl SledStore {
             flusher: flusher::Flusher::start(db.clone(), log.clone()),
             log,
             progress: Default::default(),
+            depths: depths::Depths::count(&trees),
             messages,
             db,
             trees,

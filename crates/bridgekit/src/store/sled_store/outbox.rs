@@ -15,6 +15,7 @@ impl SledStore {
         self.trees
             .outbox
             .insert(seq.to_be_bytes(), to_json(entry))?;
+        self.depths.outbox.add(1);
         Ok(seq)
     }
 
@@ -42,7 +43,8 @@ impl SledStore {
             None => Ok(()),
         };
         // The send is done whatever the mapping says; keeping it would repeat it forever.
-        self.trees.outbox.remove(seq.to_be_bytes())?;
+        let removed = self.trees.outbox.remove(seq.to_be_bytes())?;
+        self.depths.outbox.removed(&removed);
         stored
     }
 }

@@ -13,6 +13,7 @@ impl SledStore {
         self.trees
             .remote_queue
             .insert(seq.to_be_bytes(), to_json(item))?;
+        self.depths.remote.add(1);
         Ok(seq)
     }
 
@@ -28,7 +29,8 @@ impl SledStore {
     }
 
     pub(super) fn remote_complete_sync(&self, seq: u64) -> Result<(), StoreError> {
-        self.trees.remote_queue.remove(seq.to_be_bytes())?;
+        let removed = self.trees.remote_queue.remove(seq.to_be_bytes())?;
+        self.depths.remote.removed(&removed);
         Ok(())
     }
 }

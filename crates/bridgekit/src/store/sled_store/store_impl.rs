@@ -265,8 +265,8 @@ impl Queues for SledStore {
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         Ok(StoreStats {
             inbox_depth: self.inbox_depth(),
-            outbox_depth: self.trees.outbox.len() as u64,
-            remote_depth: self.trees.remote_queue.len() as u64,
+            outbox_depth: self.depths.outbox.get(),
+            remote_depth: self.depths.remote.get(),
             bytes: Some(self.size_on_disk()),
         })
     }

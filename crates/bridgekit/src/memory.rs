@@ -1,0 +1,39 @@
+//! Giving memory back to the system after a large request.
+//!
+//! glibc's malloc serves a large block from the heap once a block that size has been
+//! freed (its mmap threshold rises), and a heap shrinks only from its top: after one big
+//! transaction body the process kept its peak size. `malloc_trim` hands the free pages
+//! back. Other allocators and platforms return memory on their own; there it is a no-op.
+
+use crate::appservice::LARGE_BODY_BYTES;
+
+/// Trims the heap when dropped, if a large body was noted.
+#[derive(Default)]
+pub(crate) struct GiveBackWhenDone {
+    large: bool,
+}
+
+impl GiveBackWhenDone {
+    /// Notes a body of `len` bytes.
+    pub(crate) fn body_of(&mut self, len: usize) {
+        self.large |= len >= LARGE_BODY_BYTES;
+    }
+}
+
+impl Drop for GiveBackWhenDone {
+    fn drop(&mut self) {
+        if self.large {
+            give_back();
+        }
+    }
+}
+
+/// Returns free heap pages to the system.
+pub(crate) fn give_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and releases the allocator's free memory; it has no
+    // preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
