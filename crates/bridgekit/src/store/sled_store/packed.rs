@@ -382,7 +382,12 @@ mod tests {
         put(&table, 1, b"a");
         put(&table, 1, b"b");
         put(&table, 2, b"c");
-        table.edit(1, |e| Ok(e.retain(|p| p != b"a"))).unwrap();
+        table
+            .edit(1, |e| {
+                e.retain(|p| p != b"a");
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(get(&table, 1), [b"b".to_vec()]);
         assert_eq!(get(&table, 2), [b"c".to_vec()]);
         assert!(get(&table, 3).is_empty());
@@ -406,7 +411,12 @@ mod tests {
         };
         table.write(&upper).unwrap();
         // A change to the upper half after the crash lands in the upper bucket.
-        table.edit(high(3), |e| Ok(e.clear())).unwrap();
+        table
+            .edit(high(3), |e| {
+                e.clear();
+                Ok(())
+            })
+            .unwrap();
         assert!(get(&table, high(3)).is_empty());
         // The lower half fills until it splits: the stale copy of high(3) is not revived.
         for i in 10..80 {
