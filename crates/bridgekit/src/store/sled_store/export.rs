@@ -106,10 +106,8 @@ impl SledStore {
         }
         let mut after = None;
         loop {
-            // A bucket holds at most a few dozen mappings.
-            let (mappings, last) = self
-                .messages
-                .page(after.as_ref(), (EXPORT_BATCH / 32).max(1))?;
+            // A bucket (1 KiB) holds about five mappings: pages of about EXPORT_BATCH records.
+            let (mappings, last) = self.messages.page(after.as_ref(), EXPORT_BATCH / 5)?;
             if last.is_none() {
                 break;
             }
