@@ -5,6 +5,7 @@
 
 #[path = "../../crates/bridgekit/tests/common/postgres.rs"]
 mod postgres;
+mod standby;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

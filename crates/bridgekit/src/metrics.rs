@@ -17,6 +17,7 @@
 //! | `bridgekit_remote_failed_total`: remote events that could not be applied (told to the room) | |
 //! | `bridgekit_inbox_depth`, `bridgekit_outbox_depth`, `bridgekit_remote_queue_depth`, `bridgekit_store_bytes` | |
 //! | `bridgekit_outbox_oldest_seconds`: how long the oldest queued send has waited (0 when empty) | |
+//! | `bridgekit_active`: 1 on the copy holding the store, 0 on a waiting standby | |
 
 use std::sync::OnceLock;
 
@@ -53,6 +54,7 @@ pub(crate) async fn render(
     let Some(handle) = install() else {
         return String::new();
     };
+    metrics::gauge!("bridgekit_active").set(1.0);
     metrics::gauge!("bridgekit_outbox_oldest_seconds")
         .set(outbox_oldest.map_or(0.0, |age| age.as_secs_f64()));
     match store.stats().await {

@@ -53,14 +53,53 @@ pub async fn run(bridge: impl Bridge, config: Config) -> Result<(), RunError> {
 }
 
 /// Runs `bridge` with `config` until `shutdown` completes (for embedding and tests).
+///
+/// With `store.standby`, a copy that finds the store held by another answers on its
+/// listener as a standby (ready and active `503`) until the other stops, then takes over.
 pub async fn run_until(
     bridge: impl Bridge,
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let store = crate::store::open(&config.store.location).await?;
-    tracing::info!(store = %config.store.location, "store open");
-    run_with_store(bridge, config, store, shutdown).await
+    if !config.store.standby {
+        let store = crate::store::open(&config.store.location).await?;
+        tracing::info!(store = %config.store.location, "store open");
+        return run_on(bridge, config, store, None, shutdown).await;
+    }
+    // A misconfigured standby says so now, not when it takes over.
+    Registration::load(&config.appservice.registration)?
+        .check_against(&config, &config.appservice.registration)?;
+    let listener = bind(config.appservice.listen)?;
+    let waiting = listener
+        .try_clone()
+        .and_then(crate::appservice::standby::serve)
+        .map_err(|e| RunError::Listen {
+            addr: config.appservice.listen,
+            reason: e.to_string(),
+        })?;
+    let waiting_handle = waiting.handle();
+    let waiting_task = tokio::spawn(waiting);
+    tokio::pin!(shutdown);
+    let store = tokio::select! {
+        store = crate::store::open_standby(&config.store.location) => Some(store),
+        () = &mut shutdown => None,
+    };
+    waiting_handle.stop(true).await;
+    let _ = waiting_task.await;
+    let Some(store) = store else {
+        tracing::info!("stopped while waiting as a standby");
+        return Ok(());
+    };
+    let store = store?;
+    tracing::info!(store = %config.store.location, "store open; this copy is active now");
+    run_on(bridge, config, store, Some(listener), shutdown).await
+}
+
+fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr).map_err(|e| RunError::Listen {
+        addr,
+        reason: e.to_string(),
+    })
 }
 
 /// Like [`run_until`], on a store the caller opened: a third-party [`Store`](crate::Store)
@@ -69,6 +108,17 @@ pub async fn run_with_store(
     bridge: impl Bridge,
     config: Config,
     store: Arc<dyn crate::store::Backend>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), RunError> {
+    run_on(bridge, config, store, None, shutdown).await
+}
+
+/// Runs on `store`, serving on `listener` (bound from the config when `None`).
+async fn run_on(
+    bridge: impl Bridge,
+    config: Config,
+    store: Arc<dyn crate::store::Backend>,
+    listener: Option<TcpListener>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
     crate::metrics::install();
@@ -144,10 +194,10 @@ pub async fn run_with_store(
         ),
     });
     let addr = config.appservice.listen;
-    let listener = TcpListener::bind(addr).map_err(|e| RunError::Listen {
-        addr,
-        reason: e.to_string(),
-    })?;
+    let listener = match listener {
+        Some(listener) => listener,
+        None => bind(addr)?,
+    };
     let server = serve(state.clone(), listener).map_err(|e| RunError::Listen {
         addr,
         reason: e.to_string(),
@@ -156,7 +206,7 @@ pub async fn run_with_store(
     let server_task = tokio::spawn(server);
     tracing::info!(%addr, "listening for the homeserver");
 
-    let result = async {
+    let serving = async {
         let ping_state = state.clone();
         let took = crate::startup_check::check_homeserver(&ctx, &config, move |id| {
             ping_state
@@ -197,12 +247,24 @@ pub async fn run_with_store(
         tracing::info!(bot = %ctx.bot_user_id(), "bridge ready");
         shutdown.await;
         Ok(())
-    }
-    .await;
+    };
+    // A lost lock ends the run at once: a standby may be writing the store already.
+    let result = tokio::select! {
+        result = serving => result,
+        lost = store.lock_lost() => Err(RunError::Store(lost)),
+    };
+    let lock_lost = matches!(
+        result,
+        Err(RunError::Store(crate::store::StoreError::LockLost { .. }))
+    );
 
     tracing::info!("stopping: no new transactions are accepted");
-    server_handle.stop(true).await;
+    server_handle.stop(!lock_lost).await;
     let _ = server_task.await;
+    if lock_lost {
+        ctx.outbox().stop();
+        return result;
+    }
     // Give in-flight handlers and sends a moment (not those waiting to retry); whatever is
     // unfinished stays in the inbox and the outbox for next time.
     for _ in 0..50 {

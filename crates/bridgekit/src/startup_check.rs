@@ -51,6 +51,9 @@ pub(crate) async fn check_homeserver(
         };
         let waitable = match &error {
             ClientError::Network(_) => true,
+            // A standby that just took over: the load balancer in front may send the
+            // homeserver's ping to the old copy until its next health check.
+            e if config.store.standby => e.status().is_some_and(|s| s >= 500),
             e => {
                 e.status().is_some_and(|s| s >= 500)
                     && !matches!(

@@ -7,6 +7,7 @@
 pub(crate) mod auth;
 pub(crate) mod errors;
 mod routes;
+pub(crate) mod standby;
 pub(crate) mod transaction;
 
 use std::net::TcpListener;

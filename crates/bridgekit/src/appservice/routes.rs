@@ -34,6 +34,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/health/live").route(web::get().to(live)))
     .service(resource("/health/ready").route(web::get().to(ready)))
+    .service(resource("/health/active").route(web::get().to(active)))
     .service(resource("/metrics").route(web::get().to(metrics_text)))
     .configure(crate::provisioning::configure)
     .default_service(web::to(unrecognized));
@@ -377,6 +378,11 @@ async fn metrics_text(state: State) -> HttpResponse {
 
 async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "live" }))
+}
+
+/// This copy holds the store (a standby answers 503): where a load balancer sends traffic.
+async fn active() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "active" }))
 }
 
 async fn ready(state: State) -> HttpResponse {

@@ -18,9 +18,20 @@ const POSTGRES_SCHEMA: Key = Key {
     name: "store.postgres_schema",
     help: "the PostgreSQL schema of this bridge's tables (default: appservice.id)",
 };
+const STANDBY: WithDefault<bool> = with_default!(
+    "store.standby",
+    "with store.postgres_url: wait as a hot standby while another copy of the bridge holds the schema, and take over when it stops",
+    false
+);
 
 /// This section's keys, in README order.
-pub(super) const KEYS: &[&Key] = &[&PATH, &CACHE_MB.key, &POSTGRES_URL, &POSTGRES_SCHEMA];
+pub(super) const KEYS: &[&Key] = &[
+    &PATH,
+    &CACHE_MB.key,
+    &POSTGRES_URL,
+    &POSTGRES_SCHEMA,
+    &STANDBY.key,
+];
 
 /// The store.
 #[derive(Clone, Debug)]
@@ -28,6 +39,8 @@ pub(super) const KEYS: &[&Key] = &[&PATH, &CACHE_MB.key, &POSTGRES_URL, &POSTGRE
 pub struct StoreConfig {
     /// Which backend, and where.
     pub location: StoreLocation,
+    /// Whether to wait as a hot standby while another copy holds the store (PostgreSQL only).
+    pub standby: bool,
 }
 
 /// Reads `store.*`; `appservice_id` is the default PostgreSQL schema.
@@ -54,7 +67,15 @@ pub(super) fn read(src: &Source<'_>, appservice_id: &str) -> Result<StoreConfig,
             cache_bytes: src.number(&CACHE_MB)? * 1024 * 1024,
         },
     };
-    Ok(StoreConfig { location })
+    let standby = src.flag(&STANDBY)?;
+    if standby && matches!(location, StoreLocation::Sled { .. }) {
+        return Err(src.invalid(
+            &STANDBY.key,
+            "true",
+            "a standby shares its store with another machine: set store.postgres_url, or remove store.standby",
+        ));
+    }
+    Ok(StoreConfig { location, standby })
 }
 
 fn is_sql_identifier(s: &str) -> bool {

@@ -68,6 +68,26 @@ fn a_postgres_url_selects_postgres_with_the_appservice_id_as_schema() {
 }
 
 #[test]
+fn a_standby_needs_a_shared_store() {
+    let url = "postgresql://bridge@db/bridges";
+    assert!(!parse(GOOD, &[]).unwrap().store.standby);
+    let c = parse(
+        GOOD,
+        &[
+            ("BRIDGEKIT_STORE_POSTGRES_URL", url),
+            ("BRIDGEKIT_STORE_STANDBY", "true"),
+        ],
+    )
+    .unwrap();
+    assert!(c.store.standby);
+    let bad = refusal(GOOD, &[("BRIDGEKIT_STORE_STANDBY", "true")]);
+    assert!(
+        bad.contains("`store.standby`") && bad.contains("store.postgres_url"),
+        "{bad}"
+    );
+}
+
+#[test]
 fn environment_overrides_every_key_even_when_absent_from_the_file() {
     let c = parse(
         GOOD,

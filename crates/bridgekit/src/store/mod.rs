@@ -63,6 +63,15 @@ pub enum StoreError {
         /// The store directory or database schema.
         location: String,
     },
+    /// The lock that kept other copies of the bridge out was lost (its database connection
+    /// closed): a standby may hold the store now, so this process must stop.
+    #[error(
+        "lost the lock on the store at {location} (its database connection closed); stopping so that only one copy of this bridge runs"
+    )]
+    LockLost {
+        /// The database schema.
+        location: String,
+    },
     /// The store was written by a newer bridgekit.
     #[error(
         "the store at {location} has schema version {found}, newer than this build understands ({supported}); run the newer bridge version or restore a backup"
@@ -335,6 +344,11 @@ pub trait Queues: Send + Sync + 'static {
     async fn stats(&self) -> Result<StoreStats, StoreError>;
     /// Makes everything written so far durable.
     async fn flush(&self) -> Result<(), StoreError>;
+    /// Completes when this process lost its exclusive hold on the store and must stop (a
+    /// standby may have taken over). Stores held by a file lock or not shared never complete.
+    async fn lock_lost(&self) -> StoreError {
+        std::future::pending().await
+    }
 }
 
 /// Moving every record between backends (`migrate-store`, [`export::migrate`]).
@@ -398,6 +412,19 @@ impl std::fmt::Display for StoreLocation {
                 write!(f, "PostgreSQL schema {schema:?}")
             }
         }
+    }
+}
+
+/// Opens the store at `location` as a hot standby: while another copy of the bridge holds
+/// it, waits for that copy to stop. Only PostgreSQL can be shared between machines; a sled
+/// store is opened as by [`open`].
+pub async fn open_standby(location: &StoreLocation) -> Result<Arc<dyn Backend>, StoreError> {
+    match location {
+        #[cfg(feature = "postgres")]
+        StoreLocation::Postgres { url, schema } => Ok(Arc::new(
+            postgres::PostgresStore::open_standby(url, schema).await?,
+        )),
+        _ => open(location).await,
     }
 }
 

@@ -6,13 +6,15 @@
 //! `synchronous_commit`), so acknowledged transactions and queued sends survive a crash of
 //! the bridge or of the database server. One extra connection holds a session advisory
 //! lock on the schema for as long as the store is open, so a second copy of the bridge is
-//! refused instead of sharing the queues.
+//! refused instead of sharing the queues, or waits as a hot standby
+//! ([`open_standby`](PostgresStore::open_standby)).
 
 mod crypto_state;
 mod export;
 mod ghosts;
 mod id_columns;
 mod inbox;
+mod lock;
 mod messages;
 mod outbox;
 mod portals;
@@ -27,9 +29,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use super::StoreError;
-
-/// How long to wait for the schema's lock before calling it held.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+use lock::{SchemaLock, WhenHeld};
 
 /// Connections in the pool: enough for per-room concurrency, small enough for a shared server.
 const POOL_SIZE: usize = 8;
@@ -39,7 +39,7 @@ pub struct PostgresStore {
     pool: Pool,
     schema: String,
     /// Holds the schema's advisory lock; dropping it releases the lock.
-    _lock: tokio_postgres::Client,
+    lock: SchemaLock,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -57,6 +57,16 @@ impl PostgresStore {
     /// Fails with [`StoreError::Locked`] when another running bridge uses the schema, and
     /// with [`StoreError::TooNew`] when a newer version wrote it.
     pub async fn open(url: &str, schema: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, schema, WhenHeld::Refuse).await
+    }
+
+    /// Like [`open`](Self::open), but while another bridge holds the schema, waits for it to
+    /// stop (a hot standby) instead of failing.
+    pub async fn open_standby(url: &str, schema: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, schema, WhenHeld::Wait).await
+    }
+
+    async fn open_with(url: &str, schema: &str, when_held: WhenHeld) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             StoreError::Open(format!(
                 "store.postgres_url is not a valid connection string: {e}"
@@ -66,9 +76,8 @@ impl PostgresStore {
             config.application_name("bridgekit");
         }
         let location = format!("PostgreSQL schema {schema:?}");
-        let lock = connect(&config, &location).await?;
-        take_lock(&lock, schema, &location).await?;
-        upgrade::to_current(&lock, schema, &location).await?;
+        let lock = SchemaLock::take(&config, schema, &location, when_held).await?;
+        upgrade::to_current(&lock.client, schema, &location).await?;
 
         // Every pooled connection works inside the bridge's schema.
         let options = match config.get_options() {
@@ -90,7 +99,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             schema: schema.to_owned(),
-            _lock: lock,
+            lock,
         })
     }
 
@@ -126,35 +135,10 @@ async fn connect(
         .map_err(|e| StoreError::Open(format!("cannot connect for {location}: {e}")))?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::warn!(%error, "the store's lock connection closed");
+            tracing::warn!(%error, "a store connection closed");
         }
     });
     Ok(client)
-}
-
-async fn take_lock(
-    client: &tokio_postgres::Client,
-    schema: &str,
-    location: &str,
-) -> Result<(), StoreError> {
-    let key = format!("bridgekit:{schema}");
-    // A bridge restarted at once may find its previous connection not yet closed.
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    loop {
-        let row = client
-            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
-            .await
-            .map_err(db)?;
-        if row.get::<_, bool>(0) {
-            return Ok(());
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(StoreError::Locked {
-                location: location.to_owned(),
-            });
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }
 
 /// A database error as ours: uniqueness violations are conflicts.

@@ -391,6 +391,9 @@ impl Queues for PostgresStore {
         // Every commit is durable when it returns.
         Ok(())
     }
+    async fn lock_lost(&self) -> StoreError {
+        self.lock.lost().await
+    }
 }
 
 #[async_trait]
