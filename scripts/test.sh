@@ -5,13 +5,16 @@
 # PostgreSQL cluster (Debian's postgresql package, installed by tests/postgres/ensure.sh
 # when missing), and the IRC bridge against ngircd (Debian's package, installed by
 # tests/irc/ensure-ngircd.sh when missing), then a short run of every fuzz target
-# (cargo-fuzz is installed from crates.io when missing).
+# (cargo-fuzz is installed from crates.io when missing). The dependency audit
+# (scripts/audit.sh: cargo-deny against the RustSec database, or its snapshot offline) runs
+# before the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 tests/postgres/ensure.sh >/dev/null
 tests/irc/ensure-ngircd.sh >/dev/null
 cargo fmt --all -- --check
+scripts/audit.sh
 cargo clippy --locked --workspace --all-targets --features bridgekit/internals -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 cargo test --locked --workspace
