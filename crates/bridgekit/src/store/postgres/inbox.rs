@@ -1,5 +1,6 @@
-//! The inbox in PostgreSQL, and the record of transactions already taken in: a batch of
-//! transactions is recorded and its items appended in one database transaction.
+//! The inbox in PostgreSQL, and the record of transactions already taken in: a transaction
+//! is recorded and its items appended in one statement, a batch of them in one database
+//! transaction.
 
 use deadpool_postgres::GenericClient;
 
@@ -56,20 +57,53 @@ pub(super) async fn record_key(c: &impl GenericClient, key: &[u8]) -> Result<boo
     Ok(inserted == 1)
 }
 
+/// Records one transaction and appends its items in one statement (one round trip):
+/// nothing is appended when its key was recorded before.
+async fn record_one(
+    c: &impl GenericClient,
+    txn: &IncomingTransaction,
+) -> Result<Recorded, StoreError> {
+    let kinds: Vec<i16> = txn.items.iter().map(|i| i.kind as i16).collect();
+    let queues: Vec<&str> = txn.items.iter().map(|i| i.queue.as_str()).collect();
+    let jsons: Vec<&str> = txn.items.iter().map(|i| i.json.as_str()).collect();
+    let row = super::row(
+        c,
+        "WITH fresh AS (
+             INSERT INTO txns (key) VALUES ($1) ON CONFLICT (key) DO NOTHING RETURNING seq
+         ), items AS (
+             INSERT INTO inbox (kind, queue, json)
+             SELECT k, q, j FROM unnest($2::smallint[], $3::text[], $4::text[])
+                 WITH ORDINALITY AS t(k, q, j, n)
+             WHERE EXISTS (SELECT 1 FROM fresh)
+             ORDER BY n RETURNING seq
+         )
+         SELECT (SELECT count(*) FROM fresh), ARRAY(SELECT seq FROM items ORDER BY seq)",
+        &[&txn.key, &kinds, &queues, &jsons],
+    )
+    .await?;
+    if row.get::<_, i64>(0) == 0 {
+        return Ok(Recorded::Duplicate);
+    }
+    // Sequence values are taken in insertion order, which follows `n`.
+    let seqs: Vec<i64> = row.get(1);
+    Ok(Recorded::New(seqs.into_iter().map(|s| s as u64).collect()))
+}
+
 impl PostgresStore {
+    /// One transaction (the usual case: the homeserver sends one at a time) is one statement,
+    /// atomic on its own; several share one database transaction.
     pub(super) async fn record_transactions_pg(
         &self,
         txns: &[IncomingTransaction],
     ) -> Result<Vec<Recorded>, StoreError> {
         let mut client = self.client().await?;
+        if let [txn] = txns {
+            return Ok(vec![record_one(&client, txn).await?]);
+        }
         let tx = client.transaction().await.map_err(db)?;
         let mut outcomes = Vec::with_capacity(txns.len());
         for txn in txns {
-            if !record_key(&tx, &txn.key).await? {
-                outcomes.push(Recorded::Duplicate);
-                continue;
-            }
-            outcomes.push(Recorded::New(append_items(&tx, &txn.items).await?));
+            outcomes.push(record_one(&tx, txn).await?);
         }
         tx.commit().await.map_err(db)?;
         Ok(outcomes)

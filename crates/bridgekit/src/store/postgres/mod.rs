@@ -19,6 +19,7 @@ mod messages;
 mod outbox;
 mod portals;
 mod reactions;
+mod read_cache;
 mod remote_queue;
 mod store_impl;
 mod upgrade;
@@ -40,6 +41,8 @@ pub struct PostgresStore {
     schema: String,
     /// Holds the schema's advisory lock; dropping it releases the lock.
     lock: SchemaLock,
+    /// The per-message reads, answered from memory (coherent while the lock is held).
+    cache: read_cache::ReadCache,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -100,6 +103,7 @@ impl PostgresStore {
             pool,
             schema: schema.to_owned(),
             lock,
+            cache: read_cache::ReadCache::new(),
         })
     }
 

@@ -120,9 +120,14 @@ impl Store for PostgresStore {
     }
 
     async fn put_portal(&self, portal: &Portal) -> Result<(), StoreError> {
+        self.cache.forget_portals();
         portals::put_portal(&self.client().await?, portal).await
     }
     async fn portal_by_key(&self, key: &PortalKey) -> Result<Option<Portal>, StoreError> {
+        let stamp = match self.cache.portals.get(key) {
+            Ok(known) => return Ok(known),
+            Err(stamp) => stamp,
+        };
         let c = self.client().await?;
         let row = row_opt(
             &c,
@@ -133,9 +138,16 @@ impl Store for PostgresStore {
             ],
         )
         .await?;
-        row.as_ref().map(portal_from_row).transpose()
+        let portal = row.as_ref().map(portal_from_row).transpose()?;
+        self.cache.portals.fill(key.clone(), portal.clone(), stamp);
+        Ok(portal)
     }
     async fn portal_by_room(&self, room_id: &RoomId) -> Result<Option<Portal>, StoreError> {
+        let room = room_id.to_owned();
+        let stamp = match self.cache.rooms.get(&room) {
+            Ok(known) => return Ok(known),
+            Err(stamp) => stamp,
+        };
         let c = self.client().await?;
         let row = row_opt(
             &c,
@@ -143,9 +155,12 @@ impl Store for PostgresStore {
             &[&room_id.as_str()],
         )
         .await?;
-        row.as_ref().map(portal_from_row).transpose()
+        let portal = row.as_ref().map(portal_from_row).transpose()?;
+        self.cache.rooms.fill(room, portal.clone(), stamp);
+        Ok(portal)
     }
     async fn delete_portal(&self, key: &PortalKey) -> Result<Option<Portal>, StoreError> {
+        self.cache.forget_portals();
         let c = self.client().await?;
         let row = row_opt(&c,
                 &format!(
@@ -170,13 +185,22 @@ impl Store for PostgresStore {
     }
 
     async fn ghost(&self, user_id: &UserId) -> Result<GhostRecord, StoreError> {
-        ghosts::load_ghost(&self.client().await?, user_id, false).await
+        let user = user_id.to_owned();
+        let stamp = match self.cache.ghosts.get(&user) {
+            Ok(known) => return Ok(known),
+            Err(stamp) => stamp,
+        };
+        let record = ghosts::load_ghost(&self.client().await?, user_id, false).await?;
+        self.cache.ghosts.fill(user, record.clone(), stamp);
+        Ok(record)
     }
     async fn update_ghost(
         &self,
         user_id: &UserId,
         change: &(dyn for<'r> Fn(&'r mut GhostRecord) + Send + Sync),
     ) -> Result<GhostRecord, StoreError> {
+        let user = user_id.to_owned();
+        self.cache.ghosts.forget(&user);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
         // The row exists before it is locked, so two first updates cannot both insert.
@@ -190,6 +214,7 @@ impl Store for PostgresStore {
         change(&mut record);
         ghosts::store_ghost(&tx, user_id, &record).await?;
         tx.commit().await.map_err(db)?;
+        self.cache.ghosts.set(user, record.clone());
         Ok(record)
     }
     async fn ghost_by_remote(
@@ -211,9 +236,18 @@ impl Store for PostgresStore {
         room_id: &RoomId,
         joined: bool,
     ) -> Result<(), StoreError> {
-        ghosts::set_joined(&self.client().await?, user_id, room_id, joined).await
+        let key = (user_id.to_owned(), room_id.to_owned());
+        self.cache.joined.forget(&key);
+        ghosts::set_joined(&self.client().await?, user_id, room_id, joined).await?;
+        self.cache.joined.set(key, joined);
+        Ok(())
     }
     async fn is_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<bool, StoreError> {
+        let key = (user_id.to_owned(), room_id.to_owned());
+        let stamp = match self.cache.joined.get(&key) {
+            Ok(known) => return Ok(known),
+            Err(stamp) => stamp,
+        };
         let c = self.client().await?;
         let row = row_opt(
             &c,
@@ -221,7 +255,9 @@ impl Store for PostgresStore {
             &[&user_id.as_str(), &room_id.as_str()],
         )
         .await?;
-        Ok(row.is_some_and(|r| r.get(0)))
+        let joined = row.is_some_and(|r| r.get(0));
+        self.cache.joined.fill(key, joined, stamp);
+        Ok(joined)
     }
     async fn joined_rooms(&self, user_id: &UserId) -> Result<Vec<OwnedRoomId>, StoreError> {
         let c = self.client().await?;
@@ -405,6 +441,7 @@ impl Transfer for PostgresStore {
         self.export_pg(sink).await
     }
     async fn import(&self, records: &[Record]) -> Result<(), StoreError> {
+        self.cache.clear();
         self.import_pg(records).await
     }
 }
