@@ -120,17 +120,6 @@ impl PostgresStore {
         rows.iter().map(item_from_row).collect()
     }
 
-    pub(super) async fn complete_item_pg(&self, seq: u64) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        run(
-            &client,
-            "DELETE FROM inbox WHERE seq = $1",
-            &[&(seq as i64)],
-        )
-        .await?;
-        Ok(())
-    }
-
     pub(super) async fn prune_pg(&self, keep: u64) -> Result<u64, StoreError> {
         let client = self.client().await?;
         run(

@@ -9,6 +9,7 @@
 //! refused instead of sharing the queues, or waits as a hot standby
 //! ([`open_standby`](PostgresStore::open_standby)).
 
+mod completions;
 mod crypto_state;
 mod export;
 mod ghosts;
@@ -43,6 +44,8 @@ pub struct PostgresStore {
     lock: SchemaLock,
     /// The per-message reads, answered from memory (coherent while the lock is held).
     cache: read_cache::ReadCache,
+    /// Removals of handled items, made in groups.
+    completions: completions::Completions,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -88,6 +91,7 @@ impl PostgresStore {
             None => format!("-c search_path={schema}"),
         };
         config.options(&options);
+        let completions = completions::Completions::start(&config, &location).await?;
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -104,6 +108,7 @@ impl PostgresStore {
             schema: schema.to_owned(),
             lock,
             cache: read_cache::ReadCache::new(),
+            completions,
         })
     }
 

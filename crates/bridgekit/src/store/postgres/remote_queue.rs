@@ -3,7 +3,7 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::{PostgresStore, corrupt, row, rows, run};
+use super::{PostgresStore, corrupt, row, rows};
 use crate::store::StoreError;
 use crate::store::queues::RemoteItem;
 
@@ -37,16 +37,5 @@ impl PostgresStore {
                 Ok((row.get::<_, i64>(0) as u64, item))
             })
             .collect()
-    }
-
-    pub(super) async fn remote_complete_pg(&self, seq: u64) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        run(
-            &client,
-            "DELETE FROM remote_queue WHERE seq = $1",
-            &[&(seq as i64)],
-        )
-        .await?;
-        Ok(())
     }
 }

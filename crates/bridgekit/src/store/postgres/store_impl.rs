@@ -380,10 +380,11 @@ impl Queues for PostgresStore {
         self.record_transactions_pg(txns).await
     }
     async fn pending_items(&self) -> Result<Vec<(u64, InboxItem)>, StoreError> {
+        self.completions.settle().await?;
         self.pending_items_pg().await
     }
     async fn complete_item(&self, seq: u64) -> Result<(), StoreError> {
-        self.complete_item_pg(seq).await
+        self.completions.inbox_item(seq)
     }
     async fn prune_transaction_records(&self, keep: u64) -> Result<u64, StoreError> {
         self.prune_pg(keep).await
@@ -395,10 +396,11 @@ impl Queues for PostgresStore {
         super::remote_queue::append_remote(&self.client().await?, item).await
     }
     async fn remote_pending(&self) -> Result<Vec<(u64, RemoteItem)>, StoreError> {
+        self.completions.settle().await?;
         self.remote_pending_pg().await
     }
     async fn remote_complete(&self, seq: u64) -> Result<(), StoreError> {
-        self.remote_complete_pg(seq).await
+        self.completions.remote_event(seq)
     }
     async fn outbox_pending(&self) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
         self.outbox_pending_pg().await
@@ -421,11 +423,12 @@ impl Queues for PostgresStore {
         self.outbox_complete_pg(seq, mapping).await
     }
     async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.completions.settle().await?;
         self.stats_pg().await
     }
     async fn flush(&self) -> Result<(), StoreError> {
-        // Every commit is durable when it returns.
-        Ok(())
+        // Every other commit is durable when it returns; the grouped removals are made now.
+        self.completions.settle().await
     }
     async fn lock_lost(&self) -> StoreError {
         self.lock.lost().await
@@ -438,6 +441,7 @@ impl Transfer for PostgresStore {
         self.is_empty_pg().await
     }
     async fn export(&self, sink: &mut dyn RecordSink) -> Result<(), StoreError> {
+        self.completions.settle().await?;
         self.export_pg(sink).await
     }
     async fn import(&self, records: &[Record]) -> Result<(), StoreError> {
