@@ -99,3 +99,27 @@ pub(super) async fn set_room_profile(
     ).await?;
     Ok(())
 }
+
+impl super::PostgresStore {
+    /// Changes a ghost's record in one transaction (the store's cache is kept by the caller).
+    pub(super) async fn update_ghost_pg(
+        &self,
+        user_id: &UserId,
+        change: &(dyn for<'r> Fn(&'r mut GhostRecord) + Send + Sync),
+    ) -> Result<GhostRecord, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(super::db)?;
+        // The row exists before it is locked, so two first updates cannot both insert.
+        super::run(
+            &tx,
+            "INSERT INTO ghosts (user_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&user_id.as_str()],
+        )
+        .await?;
+        let mut record = load_ghost(&tx, user_id, true).await?;
+        change(&mut record);
+        store_ghost(&tx, user_id, &record).await?;
+        tx.commit().await.map_err(super::db)?;
+        Ok(record)
+    }
+}

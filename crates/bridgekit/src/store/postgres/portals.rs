@@ -40,3 +40,25 @@ pub(super) async fn put_portal(c: &impl GenericClient, p: &Portal) -> Result<(),
     .await?;
     Ok(())
 }
+
+impl super::PostgresStore {
+    /// Deletes a portal (the store's cache is kept by the caller).
+    pub(super) async fn delete_portal_pg(
+        &self,
+        key: &PortalKey,
+    ) -> Result<Option<Portal>, StoreError> {
+        let c = self.client().await?;
+        let row = super::row_opt(
+            &c,
+            &format!(
+                "DELETE FROM portals WHERE remote_id = $1 AND receiver = $2 RETURNING {PORTAL_COLUMNS}"
+            ),
+            &[
+                &key.remote_id.as_str(),
+                &key.receiver.as_ref().map_or("", |r| r.as_str()),
+            ],
+        )
+        .await?;
+        row.as_ref().map(portal_from_row).transpose()
+    }
+}

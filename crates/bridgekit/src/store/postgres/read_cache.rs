@@ -1,5 +1,5 @@
-//! Answers for the reads every bridged message makes (the ghost's record, whether it joined
-//! the room, the room's portal), kept in memory in front of PostgreSQL.
+//! Answers for the reads every bridged message makes (the ghost's record, by user and by
+//! remote user, whether it joined the room, the room's portal), kept in memory in front of PostgreSQL.
 //!
 //! Coherent because this process is the schema's only writer while it holds the schema's
 //! lock (a standby starts with an empty cache when it takes over), and every write to these
@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use ruma::{OwnedRoomId, OwnedUserId};
 
+use crate::ids::RemoteUserId;
 use crate::store::{GhostRecord, Portal, PortalKey};
 
 /// Most entries in each map.
@@ -85,6 +86,9 @@ impl<K: Eq + Hash, V: Clone> Bounded<K, V> {
 /// The cached reads.
 pub(super) struct ReadCache {
     pub(super) ghosts: Bounded<OwnedUserId, GhostRecord>,
+    /// Ghosts by remote user, `None` for one known to have none. Any ghost write starts it
+    /// over (a write may move a remote ID).
+    pub(super) by_remote: Bounded<RemoteUserId, Option<(OwnedUserId, GhostRecord)>>,
     pub(super) joined: Bounded<(OwnedUserId, OwnedRoomId), bool>,
     /// Portals by key, `None` for a key known to have none.
     pub(super) portals: Bounded<PortalKey, Option<Portal>>,
@@ -96,6 +100,7 @@ impl ReadCache {
     pub(super) fn new() -> Self {
         Self {
             ghosts: Bounded::new(),
+            by_remote: Bounded::new(),
             joined: Bounded::new(),
             portals: Bounded::new(),
             rooms: Bounded::new(),
@@ -111,6 +116,7 @@ impl ReadCache {
     /// Before records are written in bulk (import).
     pub(super) fn clear(&self) {
         self.ghosts.clear();
+        self.by_remote.clear();
         self.joined.clear();
         self.forget_portals();
     }

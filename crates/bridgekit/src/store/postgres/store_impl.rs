@@ -10,7 +10,7 @@ use super::messages::{self, message_query};
 use super::portals::{self, PORTAL_COLUMNS, portal_from_row};
 use super::reactions::{self, reaction_query};
 use super::users;
-use super::{PostgresStore, corrupt, db, row, row_opt, rows, run};
+use super::{PostgresStore, corrupt, db, row, row_opt, rows};
 use crate::store::export::{Record, RecordSink};
 use crate::store::queues::{InboxItem, IncomingTransaction, OutboxEntry, Recorded, RemoteItem};
 use crate::store::records::{
@@ -121,7 +121,10 @@ impl Store for PostgresStore {
 
     async fn put_portal(&self, portal: &Portal) -> Result<(), StoreError> {
         self.cache.forget_portals();
-        portals::put_portal(&self.client().await?, portal).await
+        let written = portals::put_portal(&self.client().await?, portal).await;
+        // Again after the write: a read made during it may have seen the old row.
+        self.cache.forget_portals();
+        written
     }
     async fn portal_by_key(&self, key: &PortalKey) -> Result<Option<Portal>, StoreError> {
         let stamp = match self.cache.portals.get(key) {
@@ -161,14 +164,10 @@ impl Store for PostgresStore {
     }
     async fn delete_portal(&self, key: &PortalKey) -> Result<Option<Portal>, StoreError> {
         self.cache.forget_portals();
-        let c = self.client().await?;
-        let row = row_opt(&c,
-                &format!(
-                    "DELETE FROM portals WHERE remote_id = $1 AND receiver = $2 RETURNING {PORTAL_COLUMNS}"
-                ),
-                &[&key.remote_id.as_str(), &key.receiver.as_ref().map_or("", |r| r.as_str())],
-            ).await?;
-        row.as_ref().map(portal_from_row).transpose()
+        let deleted = self.delete_portal_pg(key).await;
+        // Again after the write: a read made during it may have seen the old row.
+        self.cache.forget_portals();
+        deleted
     }
     async fn portals(&self) -> Result<Vec<Portal>, StoreError> {
         let c = self.client().await?;
@@ -201,26 +200,25 @@ impl Store for PostgresStore {
     ) -> Result<GhostRecord, StoreError> {
         let user = user_id.to_owned();
         self.cache.ghosts.forget(&user);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        // The row exists before it is locked, so two first updates cannot both insert.
-        run(
-            &tx,
-            "INSERT INTO ghosts (user_id) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&user_id.as_str()],
-        )
-        .await?;
-        let mut record = ghosts::load_ghost(&tx, user_id, true).await?;
-        change(&mut record);
-        ghosts::store_ghost(&tx, user_id, &record).await?;
-        tx.commit().await.map_err(db)?;
-        self.cache.ghosts.set(user, record.clone());
-        Ok(record)
+        self.cache.by_remote.clear();
+        let written = self.update_ghost_pg(user_id, change).await;
+        // Again after the write, whatever its outcome: a read made during it may have seen
+        // the old row.
+        match &written {
+            Ok(record) => self.cache.ghosts.set(user, record.clone()),
+            Err(_) => self.cache.ghosts.forget(&user),
+        }
+        self.cache.by_remote.clear();
+        written
     }
     async fn ghost_by_remote(
         &self,
         remote_id: &RemoteUserId,
     ) -> Result<Option<(OwnedUserId, GhostRecord)>, StoreError> {
+        let stamp = match self.cache.by_remote.get(remote_id) {
+            Ok(known) => return Ok(known),
+            Err(stamp) => stamp,
+        };
         let c = self.client().await?;
         let row = row_opt(
             &c,
@@ -228,7 +226,11 @@ impl Store for PostgresStore {
             &[&remote_id.as_str()],
         )
         .await?;
-        row.as_ref().map(ghost_from_row).transpose()
+        let found = row.as_ref().map(ghost_from_row).transpose()?;
+        self.cache
+            .by_remote
+            .fill(remote_id.clone(), found.clone(), stamp);
+        Ok(found)
     }
     async fn set_joined(
         &self,
@@ -238,9 +240,12 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         let key = (user_id.to_owned(), room_id.to_owned());
         self.cache.joined.forget(&key);
-        ghosts::set_joined(&self.client().await?, user_id, room_id, joined).await?;
-        self.cache.joined.set(key, joined);
-        Ok(())
+        let written = ghosts::set_joined(&self.client().await?, user_id, room_id, joined).await;
+        match written {
+            Ok(()) => self.cache.joined.set(key, joined),
+            Err(_) => self.cache.joined.forget(&key),
+        }
+        written
     }
     async fn is_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<bool, StoreError> {
         let key = (user_id.to_owned(), room_id.to_owned());
@@ -446,6 +451,8 @@ impl Transfer for PostgresStore {
     }
     async fn import(&self, records: &[Record]) -> Result<(), StoreError> {
         self.cache.clear();
-        self.import_pg(records).await
+        let written = self.import_pg(records).await;
+        self.cache.clear();
+        written
     }
 }
