@@ -231,29 +231,7 @@ impl Rig {
 
     /// Waits until the first `n` events were echoed, then checks each exactly once.
     async fn expect_echoed_once(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while (self.state.echoed.load(Relaxed) as usize) < n {
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {n} events were echoed",
-                self.state.echoed.load(Relaxed)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await; // let late repeats show
-        let echoes = &self.state.echoes[..n];
-        assert_eq!(
-            echoes.iter().filter(|e| e.load(Relaxed) == 0).count(),
-            0,
-            "lost"
-        );
-        assert_eq!(
-            echoes.iter().filter(|e| e.load(Relaxed) > 1).count(),
-            0,
-            "echoed twice"
-        );
-        assert_eq!(self.state.duplicated.load(Relaxed), 0);
-        assert_eq!(self.state.swallowed.load(Relaxed), 0);
+        expect_echoed_once(&self.state, n).await;
     }
 
     /// Pushes the transactions of `events` again and checks each is taken for a retry.
@@ -288,6 +266,33 @@ impl Rig {
             .await
             .unwrap()
     }
+}
+
+/// Waits until the first `n` events were echoed, then checks each exactly once.
+async fn expect_echoed_once(state: &FakeState, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (state.echoed.load(Relaxed) as usize) < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} events were echoed",
+            state.echoed.load(Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // let late repeats show
+    let echoes = &state.echoes[..n];
+    assert_eq!(
+        echoes.iter().filter(|e| e.load(Relaxed) == 0).count(),
+        0,
+        "lost"
+    );
+    assert_eq!(
+        echoes.iter().filter(|e| e.load(Relaxed) > 1).count(),
+        0,
+        "echoed twice"
+    );
+    assert_eq!(state.duplicated.load(Relaxed), 0);
+    assert_eq!(state.swallowed.load(Relaxed), 0);
 }
 
 async fn crash_repeatedly_under_load(store_yaml: &str, dir: &Path) -> Arc<dyn Backend> {
