@@ -29,7 +29,7 @@ echo "audit: checking against the snapshot in tests/audit/ instead: rustsec/advi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/dbs"
-tar -C "$work/dbs" -xJf tests/audit/advisory-db.tar.xz
+tar -C "$work/dbs" -xzf tests/audit/advisory-db.tar.gz
 mv "$work/dbs/advisory-db" "$work/dbs/$DB_DIR"
 # cargo-deny reads the database's age from its git HEAD: commit it at the snapshot's date.
 (
