@@ -13,7 +13,7 @@ use super::{RemoteContent, RemoteEvent, RemoteMessage, RemoteUser, chat};
 use crate::bridge::BridgeError;
 use crate::client::{Intent, Outgoing, TxnIds};
 use crate::context::BridgeContext;
-use crate::ids::{MessageId, PartId};
+use crate::ids::MessageId;
 use crate::store::{MessageMapping, PortalKey, ReactionMapping};
 
 /// How long a remote "typing" lasts unless renewed.
@@ -351,19 +351,13 @@ async fn message_content(
     })
 }
 
-/// The first (or only) part of a remote message in `room`, if it was bridged.
+/// The first (or only) part of a remote message in `room`, if it was bridged: one lookup,
+/// since parts come ordered and the only part's empty ID sorts first.
 async fn first_part(
     ctx: &BridgeContext,
     room: &RoomId,
     id: &MessageId,
 ) -> Result<Option<MessageMapping>, BridgeError> {
-    if let Some(only) = ctx
-        .store()
-        .message_by_remote(room, id, &PartId::only())
-        .await?
-    {
-        return Ok(Some(only));
-    }
     Ok(ctx
         .store()
         .message_parts(room, id)
