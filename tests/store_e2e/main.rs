@@ -140,6 +140,35 @@ async fn wait_ready(http: &reqwest::Client, url: &str) {
     }
 }
 
+/// Loads the config at `config_path`, writes its registration, and starts a fake homeserver
+/// on `listener` pushing to `as_url`. Returns the config, the homeserver's token, the fake's
+/// state and its server.
+fn start_homeserver(
+    config_path: &Path,
+    as_url: &str,
+    listener: std::net::TcpListener,
+) -> (
+    bridgekit::Config,
+    String,
+    Data<FakeState>,
+    actix_web::dev::ServerHandle,
+) {
+    let config = bridgekit::Config::load(config_path).unwrap();
+    let registration = bridgekit::Registration::generate(&config, vec![]);
+    registration
+        .write(&config.appservice.registration, true)
+        .unwrap();
+    let state = Data::new(FakeState::new(
+        EVENTS,
+        as_url.to_owned(),
+        registration.hs_token.clone(),
+    ));
+    let server = serve(state.clone(), listener).unwrap();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (config, registration.hs_token, state, handle)
+}
+
 /// The tests take turns: each wants both cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -170,20 +199,9 @@ impl Rig {
             ),
         )
         .unwrap();
-        let config = bridgekit::Config::load(&config_path).unwrap();
-        let registration = bridgekit::Registration::generate(&config, vec![]);
-        registration
-            .write(&config.appservice.registration, true)
-            .unwrap();
         let url = format!("http://127.0.0.1:{as_port}");
-        let state = Data::new(FakeState::new(
-            EVENTS,
-            url.clone(),
-            registration.hs_token.clone(),
-        ));
-        let server = serve(state.clone(), hs_listener).unwrap();
-        let server_handle = server.handle();
-        tokio::spawn(server);
+        let (config, hs_token, state, server_handle) =
+            start_homeserver(&config_path, &url, hs_listener);
         let mut rig = Rig {
             state,
             server: server_handle,
@@ -194,7 +212,7 @@ impl Rig {
             },
             http: reqwest::Client::new(),
             url,
-            hs_token: registration.hs_token,
+            hs_token,
             config,
         };
         rig.bridge.start();

@@ -9,9 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use actix_web::web::Data;
-use loadgen::fake_hs::{FakeState, serve};
-
 use super::{BATCH, Bridge, EVENTS, free_port, postgres, push, transaction_body};
 
 /// Takeovers in one run.
@@ -140,19 +137,8 @@ async fn a_standby_takes_over_within_five_seconds_and_loses_nothing() {
         ),
     )
     .unwrap();
-    let config = bridgekit::Config::load(&config_path).unwrap();
-    let registration = bridgekit::Registration::generate(&config, vec![]);
-    registration
-        .write(&config.appservice.registration, true)
-        .unwrap();
-    let state = Data::new(FakeState::new(
-        EVENTS,
-        front_url.clone(),
-        registration.hs_token.clone(),
-    ));
-    let server = serve(state.clone(), hs_listener).unwrap();
-    let server_handle = server.handle();
-    tokio::spawn(server);
+    let (config, hs_token, state, server_handle) =
+        super::start_homeserver(&config_path, &front_url, hs_listener);
 
     let ports = [free_port(), free_port()];
     let active = forward(front, ports.to_vec());
@@ -180,14 +166,7 @@ async fn a_standby_takes_over_within_five_seconds_and_loses_nothing() {
         for i in first..(first + BATCH).min(EVENTS) {
             state.pushed_at[i].store(now, Relaxed);
         }
-        push(
-            &http,
-            &front_url,
-            &registration.hs_token,
-            txn,
-            &transaction_body(first),
-        )
-        .await;
+        push(&http, &front_url, &hs_token, txn, &transaction_body(first)).await;
         if n % stretch == stretch - 1 && takeovers.len() < KILLS {
             copies[current].kill();
             let killed_at = Instant::now();
