@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use ruma::{OwnedRoomId, OwnedUserId};
 
 use crate::ids::RemoteUserId;
-use crate::store::{GhostRecord, Portal, PortalKey};
+use crate::store::{GhostRecord, Portal, PortalKey, StoreError};
 
 /// Most entries in each map.
 const CAPACITY: usize = 4096;
@@ -52,6 +52,21 @@ impl<K: Eq + Hash, V: Clone> Bounded<K, V> {
         if inner.generation == stamp {
             Self::insert(&mut inner, key, value);
         }
+    }
+
+    /// The cached value, or what `load` reads from the database (then cached, unless a
+    /// write happened meanwhile).
+    pub(super) async fn get_or_load<F>(&self, key: K, load: F) -> Result<V, StoreError>
+    where
+        F: std::future::Future<Output = Result<V, StoreError>>,
+    {
+        let stamp = match self.get(&key) {
+            Ok(known) => return Ok(known),
+            Err(stamp) => stamp,
+        };
+        let value = load.await?;
+        self.fill(key, value.clone(), stamp);
+        Ok(value)
     }
 
     /// Caches what a write stored.

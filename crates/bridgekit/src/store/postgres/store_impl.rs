@@ -127,40 +127,39 @@ impl Store for PostgresStore {
         written
     }
     async fn portal_by_key(&self, key: &PortalKey) -> Result<Option<Portal>, StoreError> {
-        let stamp = match self.cache.portals.get(key) {
-            Ok(known) => return Ok(known),
-            Err(stamp) => stamp,
-        };
-        let c = self.client().await?;
-        let row = row_opt(
-            &c,
-            &format!("SELECT {PORTAL_COLUMNS} FROM portals WHERE remote_id = $1 AND receiver = $2"),
-            &[
-                &key.remote_id.as_str(),
-                &key.receiver.as_ref().map_or("", |r| r.as_str()),
-            ],
-        )
-        .await?;
-        let portal = row.as_ref().map(portal_from_row).transpose()?;
-        self.cache.portals.fill(key.clone(), portal.clone(), stamp);
-        Ok(portal)
+        self.cache
+            .portals
+            .get_or_load(key.clone(), async {
+                let c = self.client().await?;
+                let row = row_opt(
+                    &c,
+                    &format!(
+                        "SELECT {PORTAL_COLUMNS} FROM portals WHERE remote_id = $1 AND receiver = $2"
+                    ),
+                    &[
+                        &key.remote_id.as_str(),
+                        &key.receiver.as_ref().map_or("", |r| r.as_str()),
+                    ],
+                )
+                .await?;
+                row.as_ref().map(portal_from_row).transpose()
+            })
+            .await
     }
     async fn portal_by_room(&self, room_id: &RoomId) -> Result<Option<Portal>, StoreError> {
-        let room = room_id.to_owned();
-        let stamp = match self.cache.rooms.get(&room) {
-            Ok(known) => return Ok(known),
-            Err(stamp) => stamp,
-        };
-        let c = self.client().await?;
-        let row = row_opt(
-            &c,
-            &format!("SELECT {PORTAL_COLUMNS} FROM portals WHERE room_id = $1"),
-            &[&room_id.as_str()],
-        )
-        .await?;
-        let portal = row.as_ref().map(portal_from_row).transpose()?;
-        self.cache.rooms.fill(room, portal.clone(), stamp);
-        Ok(portal)
+        self.cache
+            .rooms
+            .get_or_load(room_id.to_owned(), async {
+                let c = self.client().await?;
+                let row = row_opt(
+                    &c,
+                    &format!("SELECT {PORTAL_COLUMNS} FROM portals WHERE room_id = $1"),
+                    &[&room_id.as_str()],
+                )
+                .await?;
+                row.as_ref().map(portal_from_row).transpose()
+            })
+            .await
     }
     async fn delete_portal(&self, key: &PortalKey) -> Result<Option<Portal>, StoreError> {
         self.cache.forget_portals();
@@ -184,14 +183,12 @@ impl Store for PostgresStore {
     }
 
     async fn ghost(&self, user_id: &UserId) -> Result<GhostRecord, StoreError> {
-        let user = user_id.to_owned();
-        let stamp = match self.cache.ghosts.get(&user) {
-            Ok(known) => return Ok(known),
-            Err(stamp) => stamp,
-        };
-        let record = ghosts::load_ghost(&self.client().await?, user_id, false).await?;
-        self.cache.ghosts.fill(user, record.clone(), stamp);
-        Ok(record)
+        self.cache
+            .ghosts
+            .get_or_load(user_id.to_owned(), async {
+                ghosts::load_ghost(&self.client().await?, user_id, false).await
+            })
+            .await
     }
     async fn update_ghost(
         &self,
@@ -215,22 +212,19 @@ impl Store for PostgresStore {
         &self,
         remote_id: &RemoteUserId,
     ) -> Result<Option<(OwnedUserId, GhostRecord)>, StoreError> {
-        let stamp = match self.cache.by_remote.get(remote_id) {
-            Ok(known) => return Ok(known),
-            Err(stamp) => stamp,
-        };
-        let c = self.client().await?;
-        let row = row_opt(
-            &c,
-            &format!("SELECT {GHOST_COLUMNS} FROM ghosts WHERE remote_id = $1"),
-            &[&remote_id.as_str()],
-        )
-        .await?;
-        let found = row.as_ref().map(ghost_from_row).transpose()?;
         self.cache
             .by_remote
-            .fill(remote_id.clone(), found.clone(), stamp);
-        Ok(found)
+            .get_or_load(remote_id.clone(), async {
+                let c = self.client().await?;
+                let row = row_opt(
+                    &c,
+                    &format!("SELECT {GHOST_COLUMNS} FROM ghosts WHERE remote_id = $1"),
+                    &[&remote_id.as_str()],
+                )
+                .await?;
+                row.as_ref().map(ghost_from_row).transpose()
+            })
+            .await
     }
     async fn set_joined(
         &self,
@@ -249,20 +243,19 @@ impl Store for PostgresStore {
     }
     async fn is_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<bool, StoreError> {
         let key = (user_id.to_owned(), room_id.to_owned());
-        let stamp = match self.cache.joined.get(&key) {
-            Ok(known) => return Ok(known),
-            Err(stamp) => stamp,
-        };
-        let c = self.client().await?;
-        let row = row_opt(
-            &c,
-            "SELECT joined FROM ghost_rooms WHERE user_id = $1 AND room_id = $2",
-            &[&user_id.as_str(), &room_id.as_str()],
-        )
-        .await?;
-        let joined = row.is_some_and(|r| r.get(0));
-        self.cache.joined.fill(key, joined, stamp);
-        Ok(joined)
+        self.cache
+            .joined
+            .get_or_load(key, async {
+                let c = self.client().await?;
+                let row = row_opt(
+                    &c,
+                    "SELECT joined FROM ghost_rooms WHERE user_id = $1 AND room_id = $2",
+                    &[&user_id.as_str(), &room_id.as_str()],
+                )
+                .await?;
+                Ok(row.is_some_and(|r| r.get(0)))
+            })
+            .await
     }
     async fn joined_rooms(&self, user_id: &UserId) -> Result<Vec<OwnedRoomId>, StoreError> {
         let c = self.client().await?;
