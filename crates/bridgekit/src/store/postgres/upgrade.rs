@@ -8,13 +8,14 @@
 //! - 4: users, logins and which logins are in which portal.
 //! - 5: the bot device's encryption state.
 //! - 6: nothing here (the sled layout packs message mappings; the numbering is shared).
+//! - 7: nothing here (sled keeps message mappings in sorted runs).
 
 use crate::store::{SCHEMA_VERSION, StoreError};
 
 use super::db;
 
 /// Each step brings the schema from version `index` to `index + 1`.
-const STEPS: [&str; 6] = [
+const STEPS: [&str; 7] = [
     "
     CREATE TABLE txns (seq BIGSERIAL PRIMARY KEY, key BYTEA NOT NULL UNIQUE);
     CREATE TABLE inbox (
@@ -70,6 +71,7 @@ const STEPS: [&str; 6] = [
     "
     CREATE TABLE crypto_state (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
     ",
+    "SELECT 1;",
     "SELECT 1;",
 ];
 

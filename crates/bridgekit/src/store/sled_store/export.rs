@@ -104,15 +104,13 @@ impl SledStore {
         for (name, tree) in before_messages {
             self.export_tree(name, tree, sink).await?;
         }
-        let mut after = None;
+        let mut mappings = self.messages.export();
         loop {
-            // A bucket (1 KiB) holds about five mappings: pages of about EXPORT_BATCH records.
-            let (mappings, last) = self.messages.page(after.as_ref(), EXPORT_BATCH / 5)?;
-            if last.is_none() {
+            let page = mappings.next_page(EXPORT_BATCH)?;
+            if page.is_empty() {
                 break;
             }
-            after = last;
-            sink.accept(mappings.into_iter().map(Record::Message).collect())
+            sink.accept(page.into_iter().map(Record::Message).collect())
                 .await?;
         }
         let after_messages: [(&'static str, &Tree); 7] = [

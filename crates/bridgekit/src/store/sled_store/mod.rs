@@ -7,14 +7,15 @@
 
 mod crypto_state;
 mod depths;
+mod entries;
 mod export;
 mod flusher;
 mod ghosts;
+mod hashing;
 mod inbox;
 mod keys;
-mod messages;
+mod mappings;
 mod outbox;
-mod packed;
 mod portals;
 mod reactions;
 mod remote_queue;
@@ -35,7 +36,7 @@ pub struct SledStore {
     trees: Trees,
     flusher: flusher::Flusher,
     progress: inbox::SharedProgress,
-    messages: messages::MessageTables,
+    messages: mappings::MessageTables,
     depths: depths::Depths,
     /// sled's log file (`<dir>/db`).
     log: std::sync::Arc<std::fs::File>,
@@ -168,7 +169,8 @@ impl SledStore {
         let location = path.display().to_string();
         let db = open_waiting_for_lock(path, cache_bytes, &location)?;
         let trees = Trees::open(&db)?;
-        let messages = messages::MessageTables::open(&db, packed::Hasher::of_store(&trees.meta)?)?;
+        let hasher = hashing::Hasher::of_store(&trees.meta)?;
+        let messages = mappings::MessageTables::open(&db, &trees.meta, hasher)?;
         // sled's log file, synced after each flush (see the `flusher` module).
         let log = std::sync::Arc::new(
             std::fs::File::open(path.join("db")).map_err(|e| StoreError::Io(e.to_string()))?,
@@ -194,6 +196,13 @@ impl SledStore {
             .sync_data()
             .map_err(|e| StoreError::Flush(e.to_string()))?;
         Ok(())
+    }
+
+    /// Waits (blocking, up to `timeout`) until the store's background work is done: full
+    /// memtables of message mappings sealed and due merges finished. True when it is. For
+    /// benchmarks and tests that measure a settled store; a running bridge never needs it.
+    pub fn wait_for_background_work(&self, timeout: std::time::Duration) -> bool {
+        self.messages.wait_until_idle(timeout)
     }
 
     /// Bytes the store takes on disk.

@@ -9,11 +9,14 @@
 //! - 5: the bot device's encryption state (a new tree).
 //! - 6: message mappings packed many to a sled key (the `packed` module): `msg_by_event`
 //!   and `msg_by_remote` are moved into `msg_packed_by_event` / `msg_packed_by_remote`.
+//! - 7: message mappings in a log and sorted runs (the `mappings` module): the packed
+//!   tables are read into them and dropped.
 
 use sled::Tree;
 
+use super::entries::Entries;
 use super::keys::{decode_u64, key};
-use super::messages::MessageTables;
+use super::mappings::MessageTables;
 use super::{Trees, corrupt, json};
 use crate::store::{SCHEMA_VERSION, StoreError};
 
@@ -46,6 +49,7 @@ pub(super) fn to_current(
             // 4 → 5 adds the crypto tree, which opening creates.
             2..=4 => {}
             5 => v5_to_v6(db, messages, location)?,
+            6 => v6_to_v7(db, messages, location)?,
             other => return Err(corrupt("meta", format!("unknown schema version {other}"))),
         }
         version += 1;
@@ -87,7 +91,7 @@ fn v1_to_v2(db: &sled::Db, trees: &Trees) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Moves every mapping of the one-key-per-mapping trees into the packed tables, then drops
+/// Moves every mapping of the one-key-per-mapping trees into the mapping tables, then drops
 /// the old trees. Inserting a mapping twice changes nothing, so an interrupted move is
 /// simply done again; stale reverse keys are not carried over (the reverse entries are
 /// rebuilt from the mappings).
@@ -109,6 +113,47 @@ fn v5_to_v6(db: &sled::Db, messages: &MessageTables, location: &str) -> Result<(
     }
     if names.iter().any(|n| n.as_ref() == b"msg_by_remote") {
         db.drop_tree("msg_by_remote")?;
+    }
+    Ok(())
+}
+
+/// Moves every mapping of the schema-6 packed table into the mapping tables, then drops the
+/// packed tables. Each bucket (a sled key: the start of its hash range; a value: a byte of
+/// depth, then entries) holds the live copies of the hashes in its range; copies outside
+/// it were left by a split a crash cut short, and are skipped. Inserting a mapping twice
+/// changes nothing, so an interrupted move is simply done again.
+fn v6_to_v7(db: &sled::Db, messages: &MessageTables, location: &str) -> Result<(), StoreError> {
+    const BY_EVENT: &str = "msg_packed_by_event";
+    let names = db.tree_names();
+    if names.iter().any(|n| n.as_ref() == BY_EVENT.as_bytes()) {
+        let old = db.open_tree(BY_EVENT)?;
+        let mut moved = 0u64;
+        for bucket in old.iter() {
+            let (start, value) = bucket?;
+            let start: [u8; 8] = start
+                .as_ref()
+                .try_into()
+                .map_err(|_| corrupt(BY_EVENT, "a bucket key is not 8 bytes"))?;
+            let start = u64::from_be_bytes(start);
+            let depth = u32::from(*value.first().unwrap_or(&0));
+            let end = start.checked_add(1u64.checked_shl(64 - depth).unwrap_or(0).wrapping_sub(1));
+            for entry in Entries::of_bucket(BY_EVENT, &value)? {
+                let (hash, payload) = entry?;
+                if hash < start || end.is_some_and(|end| hash > end) {
+                    continue;
+                }
+                messages.insert(&json(BY_EVENT, payload)?)?;
+                moved += 1;
+                if moved.is_multiple_of(100_000) {
+                    tracing::info!(moved, store = location, "moving message mappings");
+                }
+            }
+        }
+        db.flush()?;
+        db.drop_tree(BY_EVENT)?;
+    }
+    if names.iter().any(|n| n.as_ref() == b"msg_packed_by_remote") {
+        db.drop_tree("msg_packed_by_remote")?;
     }
     Ok(())
 }
@@ -181,6 +226,54 @@ mod tests {
         // Opening again finds version 2 and changes nothing.
         let store = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
         assert!(store.is_joined(&ghost, &room).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_version_6_store_keeps_every_live_mapping_and_drops_a_torn_splits_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = |remote: &str, event: &str| {
+            format!(r#"{{"room_id":"!r:x","remote_id":"{remote}","event_id":"{event}"}}"#)
+        };
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("schema_version", &6u64.to_be_bytes())
+                .unwrap();
+            let packed = db.open_tree("msg_packed_by_event").unwrap();
+            let upper = 1u64 << 63;
+            // A lower bucket (depth 1) still holding a copy of an upper-half hash, as a
+            // split cut short leaves it, and the upper bucket with the live copy.
+            let mut lower = vec![1u8];
+            super::super::entries::push_entry(&mut lower, 5, m("a", "$a").as_bytes());
+            super::super::entries::push_entry(&mut lower, upper + 1, m("old", "$b").as_bytes());
+            let mut high = vec![1u8];
+            super::super::entries::push_entry(&mut high, upper + 1, m("b", "$b").as_bytes());
+            packed.insert(0u64.to_be_bytes(), lower).unwrap();
+            packed.insert(upper.to_be_bytes(), high).unwrap();
+            db.open_tree("msg_packed_by_remote")
+                .unwrap()
+                .insert("x", "y")
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+        let room = owned_room_id!("!r:x");
+        for (remote, event) in [("a", "$a"), ("b", "$b")] {
+            let found = store
+                .message_by_remote(&room, &MessageId::new(remote).unwrap(), &PartId::only())
+                .await
+                .unwrap();
+            assert_eq!(found.unwrap().event_id.as_str(), event);
+        }
+        let stale = store
+            .message_by_remote(&room, &MessageId::from_static("old"), &PartId::only())
+            .await
+            .unwrap();
+        assert_eq!(stale, None);
+        drop(store);
+        let db = sled::open(dir.path()).unwrap();
+        assert!(!db.tree_names().iter().any(|n| n.starts_with(b"msg_packed")));
     }
 
     #[test]

@@ -1,0 +1,267 @@
+//! The two background threads of the mapping tables: the sealer turns full memtables into
+//! runs and trims the log behind them; the compactor merges runs of one size class
+//! [`FANOUT`] at a time, so lookups read few runs and a mapping is rewritten about
+//! log₄(mappings / seal size) times in its life. Both stop when the tables are dropped; a
+//! merge cut short is deleted at the next open.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::memtable::Memtable;
+use super::merge::merge;
+use super::run::{Run, RunWriter};
+use super::{SEAL_AT, Shared};
+use crate::store::StoreError;
+
+/// Runs merged at once, and the ratio between size classes.
+pub(super) const FANOUT: usize = 4;
+
+/// Handles to the threads; dropping the last one stops and joins them.
+pub(super) struct Workers {
+    seal: Mutex<Option<mpsc::Sender<()>>>,
+    compact: Mutex<Option<mpsc::Sender<()>>>,
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Workers {
+    pub(super) fn start(shared: Arc<Shared>) -> Self {
+        let (seal, seal_rx) = mpsc::channel();
+        let (compact, compact_rx) = mpsc::channel::<()>();
+        let sealer = {
+            let shared = shared.clone();
+            let compact = compact.clone();
+            std::thread::Builder::new()
+                .name("bridgekit-seal".into())
+                .spawn(move || {
+                    while seal_rx.recv().is_ok() {
+                        report(seal_all(&shared), "sealing");
+                        let _ = compact.send(());
+                    }
+                })
+                .expect("can spawn the seal thread")
+        };
+        let compactor = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("bridgekit-compact".into())
+                .spawn(move || compact_loop(&shared, compact_rx))
+                .expect("can spawn the compaction thread")
+        };
+        let _ = seal.send(());
+        Self {
+            seal: Mutex::new(Some(seal)),
+            compact: Mutex::new(Some(compact)),
+            shared,
+            threads: Mutex::new(vec![sealer, compactor]),
+        }
+    }
+
+    /// Asks the sealer to look for full memtables.
+    pub(super) fn wake_sealer(&self) {
+        if let Some(seal) = &*self.seal.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = seal.send(());
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        self.seal.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.compact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        for thread in self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A background failure cannot be returned to anyone: it is logged, and the work is tried
+/// again on the next wake-up (nothing is lost: the log and the old runs stay until the
+/// new run is whole).
+fn report(result: Result<(), StoreError>, what: &str) {
+    if let Err(e) = result {
+        tracing::error!(error = %e, "message mapping {what} failed; will retry");
+    }
+}
+
+/// Seals every full memtable, oldest first.
+fn seal_all(shared: &Shared) -> Result<(), StoreError> {
+    loop {
+        let Some(memtable) = shared.layers().sealing.front().cloned() else {
+            return Ok(());
+        };
+        seal(shared, &memtable)?;
+        shared.sealed.notify_all();
+    }
+}
+
+/// Writes `memtable` (the oldest sealing one) as the newest run, then trims the log.
+fn seal(shared: &Shared, memtable: &Memtable) -> Result<(), StoreError> {
+    let id = shared.allocate_run()?;
+    let (by_event, by_remote) = memtable.entries(&shared.hasher);
+    let mut writer = RunWriter::new(&shared.runs_tree, id, by_event.len(), by_remote.len());
+    for (hash, payload) in &by_event {
+        writer.push(*hash, payload)?;
+    }
+    writer.start_remote_section()?;
+    for (hash, payload) in &by_remote {
+        writer.push(*hash, payload)?;
+    }
+    let run = writer.finish()?;
+    let cut = memtable.last_seq();
+    {
+        let mut manifest = shared.manifest();
+        let mut saved = manifest.clone();
+        saved.doomed.retain(|&d| d != id);
+        saved.live.insert(0, id);
+        saved.log_cut = cut;
+        saved.save(&shared.meta)?;
+        *manifest = saved;
+        let mut layers = shared.layers_mut();
+        layers.sealing.pop_front();
+        let mut runs = Vec::with_capacity(layers.runs.len() + 1);
+        runs.push(run);
+        runs.extend(layers.runs.iter().cloned());
+        layers.runs = Arc::new(runs);
+    }
+    for key in shared.log.range(..=cut.to_be_bytes()).keys() {
+        shared.log.remove(key?)?;
+    }
+    Ok(())
+}
+
+fn compact_loop(shared: &Shared, wake: mpsc::Receiver<()>) {
+    let mut released: Vec<Arc<Run>> = Vec::new();
+    loop {
+        match wake.recv_timeout(Duration::from_secs(1)) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        while wake.try_recv().is_ok() {}
+        report(delete_unread(shared, &mut released), "cleanup");
+        loop {
+            if shared.stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            match compact_once(shared) {
+                Ok(Some(merged_away)) => released.extend(merged_away),
+                Ok(None) => break,
+                Err(e) => {
+                    report(Err(e), "merge");
+                    break;
+                }
+            }
+        }
+        report(delete_unread(shared, &mut released), "cleanup");
+    }
+}
+
+/// Deletes the merged-away runs no reader holds any more.
+fn delete_unread(shared: &Shared, released: &mut Vec<Arc<Run>>) -> Result<(), StoreError> {
+    while let Some(at) = released.iter().position(|r| Arc::strong_count(r) == 1) {
+        let run = released.swap_remove(at);
+        Run::delete(&shared.runs_tree, run.id())?;
+        let mut manifest = shared.manifest();
+        let mut saved = manifest.clone();
+        saved.doomed.retain(|&d| d != run.id());
+        saved.save(&shared.meta)?;
+        *manifest = saved;
+    }
+    Ok(())
+}
+
+/// The size class of a run: how many times [`FANOUT`] its size is above a seal's.
+fn class(events: u64) -> u32 {
+    let mut class = 0;
+    let mut bound = (SEAL_AT * FANOUT) as u64;
+    while events >= bound {
+        class += 1;
+        bound = bound.saturating_mul(FANOUT as u64);
+    }
+    class
+}
+
+/// Merges the oldest [`FANOUT`] runs of the smallest class that has that many; returns
+/// the runs it replaced, or `None` when there was nothing to merge (or it was stopped).
+fn compact_once(shared: &Shared) -> Result<Option<Vec<Arc<Run>>>, StoreError> {
+    let runs = shared.layers().runs.clone();
+    let Some(range) = pick(&runs) else {
+        return Ok(None);
+    };
+    let inputs = runs[range.clone()].to_vec();
+    let oldest = range.end == runs.len();
+    let id = shared.allocate_run()?;
+    let stop = || shared.stopping.load(Ordering::Relaxed);
+    let Some(merged) = merge(&shared.runs_tree, id, &inputs, oldest, &stop)? else {
+        return Ok(None);
+    };
+    let ids: Vec<u64> = inputs.iter().map(|r| r.id()).collect();
+    let mut manifest = shared.manifest();
+    let mut saved = manifest.clone();
+    let at = saved
+        .live
+        .iter()
+        .position(|&r| r == ids[0])
+        .expect("merged runs are live");
+    saved.live.splice(at..at + ids.len(), [id]);
+    saved.doomed.retain(|&d| d != id);
+    saved.doomed.extend(&ids);
+    saved.save(&shared.meta)?;
+    *manifest = saved;
+    let mut layers = shared.layers_mut();
+    let mut runs: Vec<Arc<Run>> = layers.runs.iter().cloned().collect();
+    runs.splice(at..at + ids.len(), [merged]);
+    layers.runs = Arc::new(runs);
+    Ok(Some(inputs))
+}
+
+/// Whether some size class holds [`FANOUT`] runs.
+pub(super) fn merge_due(runs: &[Arc<Run>]) -> bool {
+    pick(runs).is_some()
+}
+
+/// The runs to merge (newest first, so runs of one class sit together): the oldest
+/// [`FANOUT`] of the smallest class with at least that many.
+fn pick(runs: &[Arc<Run>]) -> Option<std::ops::Range<usize>> {
+    let classes: Vec<u32> = runs.iter().map(|r| class(r.events())).collect();
+    let mut best: Option<(u32, std::ops::Range<usize>)> = None;
+    let mut start = 0;
+    while start < classes.len() {
+        let end = start
+            + classes[start..]
+                .iter()
+                .take_while(|&&c| c == classes[start])
+                .count();
+        if end - start >= FANOUT && best.as_ref().is_none_or(|(c, _)| classes[start] < *c) {
+            best = Some((classes[start], end - FANOUT..end));
+        }
+        start = end;
+    }
+    best.map(|(_, range)| range)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_classes_grow_by_the_fanout() {
+        assert_eq!(class(1), 0);
+        assert_eq!(class(SEAL_AT as u64), 0);
+        assert_eq!(class((SEAL_AT * FANOUT) as u64), 1);
+        assert_eq!(class((SEAL_AT * FANOUT * FANOUT) as u64 - 1), 1);
+        assert_eq!(class((SEAL_AT * FANOUT * FANOUT) as u64), 2);
+    }
+}
