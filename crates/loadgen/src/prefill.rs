@@ -56,6 +56,10 @@ impl Prefill {
                 MessageMapping::new(room, MessageId::new(format!("remote{n}")).unwrap(), event);
             store.insert_message(&mapping).await.unwrap();
         }
+        // Measure a settled store: the mappings sealed and merged as a long-running bridge
+        // would have them, not the prefill's merges still running during the measurement.
+        let settled = store.wait_for_background_work(std::time::Duration::from_secs(600));
+        assert!(settled, "the prefilled store did not settle in 10 minutes");
         store.flush().await.unwrap();
         started.elapsed().as_secs_f64()
     }

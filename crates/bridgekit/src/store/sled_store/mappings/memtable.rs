@@ -5,92 +5,162 @@ use std::collections::HashMap;
 
 use ruma::{EventId, OwnedEventId};
 
+use super::super::entries::{Entries, push_entry};
 use super::super::hashing::Hasher;
-use super::super::{json, to_json};
-use super::{Op, ReverseEntry, event_hash, remote_hash};
+use super::super::json;
+use super::{ReverseEntry, event_hash, remote_hash};
 use crate::store::StoreError;
 use crate::store::records::MessageMapping;
 
-/// Mappings written since the last seal, both ways.
+/// Mappings written since the last seal, both ways, kept encoded as the run will hold
+/// them (about 250 bytes a mapping): lookups of recent mappings are rare on the hot path
+/// (misses, mostly), so memory and the seal's work count more than decoding a hit.
 #[derive(Clone, Default)]
 pub(super) struct Memtable {
-    /// Event → its mapping, or `None` where it was deleted.
-    events: HashMap<OwnedEventId, Option<MessageMapping>>,
-    /// Hash of room and remote ID → the parts written under it.
-    remotes: HashMap<u64, Vec<ReverseEntry>>,
+    /// Hash of the event ID → its by-event payload (the mapping's JSON, or a tombstone).
+    events: HashMap<u64, Box<[u8]>>,
+    /// Payloads of events whose hash another event here already has (almost never).
+    collided: Vec<(u64, Box<[u8]>)>,
+    /// Hash of room and remote ID → its by-remote payloads, as block entries.
+    remotes: HashMap<u64, Vec<u8>>,
     /// The last log sequence applied.
     last_seq: u64,
 }
 
 impl Memtable {
     pub(super) fn len(&self) -> usize {
-        self.events.len()
+        self.events.len() + self.collided.len()
     }
 
     pub(super) fn last_seq(&self) -> u64 {
         self.last_seq
     }
 
-    /// Applies the logged operation `seq`.
-    pub(super) fn apply(&mut self, seq: u64, op: Op, hasher: &Hasher) {
+    /// Applies the logged operation `seq`: `payload` (what [`super::Op::encode`] made) about
+    /// `event`, which `mapping` now maps (`None`: a deletion).
+    pub(super) fn apply(
+        &mut self,
+        seq: u64,
+        payload: Box<[u8]>,
+        event: &EventId,
+        mapping: Option<&MessageMapping>,
+        hasher: &Hasher,
+    ) -> Result<(), StoreError> {
         self.last_seq = seq;
-        match op {
-            Op::Put(mapping) => {
-                let reverse = ReverseEntry {
-                    part: mapping.part.as_str().to_owned(),
-                    event: mapping.event_id.clone(),
-                };
-                let under = remote_hash(hasher, &mapping);
-                let entries = self.remotes.entry(under).or_default();
-                if !entries.contains(&reverse) {
-                    entries.push(reverse);
-                }
-                self.events.insert(mapping.event_id.clone(), Some(mapping));
+        if let Some(mapping) = mapping {
+            let reverse = ReverseEntry {
+                part: mapping.part.as_str().to_owned(),
+                event: mapping.event_id.clone(),
             }
-            Op::Delete(event) => {
-                self.events.insert(event, None);
+            .encode();
+            let under = remote_hash(hasher, mapping);
+            let entries = self.remotes.entry(under).or_default();
+            let known =
+                Entries::of_block(TREE, entries).any(|e| matches!(e, Ok((_, p)) if p == reverse));
+            if !known {
+                push_entry(entries, under, &reverse);
             }
         }
+        let hash = event_hash(hasher, event);
+        match self.events.get_mut(&hash) {
+            None => {
+                self.events.insert(hash, payload);
+            }
+            Some(held) if read_event_payload(held)?.0 == event => *held = payload,
+            Some(_) => {
+                let mut same = None;
+                for (h, held) in &mut self.collided {
+                    if *h == hash && read_event_payload(held)?.0 == event {
+                        same = Some(held);
+                        break;
+                    }
+                }
+                match same {
+                    Some(held) => *held = payload,
+                    None => self.collided.push((hash, payload)),
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// `Some(found)` when this memtable knows `event` (`found` is `None` for a deletion).
-    pub(super) fn event(&self, event: &EventId) -> Option<Option<&MessageMapping>> {
-        self.events.get(event).map(Option::as_ref)
+    /// `Some(found)` when this memtable knows `event`, whose hash is `hash` (`found` is
+    /// `None` for a deletion).
+    pub(super) fn event(
+        &self,
+        event: &EventId,
+        hash: u64,
+    ) -> Result<Option<Option<MessageMapping>>, StoreError> {
+        let held = self.events.get(&hash).into_iter();
+        let collided = self
+            .collided
+            .iter()
+            .filter(|(h, _)| *h == hash)
+            .map(|(_, p)| p);
+        for payload in held.chain(collided) {
+            let (id, mapping) = read_event_payload(payload)?;
+            if id == event {
+                return Ok(Some(mapping));
+            }
+        }
+        Ok(None)
     }
 
-    /// Every part written under `hash` (checked by the caller against the mapping).
-    pub(super) fn remote(&self, hash: u64) -> &[ReverseEntry] {
-        self.remotes.get(&hash).map_or(&[], Vec::as_slice)
+    /// Calls `each` with every by-remote payload written under `hash` (checked by the
+    /// caller against the mapping).
+    pub(super) fn remote(
+        &self,
+        hash: u64,
+        mut each: impl FnMut(&[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if let Some(entries) = self.remotes.get(&hash) {
+            for entry in Entries::of_block(TREE, entries) {
+                each(entry?.1)?;
+            }
+        }
+        Ok(())
     }
 
     /// The live mappings, for export.
-    pub(super) fn mappings(&self) -> impl Iterator<Item = &MessageMapping> {
-        self.events.values().flatten()
+    pub(super) fn mappings(&self) -> Result<Vec<MessageMapping>, StoreError> {
+        let payloads = self
+            .events
+            .values()
+            .chain(self.collided.iter().map(|(_, p)| p));
+        let mut out = Vec::new();
+        for payload in payloads {
+            if let (_, Some(mapping)) = read_event_payload(payload)? {
+                out.push(mapping);
+            }
+        }
+        Ok(out)
     }
 
     /// Its contents as run entries, each section sorted by hash: (by event, by remote).
-    pub(super) fn entries(&self, hasher: &Hasher) -> (Vec<(u64, Vec<u8>)>, Vec<(u64, Vec<u8>)>) {
-        let mut by_event: Vec<_> = self
+    pub(super) fn entries(&self) -> Result<(Vec<(u64, &[u8])>, Vec<(u64, &[u8])>), StoreError> {
+        let mut by_event: Vec<(u64, &[u8])> = self
             .events
             .iter()
-            .map(|(event, mapping)| {
-                let payload = match mapping {
-                    Some(mapping) => to_json(mapping),
-                    None => tombstone(event),
-                };
-                (event_hash(hasher, event), payload)
-            })
+            .map(|(&hash, payload)| (hash, &payload[..]))
+            .chain(
+                self.collided
+                    .iter()
+                    .map(|(hash, payload)| (*hash, &payload[..])),
+            )
             .collect();
         by_event.sort_unstable();
-        let mut by_remote: Vec<_> = self
-            .remotes
-            .iter()
-            .flat_map(|(&hash, entries)| entries.iter().map(move |e| (hash, e.encode())))
-            .collect();
+        let mut by_remote = Vec::with_capacity(self.remotes.len());
+        for entries in self.remotes.values() {
+            for entry in Entries::of_block(TREE, entries) {
+                by_remote.push(entry?);
+            }
+        }
         by_remote.sort_unstable();
-        (by_event, by_remote)
+        Ok((by_event, by_remote))
     }
 }
+
+const TREE: &str = "msg_memtable";
 
 /// A by-event payload saying the event's mapping was deleted: a zero byte (no JSON starts
 /// with one), then the event ID.

@@ -46,9 +46,9 @@ use manifest::Manifest;
 use memtable::{Memtable, read_event_payload, tombstone};
 use run::{Run, Section};
 
-/// Mappings a memtable takes before it is sealed into a run (a few MiB in memory).
+/// Mappings a memtable takes before it is sealed into a run (about 2 MiB in memory).
 #[cfg(not(test))]
-const SEAL_AT: usize = 16_384;
+const SEAL_AT: usize = 8_192;
 /// Small in unit tests, so that they seal and merge through several size classes.
 #[cfg(test)]
 const SEAL_AT: usize = 256;
@@ -70,6 +70,7 @@ enum Op {
 }
 
 impl Op {
+    /// The by-event payload: what the log, the memtable and the runs hold.
     fn encode(&self) -> Vec<u8> {
         match self {
             Op::Put(mapping) => to_json(mapping),
@@ -77,11 +78,18 @@ impl Op {
         }
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        Ok(match read_event_payload(bytes)? {
-            (_, Some(mapping)) => Op::Put(mapping),
-            (event, None) => Op::Delete(event),
-        })
+    fn event(&self) -> &EventId {
+        match self {
+            Op::Put(mapping) => &mapping.event_id,
+            Op::Delete(event) => event,
+        }
+    }
+
+    fn mapping(&self) -> Option<&MessageMapping> {
+        match self {
+            Op::Put(mapping) => Some(mapping),
+            Op::Delete(_) => None,
+        }
     }
 }
 
@@ -132,6 +140,13 @@ struct Layers {
     sealing: VecDeque<Arc<Memtable>>,
     /// Newest first.
     runs: Arc<Vec<Arc<Run>>>,
+}
+
+impl Layers {
+    /// The memtables, newest first.
+    fn memtables(&self) -> impl Iterator<Item = &Memtable> {
+        std::iter::once(&self.active).chain(self.sealing.iter().rev().map(|m| &**m))
+    }
 }
 
 /// State shared with the background threads.
@@ -209,7 +224,14 @@ impl MessageTables {
                 log.remove(k)?; // trimmed just before a crash
                 continue;
             }
-            active.apply(seq, Op::decode(&value)?, &hasher);
+            let (event, mapping) = read_event_payload(&value)?;
+            active.apply(
+                seq,
+                value.as_ref().into(),
+                &event,
+                mapping.as_ref(),
+                &hasher,
+            )?;
             next_seq = seq + 1;
             if active.len() >= SEAL_AT {
                 sealing.push_back(Arc::new(std::mem::take(&mut active)));
@@ -314,11 +336,15 @@ impl MessageTables {
     fn append(&self, next_seq: &mut u64, op: Op) -> Result<(), StoreError> {
         let shared = &self.shared;
         let seq = *next_seq;
-        shared.log.insert(seq.to_be_bytes(), op.encode())?;
+        let payload = op.encode();
+        shared.log.insert(seq.to_be_bytes(), &payload[..])?;
         *next_seq += 1;
         let waiting = {
             let mut layers = shared.layers_mut();
-            layers.active.apply(seq, op, &shared.hasher);
+            let payload = payload.into_boxed_slice();
+            layers
+                .active
+                .apply(seq, payload, op.event(), op.mapping(), &shared.hasher)?;
             if layers.active.len() >= SEAL_AT {
                 let full = std::mem::take(&mut layers.active);
                 layers.sealing.push_back(Arc::new(full));
@@ -344,18 +370,16 @@ impl MessageTables {
         &self,
         event_id: &EventId,
     ) -> Result<Option<MessageMapping>, StoreError> {
+        let hash = event_hash(&self.shared.hasher, event_id);
         let runs = {
             let layers = self.shared.layers();
-            let memtables =
-                std::iter::once(&layers.active).chain(layers.sealing.iter().rev().map(|m| &**m));
-            for memtable in memtables {
-                if let Some(found) = memtable.event(event_id) {
-                    return Ok(found.cloned());
+            for memtable in layers.memtables() {
+                if let Some(found) = memtable.event(event_id, hash)? {
+                    return Ok(found);
                 }
             }
             layers.runs.clone()
         };
-        let hash = event_hash(&self.shared.hasher, event_id);
         for run in runs.iter() {
             if let Some(found) = find_event(run, hash, event_id)? {
                 return Ok(found);
@@ -375,14 +399,14 @@ impl MessageTables {
         let mut out: Vec<ReverseEntry> = Vec::new();
         let runs = {
             let layers = self.shared.layers();
-            let memtables =
-                std::iter::once(&layers.active).chain(layers.sealing.iter().rev().map(|m| &**m));
-            for memtable in memtables {
-                for entry in memtable.remote(hash) {
-                    if !out.contains(entry) {
-                        out.push(entry.clone());
+            for memtable in layers.memtables() {
+                memtable.remote(hash, |payload| {
+                    let entry = ReverseEntry::decode(payload)?;
+                    if !out.contains(&entry) {
+                        out.push(entry);
                     }
-                }
+                    Ok(())
+                })?;
             }
             layers.runs.clone()
         };
@@ -475,7 +499,7 @@ impl Source {
     /// Whether this layer says anything about `event` (a mapping or its deletion).
     fn knows(&self, hasher: &Hasher, event: &EventId) -> Result<bool, StoreError> {
         Ok(match self {
-            Source::Memory(memtable) => memtable.event(event).is_some(),
+            Source::Memory(memtable) => memtable.event(event, event_hash(hasher, event))?.is_some(),
             Source::Run(run) => find_event(run, event_hash(hasher, event), event)?.is_some(),
         })
     }
@@ -517,7 +541,7 @@ impl Export {
     /// that was its last.
     fn read(&self, source: usize, block: usize) -> Result<(Vec<MessageMapping>, bool), StoreError> {
         match &self.sources[source] {
-            Source::Memory(memtable) => Ok((memtable.mappings().cloned().collect(), true)),
+            Source::Memory(memtable) => Ok((memtable.mappings()?, true)),
             Source::Run(run) if block >= run.blocks(Section::ByEvent) => Ok((Vec::new(), true)),
             Source::Run(run) => {
                 let bytes = run.block(Section::ByEvent, block)?;

@@ -110,7 +110,7 @@ fn seal_all(shared: &Shared) -> Result<(), StoreError> {
 /// Writes `memtable` (the oldest sealing one) as the newest run, then trims the log.
 fn seal(shared: &Shared, memtable: &Memtable) -> Result<(), StoreError> {
     let id = shared.allocate_run()?;
-    let (by_event, by_remote) = memtable.entries(&shared.hasher);
+    let (by_event, by_remote) = memtable.entries()?;
     let mut writer = RunWriter::new(&shared.runs_tree, id, by_event.len(), by_remote.len());
     for (hash, payload) in &by_event {
         writer.push(*hash, payload)?;
