@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use ruma::{EventId, OwnedEventId};
 
-use super::super::entries::{Entries, push_entry};
+use super::super::entries::{self, push_entry};
 use super::super::hashing::Hasher;
 use super::super::json;
 use super::{ReverseEntry, event_hash, remote_hash};
@@ -55,8 +55,8 @@ impl Memtable {
             .encode();
             let under = remote_hash(hasher, mapping);
             let entries = self.remotes.entry(under).or_default();
-            let known =
-                Entries::of_block(TREE, entries).any(|e| matches!(e, Ok((_, p)) if p == reverse));
+            let known = entries::Entries::of_block(TREE, entries)
+                .any(|e| matches!(e, Ok((_, p)) if p == reverse));
             if !known {
                 push_entry(entries, under, &reverse);
             }
@@ -114,7 +114,7 @@ impl Memtable {
         mut each: impl FnMut(&[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         if let Some(entries) = self.remotes.get(&hash) {
-            for entry in Entries::of_block(TREE, entries) {
+            for entry in entries::Entries::of_block(TREE, entries) {
                 each(entry?.1)?;
             }
         }
@@ -137,7 +137,7 @@ impl Memtable {
     }
 
     /// Its contents as run entries, each section sorted by hash: (by event, by remote).
-    pub(super) fn entries(&self) -> Result<(Vec<(u64, &[u8])>, Vec<(u64, &[u8])>), StoreError> {
+    pub(super) fn entries(&self) -> Result<(Sorted<'_>, Sorted<'_>), StoreError> {
         let mut by_event: Vec<(u64, &[u8])> = self
             .events
             .iter()
@@ -151,7 +151,7 @@ impl Memtable {
         by_event.sort_unstable();
         let mut by_remote = Vec::with_capacity(self.remotes.len());
         for entries in self.remotes.values() {
-            for entry in Entries::of_block(TREE, entries) {
+            for entry in entries::Entries::of_block(TREE, entries) {
                 by_remote.push(entry?);
             }
         }
@@ -161,6 +161,9 @@ impl Memtable {
 }
 
 const TREE: &str = "msg_memtable";
+
+/// One section's entries, sorted: (hash, payload).
+pub(super) type Sorted<'a> = Vec<(u64, &'a [u8])>;
 
 /// A by-event payload saying the event's mapping was deleted: a zero byte (no JSON starts
 /// with one), then the event ID.
