@@ -272,7 +272,7 @@ mod tests {
             .unwrap();
         assert_eq!(stale, None);
         drop(store);
-        let db = sled::open(dir.path()).unwrap();
+        let db = super::super::mappings::tests::open_sled(dir.path());
         assert!(!db.tree_names().iter().any(|n| n.starts_with(b"msg_packed")));
     }
 

@@ -569,4 +569,4 @@ impl Export {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

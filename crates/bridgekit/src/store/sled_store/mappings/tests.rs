@@ -5,8 +5,23 @@ use ruma::{EventId, OwnedRoomId, room_id};
 use super::*;
 use crate::ids::{MessageId, PartId};
 
+/// Opens sled, waiting for the lock a just-dropped handle lets go of only when its
+/// background flusher ends.
+pub(crate) fn open_sled(dir: &std::path::Path) -> sled::Db {
+    for _ in 0..200 {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("sled stayed locked")
+}
+
 fn open(dir: &std::path::Path) -> (sled::Db, MessageTables) {
-    let db = sled::open(dir).unwrap();
+    let db = open_sled(dir);
     let meta = db.open_tree("meta").unwrap();
     let hasher = Hasher::of_store(&meta).unwrap();
     let tables = MessageTables::open(&db, &meta, hasher).unwrap();
