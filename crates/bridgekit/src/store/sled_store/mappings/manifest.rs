@@ -68,6 +68,20 @@ impl Manifest {
         Ok(())
     }
 
+    /// Applies `edit` to a copy, saves the copy, and only then takes it, so a failed save
+    /// leaves the manifest in memory as it is on disk.
+    pub(super) fn update<T>(
+        &mut self,
+        meta: &Tree,
+        edit: impl FnOnce(&mut Self) -> T,
+    ) -> Result<T, StoreError> {
+        let mut next = self.clone();
+        let out = edit(&mut next);
+        next.save(meta)?;
+        *self = next;
+        Ok(out)
+    }
+
     /// Hands out a run ID, recorded as doomed until the run is finished and made live.
     pub(super) fn allocate(&mut self) -> u64 {
         let id = self.next_run;

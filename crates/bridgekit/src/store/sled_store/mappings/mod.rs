@@ -178,12 +178,7 @@ impl Shared {
 
     /// A new run ID, saved as doomed until its run is made live.
     fn allocate_run(&self) -> Result<u64, StoreError> {
-        let mut manifest = self.manifest();
-        let mut saved = manifest.clone();
-        let id = saved.allocate();
-        saved.save(&self.meta)?;
-        *manifest = saved;
-        Ok(id)
+        self.manifest().update(&self.meta, Manifest::allocate)
     }
 }
 

@@ -123,12 +123,11 @@ fn seal(shared: &Shared, memtable: &Memtable) -> Result<(), StoreError> {
     let cut = memtable.last_seq();
     {
         let mut manifest = shared.manifest();
-        let mut saved = manifest.clone();
-        saved.doomed.retain(|&d| d != id);
-        saved.live.insert(0, id);
-        saved.log_cut = cut;
-        saved.save(&shared.meta)?;
-        *manifest = saved;
+        manifest.update(&shared.meta, |m| {
+            m.doomed.retain(|&d| d != id);
+            m.live.insert(0, id);
+            m.log_cut = cut;
+        })?;
         let mut layers = shared.layers_mut();
         layers.sealing.pop_front();
         let mut runs = Vec::with_capacity(layers.runs.len() + 1);
@@ -173,11 +172,9 @@ fn delete_unread(shared: &Shared, released: &mut Vec<Arc<Run>>) -> Result<(), St
     while let Some(at) = released.iter().position(|r| Arc::strong_count(r) == 1) {
         let run = released.swap_remove(at);
         Run::delete(&shared.runs_tree, run.id())?;
-        let mut manifest = shared.manifest();
-        let mut saved = manifest.clone();
-        saved.doomed.retain(|&d| d != run.id());
-        saved.save(&shared.meta)?;
-        *manifest = saved;
+        shared
+            .manifest()
+            .update(&shared.meta, |m| m.doomed.retain(|&d| d != run.id()))?;
     }
     Ok(())
 }
@@ -209,17 +206,17 @@ fn compact_once(shared: &Shared) -> Result<Option<Vec<Arc<Run>>>, StoreError> {
     };
     let ids: Vec<u64> = inputs.iter().map(|r| r.id()).collect();
     let mut manifest = shared.manifest();
-    let mut saved = manifest.clone();
-    let at = saved
-        .live
-        .iter()
-        .position(|&r| r == ids[0])
-        .expect("merged runs are live");
-    saved.live.splice(at..at + ids.len(), [id]);
-    saved.doomed.retain(|&d| d != id);
-    saved.doomed.extend(&ids);
-    saved.save(&shared.meta)?;
-    *manifest = saved;
+    let at = manifest.update(&shared.meta, |m| {
+        let at = m
+            .live
+            .iter()
+            .position(|&r| r == ids[0])
+            .expect("merged runs are live");
+        m.live.splice(at..at + ids.len(), [id]);
+        m.doomed.retain(|&d| d != id);
+        m.doomed.extend(&ids);
+        at
+    })?;
     let mut layers = shared.layers_mut();
     let mut runs: Vec<Arc<Run>> = layers.runs.iter().cloned().collect();
     runs.splice(at..at + ids.len(), [merged]);
