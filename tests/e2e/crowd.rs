@@ -2,8 +2,10 @@
 //! together, so twenty ghosts register, join and send at the same moment. Synapse may answer
 //! a ghost's send with 403 "not in room" for a while after accepting its join
 //! (docs/homeserver-behaviour.md); every echo must still arrive, exactly once. Then they all
-//! write again, to ghosts already joined (a busy room), and the test prints how long each
-//! wave took to be echoed.
+//! write again, to ghosts already joined (a busy room), first with the default strict
+//! per-room order (every user's echoes in the order they wrote), then with 32 sends in
+//! flight per room (`bridge.sends_in_flight_per_room: 32`); the test prints how long each wave
+//! took to be echoed and how many echoes came out of their writer's order.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -15,12 +17,15 @@ use crate::harness::{Env, SERIAL, q};
 
 const USERS: usize = 20;
 const MESSAGES_EACH: usize = 10;
+/// `bridge.sends_in_flight_per_room` for the last wave: with fewer, Synapse's per-send
+/// latency (which grows with the load) still paces the room.
+const IN_FLIGHT: &str = "32";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_cold_ghosts_at_once_echo_every_message_exactly_once() {
     crate::init();
     let _serial = SERIAL.lock().await;
-    let env = Env::start().await;
+    let mut env = Env::start().await;
     let alice = env.user("alice").await;
     let room = alice.room_with_bot(&env.bot).await;
     let path = format!(
@@ -50,24 +55,41 @@ async fn twenty_cold_ghosts_at_once_echo_every_message_exactly_once() {
     );
     // Again, with every ghost registered and joined: a busy room as it usually is.
     let warm = wave(&alice, &users, &room, "adds").await;
+    assert_eq!(
+        (cold.2, warm.2),
+        (0, 0),
+        "strict per-room order: every echo in its writer's order"
+    );
+    // And with the operator's trade: many plain messages of the room in flight at once.
+    env.terminate_bridge();
+    env.start_bridge_with(&[("BRIDGEKIT_BRIDGE_SENDS_IN_FLIGHT_PER_ROOM", IN_FLIGHT)])
+        .await;
+    let wide = wave(&alice, &users, &room, "then").await;
     eprintln!(
-        "busy room, {USERS} users x {MESSAGES_EACH} messages at once on Synapse: cold ghosts: senders done after {:.1} s, every echo in the room {:.1} s after the first send; warm ghosts: {:.1} s / {:.1} s",
+        "busy room, {USERS} users x {MESSAGES_EACH} messages at once on Synapse (senders done / every echo in the room, after the first send; echoes out of their writer's order): \
+         cold ghosts {:.1} s / {:.1} s / {}; warm ghosts {:.1} s / {:.1} s / {}; warm, {IN_FLIGHT} sends in flight per room {:.1} s / {:.1} s / {}",
         cold.0.as_secs_f64(),
         cold.1.as_secs_f64(),
+        cold.2,
         warm.0.as_secs_f64(),
-        warm.1.as_secs_f64()
+        warm.1.as_secs_f64(),
+        warm.2,
+        wide.0.as_secs_f64(),
+        wide.1.as_secs_f64(),
+        wide.2,
     );
 }
 
 /// Every user writes ten messages (`crowdNN <verb> M`) back to back, all users at once; checks
 /// that each is echoed exactly once. Returns how long after the first send the senders were
-/// done and every echo was in the room.
+/// done and every echo was in the room, and how many echoes came before an echo of an
+/// earlier message by the same writer.
 async fn wave(
     reader: &crate::harness::User,
     users: &[crate::harness::User],
     room: &str,
     verb: &str,
-) -> (Duration, Duration) {
+) -> (Duration, Duration, usize) {
     let start = Instant::now();
     let writers = users.iter().enumerate().map(|(i, user)| {
         let (user, room, verb) = (user.clone(), room.to_owned(), verb.to_owned());
@@ -85,9 +107,11 @@ async fn wave(
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut counts: HashMap<(String, String), usize>;
+    let mut timeline;
     loop {
         counts = HashMap::new();
-        for event in whole_timeline(reader, room).await {
+        timeline = whole_timeline(reader, room).await;
+        for event in &timeline {
             let sender = event["sender"].as_str().unwrap_or("");
             let body = event["content"]["body"].as_str().unwrap_or("");
             if event["type"] == "m.room.message"
@@ -125,7 +149,37 @@ async fn wave(
         missing.len(),
         USERS * MESSAGES_EACH
     );
-    (senders_done, all_arrived)
+    (senders_done, all_arrived, out_of_order(&timeline, verb))
+}
+
+/// Echoes (of this wave) that appear after an echo of a later message by the same writer.
+fn out_of_order(newest_first: &[serde_json::Value], verb: &str) -> usize {
+    let mut last_seen: HashMap<&str, usize> = HashMap::new();
+    let mut late = 0;
+    for event in newest_first.iter().rev() {
+        let sender = event["sender"].as_str().unwrap_or("");
+        let body = event["content"]["body"].as_str().unwrap_or("");
+        let Some(m) = body
+            .strip_prefix(
+                sender
+                    .trim_start_matches("@_echo_")
+                    .split(':')
+                    .next()
+                    .unwrap_or(""),
+            )
+            .and_then(|rest| rest.strip_prefix(&format!(" {verb} ")))
+            .and_then(|m| m.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let last = last_seen.entry(sender).or_insert(m);
+        if m < *last {
+            late += 1;
+        } else {
+            *last = m;
+        }
+    }
+    late
 }
 
 /// Every event of the room, following `/messages` pagination back to the start.

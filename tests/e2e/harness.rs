@@ -326,6 +326,12 @@ impl Env {
 
     /// Starts the bridge (appending to its log) and waits until it is ready.
     pub async fn start_bridge(&mut self) {
+        self.start_bridge_with(&[]).await
+    }
+
+    /// Like [`start_bridge`](Self::start_bridge), with more environment (config overrides
+    /// such as `BRIDGEKIT_BRIDGE_SENDS_IN_FLIGHT_PER_ROOM`).
+    pub async fn start_bridge_with(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -338,6 +344,7 @@ impl Env {
                 "RUST_LOG",
                 std::env::var("BRIDGE_LOG").unwrap_or("info,bridgekit=debug".into()),
             )
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

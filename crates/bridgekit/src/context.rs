@@ -53,10 +53,11 @@ impl std::fmt::Debug for BridgeContext {
 
 impl BridgeContext {
     pub(crate) fn new(parts: Parts, runtime: tokio::runtime::Handle) -> Self {
+        let width = parts.options.sends_in_flight_per_room;
         let shared = Arc::new_cyclic(|weak| Shared {
             parts,
-            outbox: Outbox::new(weak.clone(), runtime.clone()),
-            remote: crate::remote::RemoteQueue::new(weak.clone(), runtime),
+            outbox: Outbox::new(weak.clone(), runtime.clone(), width),
+            remote: crate::remote::RemoteQueue::new(weak.clone(), runtime, width),
             logins: crate::logins::registry::Registry::default(),
             puppets: crate::double_puppet::Puppets::default(),
             #[cfg(feature = "encryption")]

@@ -49,7 +49,11 @@ impl CountingDispatcher {
             done: Notify::new(),
         });
         Self {
-            dispatcher: KeyedQueue::new(counter.clone(), tokio::runtime::Handle::current()),
+            dispatcher: KeyedQueue::new(
+                counter.clone(),
+                tokio::runtime::Handle::current(),
+                crate::keyed_queue::Overlap::strict(),
+            ),
             counter,
         }
     }

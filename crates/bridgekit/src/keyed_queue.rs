@@ -2,6 +2,11 @@
 //! in the order they were queued; different keys run concurrently. A key's worker task exists
 //! only while the key has work, so idle rooms cost nothing. Used for inbound events (the
 //! inbox), outbound sends (the outbox) and remote events (the remote queue, per portal).
+//!
+//! An operator may trade order for speed in busy rooms ([`Overlap`]): then up to `width`
+//! items of one key that [`Overlap::may_overlap`] allows are handled at once (started in
+//! order, finishing in any order); any other item waits until those are done and runs alone,
+//! so an edit or redaction never overtakes the message it refers to.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -9,10 +14,31 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-/// Handles one item; the dispatcher awaits it before giving the key its next item.
+/// Handles one item; the dispatcher awaits it before giving the key its next item (unless
+/// both may overlap, see [`Overlap`]).
 #[async_trait::async_trait]
 pub(crate) trait ItemHandler<T>: Send + Sync + 'static {
     async fn handle(&self, item: T);
+}
+
+/// How many items of one key may be in hand at once, and which ones may.
+#[derive(Clone, Copy)]
+pub(crate) struct Overlap<T> {
+    /// Items of one key in hand at once; 1 keeps strict order.
+    pub width: usize,
+    /// Whether an item may run alongside the key's other overlapping items.
+    pub may_overlap: fn(&T) -> bool,
+}
+
+#[cfg(any(test, feature = "internals"))]
+impl<T> Overlap<T> {
+    /// One item per key at a time.
+    pub(crate) fn strict() -> Self {
+        Self {
+            width: 1,
+            may_overlap: |_| false,
+        }
+    }
 }
 
 /// Routes items to per-key workers.
@@ -34,16 +60,23 @@ struct Inner<T> {
     pending: std::sync::atomic::AtomicUsize,
     handler: Arc<dyn ItemHandler<T>>,
     runtime: tokio::runtime::Handle,
+    overlap: Overlap<T>,
 }
 
 impl<T: Send + 'static> KeyedQueue<T> {
-    pub(crate) fn new(handler: Arc<dyn ItemHandler<T>>, runtime: tokio::runtime::Handle) -> Self {
+    /// A queue whose items of one key overlap as `overlap` says ([`Overlap::strict`]: never).
+    pub(crate) fn new(
+        handler: Arc<dyn ItemHandler<T>>,
+        runtime: tokio::runtime::Handle,
+        overlap: Overlap<T>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 queues: Mutex::default(),
                 pending: Default::default(),
                 handler,
                 runtime,
+                overlap,
             }),
         }
     }
@@ -95,24 +128,48 @@ async fn worker<T: Send + 'static>(
     key: String,
     mut rx: UnboundedReceiver<T>,
 ) {
+    // Overlapping items in hand (only when the operator allowed a width above 1).
+    let mut in_hand = tokio::task::JoinSet::new();
     loop {
-        while let Ok(item) = rx.try_recv() {
-            inner.handler.handle(item).await;
-            inner.pending.fetch_sub(1, Ordering::Relaxed);
-        }
-        // Looks empty: re-check under the lock so no item is queued to a worker that is ending.
-        let mut queues = inner.queues.lock().unwrap_or_else(|e| e.into_inner());
-        match rx.try_recv() {
-            Ok(item) => {
-                drop(queues);
-                inner.handler.handle(item).await;
-                inner.pending.fetch_sub(1, Ordering::Relaxed);
+        let item = match rx.try_recv() {
+            Ok(item) => item,
+            Err(_) if !in_hand.is_empty() => {
+                tokio::select! {
+                    Some(item) = rx.recv() => item,
+                    Some(_) = in_hand.join_next() => {
+                        inner.pending.fetch_sub(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
             }
             Err(_) => {
-                queues.remove(&key);
-                return;
+                // Looks empty: re-check under the lock so no item is queued to a worker that
+                // is ending.
+                let mut queues = inner.queues.lock().unwrap_or_else(|e| e.into_inner());
+                match rx.try_recv() {
+                    Ok(item) => item,
+                    Err(_) => {
+                        queues.remove(&key);
+                        return;
+                    }
+                }
             }
+        };
+        if inner.overlap.width > 1 && (inner.overlap.may_overlap)(&item) {
+            while in_hand.len() >= inner.overlap.width {
+                in_hand.join_next().await;
+                inner.pending.fetch_sub(1, Ordering::Relaxed);
+            }
+            let handler = inner.handler.clone();
+            in_hand.spawn_on(async move { handler.handle(item).await }, &inner.runtime);
+            continue;
         }
+        // Runs alone: after everything before it.
+        while in_hand.join_next().await.is_some() {
+            inner.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+        inner.handler.handle(item).await;
+        inner.pending.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -162,7 +219,11 @@ mod tests {
             overlap: 0.into(),
             max_overlap: 0.into(),
         });
-        let dispatcher = KeyedQueue::new(rec.clone(), tokio::runtime::Handle::current());
+        let dispatcher = KeyedQueue::new(
+            rec.clone(),
+            tokio::runtime::Handle::current(),
+            Overlap::strict(),
+        );
         let rooms = ["!a", "!b", "!c", "!d"];
         for seq in 0..200u64 {
             let queue = rooms[(seq * 7 % 4) as usize].to_owned();
@@ -201,5 +262,81 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(dispatcher.active_queues(), 0, "idle queues are dropped");
+    }
+
+    /// Items `(seq, queue, may overlap)`; records per queue what is in hand.
+    #[derive(Default)]
+    struct Overlapping {
+        in_hand: Mutex<HashMap<String, Vec<u64>>>,
+        done: Mutex<HashMap<String, Vec<u64>>>,
+        widest: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl ItemHandler<(u64, String, bool)> for Overlapping {
+        async fn handle(&self, (seq, queue, overlaps): (u64, String, bool)) {
+            {
+                let mut in_hand = self.in_hand.lock().unwrap();
+                let here = in_hand.entry(queue.clone()).or_default();
+                if !overlaps {
+                    assert!(here.is_empty(), "{seq} ran alongside {here:?}");
+                }
+                here.push(seq);
+                self.widest
+                    .fetch_max(here.len(), std::sync::atomic::Ordering::SeqCst);
+                let done = self.done.lock().unwrap();
+                let done = done.get(&queue).map(Vec::as_slice).unwrap_or(&[]);
+                // Everything before `seq` that runs alone, and (for an item that runs alone)
+                // everything before it at all, is finished.
+                for s in (0..seq).filter(|s| s % 4 == seq % 4) {
+                    if !overlaps || s % 5 == 0 {
+                        assert!(done.contains(&s), "{seq} started before {s} finished");
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(1 + seq % 3)).await;
+            self.in_hand
+                .lock()
+                .unwrap()
+                .get_mut(&queue)
+                .unwrap()
+                .retain(|s| *s != seq);
+            self.done
+                .lock()
+                .unwrap()
+                .entry(queue)
+                .or_default()
+                .push(seq);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn overlapping_items_share_a_key_up_to_the_width_and_the_rest_run_alone() {
+        let rec = Arc::new(Overlapping::default());
+        let overlap = Overlap {
+            width: 3,
+            may_overlap: |item: &(u64, String, bool)| item.2,
+        };
+        let dispatcher = KeyedQueue::new(rec.clone(), tokio::runtime::Handle::current(), overlap);
+        for seq in 0..400u64 {
+            // Queue `seq % 4`; every fifth item runs alone.
+            let queue = format!("!{}", seq % 4);
+            dispatcher.dispatch(&queue.clone(), (seq, queue, seq % 5 != 0));
+        }
+        for _ in 0..1000 {
+            if dispatcher.pending() == 0 && dispatcher.active_queues() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(dispatcher.pending(), 0, "every item handled");
+        assert_eq!(dispatcher.active_queues(), 0, "idle queues are dropped");
+        let done = rec.done.lock().unwrap();
+        assert_eq!(done.values().map(Vec::len).sum::<usize>(), 400);
+        let widest = rec.widest.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            widest, 3,
+            "items of one key overlap up to the width, never more"
+        );
     }
 }

@@ -81,6 +81,7 @@ mod metrics;
 mod provisioning;
 pub mod registration;
 pub mod remote;
+mod room_order;
 mod runtime;
 pub mod startup_check;
 pub mod store;

@@ -163,7 +163,11 @@ async fn run_on(
         started,
         waiting_to_retry: waiting_to_retry.clone(),
     });
-    let dispatcher = KeyedQueue::new(router, tokio::runtime::Handle::current());
+    let dispatcher = KeyedQueue::new(
+        router,
+        tokio::runtime::Handle::current(),
+        crate::room_order::inbox(config.bridge.sends_in_flight_per_room),
+    );
 
     // What the last run acknowledged but did not finish goes first, in its original order.
     let pending = store.pending_items().await?;

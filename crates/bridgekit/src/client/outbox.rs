@@ -45,7 +45,8 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn new(ctx: Weak<Shared>, runtime: tokio::runtime::Handle) -> Self {
+    /// `width`: sends of plain messages in flight per room (`bridge.sends_in_flight_per_room`).
+    pub(crate) fn new(ctx: Weak<Shared>, runtime: tokio::runtime::Handle, width: usize) -> Self {
         let waiters = Waiters::default();
         let queued_at = QueuedAt::default();
         let (shutdown, stopping) = watch::channel(false);
@@ -56,7 +57,7 @@ impl Outbox {
             stopping,
         });
         Self {
-            dispatcher: KeyedQueue::new(sender, runtime),
+            dispatcher: KeyedQueue::new(sender, runtime, crate::room_order::outbox(width)),
             waiters,
             queued_at,
             shutdown,

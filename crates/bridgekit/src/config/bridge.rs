@@ -47,6 +47,11 @@ const REMOTE_SENDS_PER_SECOND: WithDefault<u64> = with_default!(
     "how many messages a second one login sends to the remote network on average (bursts of twice that)",
     5
 );
+const SENDS_IN_FLIGHT_PER_ROOM: WithDefault<u64> = with_default!(
+    "bridge.sends_in_flight_per_room",
+    "how many plain messages of one room are handled and sent at once: 1 keeps strict order; more lets a busy room drain up to that many times faster, but messages sent close together may then appear in another order (replies, edits, reactions, redactions and state events still wait for everything before them)",
+    1
+);
 const KICK_ON_LOGOUT: WithDefault<bool> = with_default!(
     "bridge.kick_on_logout",
     "on logout, remove the user from the portals their login was in",
@@ -63,6 +68,7 @@ pub(super) const KEYS: &[&Key] = &[
     &PERMISSIONS,
     &LOGIN_TIMEOUT_SECS.key,
     &REMOTE_SENDS_PER_SECOND.key,
+    &SENDS_IN_FLIGHT_PER_ROOM.key,
     &KICK_ON_LOGOUT.key,
 ];
 
@@ -88,6 +94,8 @@ pub struct BridgeOptions {
     pub login_timeout: Duration,
     /// How many messages a second one login sends to its network on average.
     pub remote_sends_per_second: f64,
+    /// How many plain messages of one room are handled and sent at once (1: strict order).
+    pub sends_in_flight_per_room: usize,
     /// Whether logging out removes the user from their login's portals.
     pub kick_on_logout: bool,
     /// Relay mode (`relay.*`).
@@ -110,6 +118,7 @@ impl Default for BridgeOptions {
             permissions: Permissions::default_for("localhost"),
             login_timeout: Duration::from_secs(LOGIN_TIMEOUT_SECS.default),
             remote_sends_per_second: REMOTE_SENDS_PER_SECOND.default as f64,
+            sends_in_flight_per_room: SENDS_IN_FLIGHT_PER_ROOM.default as usize,
             kick_on_logout: KICK_ON_LOGOUT.default,
             relay: super::RelayOptions::default(),
             double_puppet: super::DoublePuppetOptions::default(),
@@ -168,6 +177,22 @@ fn permissions(src: &Source<'_>, server_name: &str) -> Result<Permissions, Confi
     Ok(Permissions::from_rules(rules))
 }
 
+/// Most plain messages of one room in hand at once: beyond this a room gains nothing (the
+/// homeserver serializes a room's events) and only order is lost.
+const MAX_SENDS_IN_FLIGHT: u64 = 64;
+
+fn sends_in_flight(src: &Source<'_>) -> Result<usize, ConfigError> {
+    let n = src.number(&SENDS_IN_FLIGHT_PER_ROOM)?;
+    if !(1..=MAX_SENDS_IN_FLIGHT).contains(&n) {
+        return Err(src.invalid(
+            &SENDS_IN_FLIGHT_PER_ROOM.key,
+            &n.to_string(),
+            &format!("expected 1 (strict order) to {MAX_SENDS_IN_FLIGHT}"),
+        ));
+    }
+    Ok(n as usize)
+}
+
 pub(super) fn read(src: &Source<'_>, server_name: &str) -> Result<BridgeOptions, ConfigError> {
     Ok(BridgeOptions {
         error_notices: src.flag(&ERROR_NOTICES)?,
@@ -178,6 +203,7 @@ pub(super) fn read(src: &Source<'_>, server_name: &str) -> Result<BridgeOptions,
         permissions: permissions(src, server_name)?,
         login_timeout: Duration::from_secs(src.number(&LOGIN_TIMEOUT_SECS)?),
         remote_sends_per_second: src.number(&REMOTE_SENDS_PER_SECOND)?.max(1) as f64,
+        sends_in_flight_per_room: sends_in_flight(src)?,
         kick_on_logout: src.flag(&KICK_ON_LOGOUT)?,
         relay: super::RelayOptions::default(),
         double_puppet: super::DoublePuppetOptions::default(),

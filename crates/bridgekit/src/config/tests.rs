@@ -201,3 +201,24 @@ fn double_puppet_secrets_take_an_as_token_for_this_homeserver_only() {
     let msg = refusal(&other, &[]);
     assert!(msg.contains("remove `other.org`"), "{msg}");
 }
+
+#[test]
+fn sends_in_flight_per_room_is_one_unless_set_and_refuses_zero() {
+    assert_eq!(parse(GOOD, &[]).unwrap().bridge.sends_in_flight_per_room, 1);
+    let four = format!("{GOOD}bridge: {{sends_in_flight_per_room: 4}}\n");
+    assert_eq!(
+        parse(&four, &[]).unwrap().bridge.sends_in_flight_per_room,
+        4
+    );
+    let env = [("BRIDGEKIT_BRIDGE_SENDS_IN_FLIGHT_PER_ROOM", "8")];
+    assert_eq!(
+        parse(GOOD, &env).unwrap().bridge.sends_in_flight_per_room,
+        8
+    );
+    let zero = format!("{GOOD}bridge: {{sends_in_flight_per_room: 0}}\n");
+    let msg = refusal(&zero, &[]);
+    assert!(
+        msg.contains("bridge.sends_in_flight_per_room") && msg.contains("1 (strict order)"),
+        "{msg}"
+    );
+}

@@ -47,9 +47,14 @@ impl ItemHandler<Queued> for Applier {
 }
 
 impl RemoteQueue {
-    pub(crate) fn new(ctx: Weak<Shared>, runtime: tokio::runtime::Handle) -> Self {
+    /// `width`: plain messages of one portal applied at once (`bridge.sends_in_flight_per_room`).
+    pub(crate) fn new(ctx: Weak<Shared>, runtime: tokio::runtime::Handle, width: usize) -> Self {
         Self {
-            dispatcher: KeyedQueue::new(Arc::new(Applier { ctx }), runtime),
+            dispatcher: KeyedQueue::new(
+                Arc::new(Applier { ctx }),
+                runtime,
+                crate::room_order::remote(width),
+            ),
         }
     }
 
