@@ -140,6 +140,7 @@ on_both_backends!(
     the_remote_queue_survives_reopen_in_order,
     the_boot_counter_grows_across_reopen,
     concurrent_writers_never_split_a_mapping,
+    concurrent_repeats_of_a_mapping_all_succeed_and_keep_every_column,
     a_second_open_is_refused_while_the_first_holds_the_store,
     export_then_import_reproduces_every_record,
     users_and_logins_survive_reopen_and_belong_to_one_user,

@@ -214,6 +214,48 @@ pub(crate) async fn the_boot_counter_grows_across_reopen(mut s: Subject) {
     assert_eq!(b, a + 1);
 }
 
+pub(crate) async fn concurrent_repeats_of_a_mapping_all_succeed_and_keep_every_column(
+    mut s: Subject,
+) {
+    let store = s.store().await;
+    // Four tasks store the same 50 mappings at once (half with a sender and a time): a
+    // repeat is never a conflict, even when it meets its twin in one group write.
+    let mapping = |n: u64| {
+        let m = MessageMapping::new(room(), mid(&format!("m{n}")), ev(format!("m{n}")));
+        if n % 2 == 0 {
+            m.with_sender(ghost(&format!("g{n}")))
+                .with_timestamp(ts(1_000 + n))
+        } else {
+            m
+        }
+    };
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let inserts = (0..50).map(|n| {
+                    let store = store.clone();
+                    async move { store.insert_message(&mapping(n)).await }
+                });
+                futures_util::future::join_all(inserts).await
+            })
+        })
+        .collect();
+    for writer in writers {
+        for result in writer.await.unwrap() {
+            result.unwrap();
+        }
+    }
+    drop(store);
+    let store = s.reopen().await;
+    for n in 0..50 {
+        assert_eq!(
+            store.message_by_event(&ev(format!("m{n}"))).await.unwrap(),
+            Some(mapping(n))
+        );
+    }
+}
+
 pub(crate) async fn concurrent_writers_never_split_a_mapping(mut s: Subject) {
     let store = s.store().await;
     // 8 writers race for the same 50 remote IDs, each with its own event IDs.

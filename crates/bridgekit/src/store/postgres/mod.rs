@@ -16,6 +16,7 @@ mod ghosts;
 mod id_columns;
 mod inbox;
 mod lock;
+mod mapping_writer;
 mod messages;
 mod outbox;
 mod portals;
@@ -46,6 +47,7 @@ pub struct PostgresStore {
     cache: read_cache::ReadCache,
     /// Removals of handled items, made in groups.
     completions: completions::Completions,
+    mappings: mapping_writer::MappingWriter,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -104,6 +106,7 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::Open(e.to_string()))?;
         Ok(Self {
+            mappings: mapping_writer::MappingWriter::start(pool.clone()),
             pool,
             schema: schema.to_owned(),
             lock,

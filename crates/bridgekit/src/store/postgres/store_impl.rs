@@ -30,7 +30,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_message(&self, mapping: &MessageMapping) -> Result<(), StoreError> {
-        messages::insert_message(&self.client().await?, mapping).await
+        self.mappings.insert(mapping).await
     }
     async fn message_by_event(
         &self,
