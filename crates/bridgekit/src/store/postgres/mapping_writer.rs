@@ -55,7 +55,7 @@ fn stopped() -> StoreError {
 async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
     let mut jobs = Vec::with_capacity(GROUP);
     while queue.recv_many(&mut jobs, GROUP).await > 0 {
-        let group: Vec<Job> = jobs.drain(..).collect();
+        let group = std::mem::take(&mut jobs);
         match pool.get().await {
             Ok(client) => write_group(&client, group).await,
             Err(error) => {
