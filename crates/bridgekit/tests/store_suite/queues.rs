@@ -222,7 +222,7 @@ pub(crate) async fn concurrent_repeats_of_a_mapping_all_succeed_and_keep_every_c
     // repeat is never a conflict, even when it meets its twin in one group write.
     let mapping = |n: u64| {
         let m = MessageMapping::new(room(), mid(&format!("m{n}")), ev(format!("m{n}")));
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             m.with_sender(ghost(&format!("g{n}")))
                 .with_timestamp(ts(1_000 + n))
         } else {
