@@ -261,3 +261,56 @@ fn what_an_interrupted_seal_or_trim_left_is_cleaned_up_on_open() {
         check(&tables, room, i);
     }
 }
+
+#[test]
+fn a_failing_sealer_fails_writes_visibly_after_a_bound_and_they_resume_when_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let room = room_id!("!r:example.org");
+    let (_db, tables) = open(dir.path());
+    tables
+        .shared
+        .fail_seals
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    // Fill the memtables the sealer may fall behind by, then one more write must wait for
+    // SEAL_STALL_LIMIT and fail with the sealer's error instead of blocking for ever.
+    let mut written = 0;
+    let error = loop {
+        match tables.insert(&mapping(room, written)) {
+            Ok(()) => written += 1,
+            Err(error) => break error,
+        }
+        assert!(
+            written <= SEAL_AT * (MAX_SEALING + 2),
+            "writes never stalled"
+        );
+    };
+    assert!(
+        written >= SEAL_AT * MAX_SEALING,
+        "stalled early, after {written}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("injected seal failure") && text.contains("not made"),
+        "{text}"
+    );
+    assert_eq!(
+        tables.by_event(&event(written)).unwrap(),
+        None,
+        "the failed write made nothing"
+    );
+    // The sealer retries on its own; writes go through again.
+    tables
+        .shared
+        .fail_seals
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    tables.insert(&mapping(room, written)).unwrap();
+    settle(&tables);
+    for i in 0..=written {
+        assert_eq!(
+            tables.by_event(&event(i)).unwrap(),
+            Some(mapping(room, i)),
+            "{i}"
+        );
+    }
+    assert!(tables.shared.seal_error.lock().unwrap().is_none());
+}

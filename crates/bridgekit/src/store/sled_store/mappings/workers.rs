@@ -36,12 +36,7 @@ impl Workers {
             let compact = compact.clone();
             std::thread::Builder::new()
                 .name("bridgekit-seal".into())
-                .spawn(move || {
-                    while seal_rx.recv().is_ok() {
-                        report(seal_all(&shared), "sealing");
-                        let _ = compact.send(());
-                    }
-                })
+                .spawn(move || seal_loop(&shared, &seal_rx, &compact))
                 .expect("can spawn the seal thread")
         };
         let compactor = {
@@ -96,6 +91,24 @@ fn report(result: Result<(), StoreError>, what: &str) {
     }
 }
 
+/// Seals on every wake-up, and every second while full memtables wait (so a failed seal is
+/// retried even when no writer wakes the sealer: they wait for it).
+fn seal_loop(shared: &Shared, wake: &mpsc::Receiver<()>, compact: &mpsc::Sender<()>) {
+    loop {
+        match wake.recv_timeout(Duration::from_secs(1)) {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) if shared.layers().sealing.is_empty() => continue,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let result = seal_all(shared);
+        *shared.seal_error.lock().unwrap_or_else(|e| e.into_inner()) =
+            result.as_ref().err().map(ToString::to_string);
+        report(result, "sealing");
+        let _ = compact.send(());
+    }
+}
+
 /// Seals every full memtable, oldest first.
 fn seal_all(shared: &Shared) -> Result<(), StoreError> {
     loop {
@@ -109,6 +122,10 @@ fn seal_all(shared: &Shared) -> Result<(), StoreError> {
 
 /// Writes `memtable` (the oldest sealing one) as the newest run, then trims the log.
 fn seal(shared: &Shared, memtable: &Memtable) -> Result<(), StoreError> {
+    #[cfg(test)]
+    if shared.fail_seals.load(Ordering::Relaxed) {
+        return Err(StoreError::Io("injected seal failure".into()));
+    }
     let id = shared.allocate_run()?;
     let (by_event, by_remote) = memtable.entries()?;
     let mut writer = RunWriter::new(&shared.runs_tree, id, by_event.len(), by_remote.len());
