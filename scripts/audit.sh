@@ -18,6 +18,12 @@ fi
 
 check() { cargo deny --locked --offline "$@" check advisories --warn unmaintained; }
 
+# cargo-deny reads the dependency graph offline, for every platform: on a fresh machine the
+# builds have downloaded only this platform's crates, so fetch the rest first.
+if ! cargo fetch --locked --quiet; then
+  echo "audit: could not download the crates in Cargo.lock (crates.io unreachable?); the check needs them" >&2
+fi
+
 if timeout 180 cargo deny --locked fetch db >/tmp/bridgekit-audit-fetch.log 2>&1; then
   echo "audit: against the live RustSec advisory database" >&2
   check
