@@ -5,7 +5,8 @@
 //! write again, to ghosts already joined (a busy room), first with the default strict
 //! per-room order (every user's echoes in the order they wrote), then with 32 sends in
 //! flight per room (`bridge.sends_in_flight_per_room: 32`); the test prints how long each wave
-//! took to be echoed and how many echoes came out of their writer's order.
+//! took to be echoed and how many echoes came out of their writer's order. Last, twenty new
+//! users write at once with those 32 in flight: new ghosts racing their own joins.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -36,25 +37,18 @@ async fn twenty_cold_ghosts_at_once_echo_every_message_exactly_once() {
         .call(Method::PUT, &path, Some(json!({"join_rule": "public"})))
         .await;
     assert_eq!(status, 200, "{body}");
-    let mut users = Vec::new();
-    for i in 0..USERS {
-        let user = env.user(&format!("crowd{i:02}")).await;
-        let path = format!("/_matrix/client/v3/join/{}", q(&room));
-        let (status, body) = user.call(Method::POST, &path, Some(json!({}))).await;
-        assert_eq!(status, 200, "{body}");
-        users.push(user);
-    }
+    let users = join_users(&env, "crowd", &room).await;
 
     // Everyone writes at once: each user's ten messages go out back to back, all users
     // concurrently, so the first message of each user meets a ghost that does not exist yet.
-    let cold = wave(&alice, &users, &room, "says").await;
+    let cold = wave(&alice, &users, "crowd", &room, "says").await;
     let log = std::fs::read_to_string(env.bridge_log()).unwrap_or_default();
     eprintln!(
         "sends refused as \"not in room\" and retried: {}",
         log.matches("does not see the user in the room yet").count()
     );
     // Again, with every ghost registered and joined: a busy room as it usually is.
-    let warm = wave(&alice, &users, &room, "adds").await;
+    let warm = wave(&alice, &users, "crowd", &room, "adds").await;
     assert_eq!(
         (cold.2, warm.2),
         (0, 0),
@@ -64,10 +58,14 @@ async fn twenty_cold_ghosts_at_once_echo_every_message_exactly_once() {
     env.terminate_bridge();
     env.start_bridge_with(&[("BRIDGEKIT_BRIDGE_SENDS_IN_FLIGHT_PER_ROOM", IN_FLIGHT)])
         .await;
-    let wide = wave(&alice, &users, &room, "then").await;
+    let wide = wave(&alice, &users, "crowd", &room, "then").await;
+    // Twenty more users write for the first time with as many sends in flight: ghosts
+    // register and join concurrently, a ghost's messages may race its own join.
+    let newcomers = join_users(&env, "fresh", &room).await;
+    let fresh = wave(&alice, &newcomers, "fresh", &room, "says").await;
     eprintln!(
         "busy room, {USERS} users x {MESSAGES_EACH} messages at once on Synapse (senders done / every echo in the room, after the first send; echoes out of their writer's order): \
-         cold ghosts {:.1} s / {:.1} s / {}; warm ghosts {:.1} s / {:.1} s / {}; warm, {IN_FLIGHT} sends in flight per room {:.1} s / {:.1} s / {}",
+         cold ghosts {:.1} s / {:.1} s / {}; warm ghosts {:.1} s / {:.1} s / {}; warm, {IN_FLIGHT} sends in flight per room {:.1} s / {:.1} s / {}; cold, {IN_FLIGHT} in flight {:.1} s / {:.1} s / {}",
         cold.0.as_secs_f64(),
         cold.1.as_secs_f64(),
         cold.2,
@@ -77,25 +75,47 @@ async fn twenty_cold_ghosts_at_once_echo_every_message_exactly_once() {
         wide.0.as_secs_f64(),
         wide.1.as_secs_f64(),
         wide.2,
+        fresh.0.as_secs_f64(),
+        fresh.1.as_secs_f64(),
+        fresh.2,
     );
 }
 
-/// Every user writes ten messages (`crowdNN <verb> M`) back to back, all users at once; checks
+/// Registers `name00`…`name19` and joins them to `room`.
+async fn join_users(env: &Env, name: &str, room: &str) -> Vec<crate::harness::User> {
+    let mut users = Vec::new();
+    for i in 0..USERS {
+        let user = env.user(&format!("{name}{i:02}")).await;
+        let path = format!("/_matrix/client/v3/join/{}", q(room));
+        let (status, body) = user.call(Method::POST, &path, Some(json!({}))).await;
+        assert_eq!(status, 200, "{body}");
+        users.push(user);
+    }
+    users
+}
+
+/// Every user writes ten messages (`<name>NN <verb> M`) back to back, all users at once; checks
 /// that each is echoed exactly once. Returns how long after the first send the senders were
 /// done and every echo was in the room, and how many echoes came before an echo of an
 /// earlier message by the same writer.
 async fn wave(
     reader: &crate::harness::User,
     users: &[crate::harness::User],
+    name: &str,
     room: &str,
     verb: &str,
 ) -> (Duration, Duration, usize) {
     let start = Instant::now();
     let writers = users.iter().enumerate().map(|(i, user)| {
-        let (user, room, verb) = (user.clone(), room.to_owned(), verb.to_owned());
+        let (user, room, verb, name) = (
+            user.clone(),
+            room.to_owned(),
+            verb.to_owned(),
+            name.to_owned(),
+        );
         tokio::spawn(async move {
             for m in 0..MESSAGES_EACH {
-                user.send_text(&room, &format!("crowd{i:02} {verb} {m}"))
+                user.send_text(&room, &format!("{name}{i:02} {verb} {m}"))
                     .await;
             }
         })
@@ -115,7 +135,7 @@ async fn wave(
             let sender = event["sender"].as_str().unwrap_or("");
             let body = event["content"]["body"].as_str().unwrap_or("");
             if event["type"] == "m.room.message"
-                && sender.starts_with("@_echo_crowd")
+                && sender.starts_with(&format!("@_echo_{name}"))
                 && body.contains(&format!(" {verb} "))
             {
                 *counts
@@ -123,18 +143,18 @@ async fn wave(
                     .or_default() += 1;
             }
         }
-        if counts.len() == USERS * MESSAGES_EACH || Instant::now() > deadline {
+        if counts.len() == users.len() * MESSAGES_EACH || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all_arrived = start.elapsed();
     let mut missing = Vec::new();
-    for i in 0..USERS {
+    for i in 0..users.len() {
         for m in 0..MESSAGES_EACH {
             let key = (
-                format!("@_echo_crowd{i:02}:localhost"),
-                format!("crowd{i:02} {verb} {m}"),
+                format!("@_echo_{name}{i:02}:localhost"),
+                format!("{name}{i:02} {verb} {m}"),
             );
             match counts.get(&key) {
                 Some(1) => {}
@@ -147,7 +167,7 @@ async fn wave(
         missing.is_empty(),
         "{} of {} echoes never arrived: {missing:?}",
         missing.len(),
-        USERS * MESSAGES_EACH
+        users.len() * MESSAGES_EACH
     );
     (senders_done, all_arrived, out_of_order(&timeline, verb))
 }
