@@ -64,7 +64,7 @@ struct Inner<T> {
 }
 
 impl<T: Send + 'static> KeyedQueue<T> {
-    /// A queue whose items of one key overlap as `overlap` says ([`Overlap::strict`]: never).
+    /// A queue whose items of one key overlap as `overlap` says (`Overlap::strict()`: never).
     pub(crate) fn new(
         handler: Arc<dyn ItemHandler<T>>,
         runtime: tokio::runtime::Handle,

@@ -53,25 +53,6 @@ const SEAL_AT: usize = 8_192;
 #[cfg(test)]
 const SEAL_AT: usize = 256;
 
-/// Sealed memtables waiting for the sealer past which writers wait for it.
-const MAX_SEALING: usize = 4;
-
-/// How long a writer waits for a sealer that is behind before its write fails, so that a
-/// stall is visible to the caller (an event that is retried and reported) instead of a
-/// write that never returns.
-#[cfg(not(test))]
-const SEAL_STALL_LIMIT: Duration = Duration::from_secs(30);
-#[cfg(test)]
-const SEAL_STALL_LIMIT: Duration = Duration::from_millis(300);
-
-/// How long a writer waits when the last seal failed (a full disk, an I/O error): long
-/// enough for one retry, short enough that writers queued behind it do not each wait
-/// [`SEAL_STALL_LIMIT`].
-#[cfg(not(test))]
-const FAILED_SEAL_WAIT: Duration = Duration::from_secs(2);
-#[cfg(test)]
-const FAILED_SEAL_WAIT: Duration = Duration::from_millis(300);
-
 const LOG: &str = "msg_log";
 const RUNS: &str = "msg_runs";
 
@@ -173,7 +154,7 @@ struct Shared {
     hasher: Hasher,
     layers: RwLock<Layers>,
     manifest: Mutex<Manifest>,
-    /// Signalled after each seal, for writers waiting on [`MAX_SEALING`].
+    /// Signalled after each seal, for writers waiting on [`workers::MAX_SEALING`].
     sealed: Condvar,
     sealed_lock: Mutex<()>,
     /// The last seal's error, until a seal succeeds.
@@ -353,7 +334,7 @@ impl MessageTables {
 
     /// Logs `op`, applies it to the active memtable and hands a full memtable to the sealer.
     fn append(&self, next_seq: &mut u64, op: Op) -> Result<(), StoreError> {
-        self.wait_for_sealer()?;
+        self.workers.wait_for_sealer()?;
         let shared = &self.shared;
         let seq = *next_seq;
         let payload = op.encode();
@@ -373,40 +354,6 @@ impl MessageTables {
         };
         if waiting > 0 {
             self.workers.wake_sealer();
-        }
-        Ok(())
-    }
-
-    /// While the sealer is behind, waits rather than let memtables pile up in memory; fails
-    /// (writing nothing) after [`SEAL_STALL_LIMIT`], or [`FAILED_SEAL_WAIT`] when it failed.
-    fn wait_for_sealer(&self) -> Result<(), StoreError> {
-        let shared = &self.shared;
-        let started = std::time::Instant::now();
-        let mut guard = shared.sealed_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if shared.layers().sealing.len() > MAX_SEALING {
-            self.workers.wake_sealer(); // a failed seal is tried again at once
-        }
-        while shared.layers().sealing.len() > MAX_SEALING {
-            let failure = shared
-                .seal_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let limit = match failure {
-                Some(_) => FAILED_SEAL_WAIT,
-                None => SEAL_STALL_LIMIT,
-            };
-            if started.elapsed() >= limit {
-                let cause = failure.unwrap_or_else(|| "it is behind".into());
-                return Err(StoreError::Io(format!(
-                    "message mappings are not being sealed into the store ({cause}); the write was not made"
-                )));
-            }
-            guard = shared
-                .sealed
-                .wait_timeout(guard, Duration::from_millis(50))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
         }
         Ok(())
     }

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use ruma::{EventId, OwnedRoomId, room_id};
 
+use super::workers::MAX_SEALING;
 use super::*;
 use crate::ids::{MessageId, PartId};
 

@@ -19,6 +19,25 @@ use crate::store::StoreError;
 /// Runs merged at once, and the ratio between size classes.
 pub(super) const FANOUT: usize = 4;
 
+/// Sealed memtables waiting for the sealer past which writers wait for it.
+pub(super) const MAX_SEALING: usize = 4;
+
+/// How long a writer waits for a sealer that is behind before its write fails, so that a
+/// stall is visible to the caller (an event that is retried and reported) instead of a
+/// write that never returns.
+#[cfg(not(test))]
+const SEAL_STALL_LIMIT: Duration = Duration::from_secs(30);
+#[cfg(test)]
+const SEAL_STALL_LIMIT: Duration = Duration::from_millis(300);
+
+/// How long a writer waits when the last seal failed (a full disk, an I/O error): long
+/// enough for one retry, short enough that writers queued behind it do not each wait
+/// [`SEAL_STALL_LIMIT`].
+#[cfg(not(test))]
+const FAILED_SEAL_WAIT: Duration = Duration::from_secs(2);
+#[cfg(test)]
+const FAILED_SEAL_WAIT: Duration = Duration::from_millis(300);
+
 /// Handles to the threads; dropping the last one stops and joins them.
 pub(super) struct Workers {
     seal: Mutex<Option<mpsc::Sender<()>>>,
@@ -53,6 +72,40 @@ impl Workers {
             shared,
             threads: Mutex::new(vec![sealer, compactor]),
         }
+    }
+
+    /// While the sealer is behind, waits rather than let memtables pile up in memory; fails
+    /// (writing nothing) after [`SEAL_STALL_LIMIT`], or [`FAILED_SEAL_WAIT`] when it failed.
+    pub(super) fn wait_for_sealer(&self) -> Result<(), StoreError> {
+        let shared = &*self.shared;
+        let started = std::time::Instant::now();
+        let mut guard = shared.sealed_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.layers().sealing.len() > MAX_SEALING {
+            self.wake_sealer(); // a failed seal is tried again at once
+        }
+        while shared.layers().sealing.len() > MAX_SEALING {
+            let failure = shared
+                .seal_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let limit = match failure {
+                Some(_) => FAILED_SEAL_WAIT,
+                None => SEAL_STALL_LIMIT,
+            };
+            if started.elapsed() >= limit {
+                let cause = failure.unwrap_or_else(|| "it is behind".into());
+                return Err(StoreError::Io(format!(
+                    "message mappings are not being sealed into the store ({cause}); the write was not made"
+                )));
+            }
+            guard = shared
+                .sealed
+                .wait_timeout(guard, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(())
     }
 
     /// Asks the sealer to look for full memtables.
