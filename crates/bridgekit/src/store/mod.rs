@@ -45,7 +45,7 @@ pub use users::{DoublePuppet, LoginRecord, LoginState, PortalLogin, UserRecord};
 
 /// Version of the record layout written by this build, shared by every backend. Bumped when
 /// an encoding changes; each backend upgrades older layouts on open.
-pub const SCHEMA_VERSION: u64 = 7;
+pub const SCHEMA_VERSION: u64 = 8;
 
 /// Default sled page cache: sled's own default (1 GiB) is sized for a database server,
 /// not for a sidecar next to a homeserver.

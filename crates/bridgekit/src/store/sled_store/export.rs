@@ -224,11 +224,7 @@ impl SledStore {
     }
 
     pub(super) fn is_empty_sync(&self) -> bool {
-        self.trees
-            .records()
-            .iter()
-            .chain(self.messages.trees().iter())
-            .all(|tree| tree.is_empty())
+        self.trees.records().iter().all(|tree| tree.is_empty()) && self.messages.is_empty()
     }
 
     pub(super) fn value_sync(

@@ -170,7 +170,8 @@ impl SledStore {
         let db = open_waiting_for_lock(path, cache_bytes, &location)?;
         let trees = Trees::open(&db)?;
         let hasher = hashing::Hasher::of_store(&trees.meta)?;
-        let messages = mappings::MessageTables::open(&db, &trees.meta, hasher)?;
+        let messages =
+            mappings::MessageTables::open(&db, &trees.meta, hasher, &path.join(RUNS_DIR))?;
         // sled's log file, synced after each flush (see the `flusher` module).
         let log = std::sync::Arc::new(
             std::fs::File::open(path.join("db")).map_err(|e| StoreError::Io(e.to_string()))?,
@@ -205,9 +206,9 @@ impl SledStore {
         self.messages.wait_until_idle(timeout)
     }
 
-    /// Bytes the store takes on disk.
+    /// Bytes the store takes on disk: sled's files and the mapping runs.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + self.messages.files_size()
     }
 
     async fn flush_async(&self) -> Result<(), StoreError> {
@@ -215,6 +216,9 @@ impl SledStore {
         self.flusher.flush().await.map_err(StoreError::Flush)
     }
 }
+
+/// The directory of message mapping runs, inside the store's directory.
+const RUNS_DIR: &str = "mapping-runs";
 
 /// How long to wait for a lock held by a closing handle: sled lets go of its file lock only
 /// when its background flusher ends, a moment after the last handle is dropped, and a bridge

@@ -11,6 +11,8 @@
 //!   and `msg_by_remote` are moved into `msg_packed_by_event` / `msg_packed_by_remote`.
 //! - 7: message mappings in a log and sorted runs (the `mappings` module): the packed
 //!   tables are read into them and dropped.
+//! - 8: the runs in files of their own (`mapping-runs/`) instead of the `msg_runs` tree:
+//!   moved when the mapping tables open (`mappings::tree_runs`), before this upgrade runs.
 
 use sled::Tree;
 
@@ -50,6 +52,8 @@ pub(super) fn to_current(
             2..=4 => {}
             5 => v5_to_v6(db, messages, location)?,
             6 => v6_to_v7(db, messages, location)?,
+            // 7 → 8 moves the runs into files, which opening the mapping tables does.
+            7 => {}
             other => return Err(corrupt("meta", format!("unknown schema version {other}"))),
         }
         version += 1;

@@ -187,7 +187,7 @@ pub(super) fn read_event_payload(
             Ok((event, None))
         }
         _ => {
-            let mapping: MessageMapping = json("msg_runs", payload)?;
+            let mapping: MessageMapping = json("mapping runs", payload)?;
             Ok((mapping.event_id.clone(), Some(mapping)))
         }
     }

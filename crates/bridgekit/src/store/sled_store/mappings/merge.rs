@@ -5,8 +5,7 @@
 use std::iter::Peekable;
 use std::sync::Arc;
 
-use sled::Tree;
-
+use super::files::RunDir;
 use super::memtable::read_event_payload;
 use super::run::{Run, RunWriter, Section, SectionEntries};
 use crate::store::StoreError;
@@ -18,7 +17,7 @@ const STOP_CHECK: usize = 1024;
 /// the store's oldest run, so deletions have nothing left to hide. `None` when `stop`
 /// asked it to give up (what it wrote is deleted with the doomed run `id`).
 pub(super) fn merge(
-    tree: &Tree,
+    dir: &RunDir,
     id: u64,
     inputs: &[Arc<Run>],
     oldest: bool,
@@ -26,7 +25,7 @@ pub(super) fn merge(
 ) -> Result<Option<Arc<Run>>, StoreError> {
     let events = inputs.iter().map(|r| r.events() as usize).sum();
     let remotes = inputs.iter().map(|r| r.remotes() as usize).sum();
-    let mut writer = RunWriter::new(tree, id, events, remotes);
+    let mut writer = RunWriter::new(dir, id, events, remotes)?;
     let newest_per_event = |group: &mut Vec<(usize, Vec<u8>)>| keep_newest(group, oldest);
     if !merge_section(
         inputs,

@@ -11,8 +11,9 @@
 //! - **memtable**: the logged operations not yet in a run, in memory, answering lookups of
 //!   recent messages (edits, replies, redactions mostly concern those). At [`SEAL_AT`]
 //!   mappings it is sealed: written as a run, then its log records are removed.
-//! - **runs** (`msg_runs`): sorted blocks with a directory kept in memory (first hashes, a
-//!   Bloom filter per section, about 2.6 bytes per mapping), newest first; merged
+//! - **runs** (a file each, see [`files`]): sorted blocks with a directory kept in memory
+//!   (first hashes and offsets, a Bloom filter per section, about 3 bytes per mapping),
+//!   newest first; merged
 //!   [`workers::FANOUT`] at a time in the background. The manifest (one value) says which
 //!   runs are live, so a seal or a merge takes effect in one write and a crash in between
 //!   leaves only runs that the next open deletes.
@@ -23,10 +24,12 @@
 //! a deleted mapping's by-remote entry answers for nothing.
 
 mod bloom;
+mod files;
 mod manifest;
 mod memtable;
 mod merge;
 mod run;
+mod tree_runs;
 mod workers;
 
 use std::collections::VecDeque;
@@ -54,10 +57,9 @@ const SEAL_AT: usize = 8_192;
 const SEAL_AT: usize = 256;
 
 const LOG: &str = "msg_log";
-const RUNS: &str = "msg_runs";
 
 fn corrupt_run(reason: impl ToString) -> StoreError {
-    corrupt(RUNS, reason)
+    corrupt("mapping runs", reason)
 }
 
 /// One logged change.
@@ -149,7 +151,7 @@ impl Layers {
 /// State shared with the background threads.
 struct Shared {
     log: Tree,
-    runs_tree: Tree,
+    runs_dir: files::RunDir,
     meta: Tree,
     hasher: Hasher,
     layers: RwLock<Layers>,
@@ -194,22 +196,34 @@ pub(super) struct MessageTables {
 }
 
 impl MessageTables {
-    /// Opens the tables of `db`: deletes what an interrupted seal or merge left, loads the
-    /// live runs' directories and replays the log into memtables.
-    pub(super) fn open(db: &sled::Db, meta: &Tree, hasher: Hasher) -> Result<Self, StoreError> {
+    /// Opens the tables of `db`, their runs in `runs_dir`: moves schema-7 runs out of sled,
+    /// deletes what an interrupted seal or merge left, loads the live runs' directories and
+    /// replays the log into memtables.
+    pub(super) fn open(
+        db: &sled::Db,
+        meta: &Tree,
+        hasher: Hasher,
+        runs_dir: &std::path::Path,
+    ) -> Result<Self, StoreError> {
         let log = db.open_tree(LOG)?;
-        let runs_tree = db.open_tree(RUNS)?;
+        let runs_dir = files::RunDir::open(runs_dir)?;
         let mut manifest = Manifest::load(meta)?;
+        if db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == tree_runs::TREE.as_bytes())
+        {
+            tree_runs::move_to_files(db, &runs_dir, &manifest.live)?;
+        }
+        runs_dir.keep_only(&manifest.live)?;
         if !manifest.doomed.is_empty() {
-            for id in std::mem::take(&mut manifest.doomed) {
-                Run::delete(&runs_tree, id)?;
-            }
+            manifest.doomed.clear();
             manifest.save(meta)?;
         }
         let runs = manifest
             .live
             .iter()
-            .map(|&id| Run::load(&runs_tree, id).map(Arc::new))
+            .map(|&id| Run::load(&runs_dir, id).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let mut active = Memtable::default();
         let mut sealing = VecDeque::new();
@@ -236,7 +250,7 @@ impl MessageTables {
         }
         let shared = Arc::new(Shared {
             log,
-            runs_tree,
+            runs_dir,
             meta: meta.clone(),
             hasher,
             layers: RwLock::new(Layers {
@@ -288,9 +302,14 @@ impl MessageTables {
         (bytes, layers.runs.len())
     }
 
-    /// The sled trees, for emptiness checks.
-    pub(super) fn trees(&self) -> [&Tree; 2] {
-        [&self.shared.log, &self.shared.runs_tree]
+    /// Whether no mapping (nor a deletion of one) was ever kept.
+    pub(super) fn is_empty(&self) -> bool {
+        self.shared.log.is_empty() && self.shared.layers().runs.is_empty()
+    }
+
+    /// Bytes the run files take on disk.
+    pub(super) fn files_size(&self) -> u64 {
+        self.shared.runs_dir.size()
     }
 
     /// Inserts `mapping`; [`StoreError::Conflict`] (changing nothing) when either side is
@@ -538,7 +557,7 @@ impl Export {
             Source::Run(run) => {
                 let bytes = run.block(Section::ByEvent, block)?;
                 let mut mappings = Vec::new();
-                for entry in super::entries::Entries::of_block(RUNS, &bytes) {
+                for entry in super::entries::Entries::of_block("mapping runs", &bytes) {
                     let (_, payload) = entry?;
                     if let (_, Some(mapping)) = read_event_payload(payload)? {
                         mappings.push(mapping);

@@ -1,30 +1,34 @@
-//! A sealed run: mappings sorted by hash in blocks of about [`BLOCK_BYTES`], written once,
-//! read by key, deleted whole when a merge replaces it.
+//! A sealed run: mappings sorted by hash in blocks of about [`BLOCK_BYTES`], written once
+//! into its own file, read by block, deleted whole when a merge replaces it.
 //!
 //! Two sections per run: by event (hash of the event ID → the mapping, or a tombstone) and
 //! by remote (hash of room and remote ID → part and event ID). Each section keeps in memory
-//! the first hash of every block and a Bloom filter, so a lookup reads at most one block,
-//! and a lookup of an absent hash almost never reads any.
+//! the first hash and the offset of every block and a Bloom filter, so a lookup reads at
+//! most one block, and a lookup of an absent hash almost never reads any.
 //!
-//! sled keys: `[run: u64][section: u8][block: u32]` for blocks, `[run: u64][0xFF]` for the
-//! run's directory (counts, first hashes, filters), written after every block.
+//! File layout: the by-event blocks, the by-remote blocks, the directory (per section: entry
+//! count, block count, first hashes, block bounds, filter), then a footer: the directory's
+//! offset and length and [`MAGIC`].
 
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
 use std::sync::Arc;
-
-use sled::{IVec, Tree};
 
 use super::super::entries::{Entries, push_entry};
 use super::bloom::Bloom;
 use super::corrupt_run;
+use super::files::{RunDir, io, read_at};
 use crate::store::StoreError;
 
 /// A block's size past which the writer starts the next one (entries of one hash stay in
-/// one block). Blocks are values in sled leaves of up to 16 keys: 4 KiB keeps a leaf, the
-/// unit sled reads and caches, at about 64 KiB.
+/// one block): one page-cache read of a few pages per lookup.
 pub(super) const BLOCK_BYTES: usize = 4096;
 
-const TREE: &str = "msg_runs";
-const DIRECTORY: u8 = 0xFF;
+/// Ends every run file; a file without it was not finished.
+const MAGIC: [u8; 8] = *b"bkrun\0\0\x01";
+const FOOTER: usize = 24;
+/// Name used in corruption errors.
+const NAME: &str = "mapping runs";
 
 /// The two sections of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,29 +42,70 @@ struct Directory {
     entries: u64,
     /// The first hash of each block.
     firsts: Vec<u64>,
+    /// Where each block starts in the file, then where the last one ends.
+    bounds: Vec<u64>,
     bloom: Bloom,
 }
 
-/// A sealed run, its directory loaded.
+impl Directory {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.entries.to_le_bytes());
+        out.extend_from_slice(&(self.firsts.len() as u64).to_le_bytes());
+        for word in self.firsts.iter().chain(&self.bounds) {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        self.bloom.encode(out);
+    }
+
+    /// Reads one section's directory from the front of `bytes`.
+    fn decode(bytes: &[u8]) -> Result<(Self, &[u8]), StoreError> {
+        let mut rest = bytes;
+        let mut take = || -> Result<u64, StoreError> {
+            let (word, tail) = rest
+                .split_at_checked(8)
+                .ok_or_else(|| corrupt_run("a truncated run directory"))?;
+            rest = tail;
+            Ok(u64::from_le_bytes(word.try_into().expect("8 bytes")))
+        };
+        let entries = take()?;
+        let blocks = take()? as usize;
+        if blocks > bytes.len() / 16 {
+            return Err(corrupt_run("a run directory with more blocks than bytes"));
+        }
+        let firsts = (0..blocks).map(|_| take()).collect::<Result<Vec<_>, _>>()?;
+        let bounds = (0..=blocks)
+            .map(|_| take())
+            .collect::<Result<Vec<_>, _>>()?;
+        if bounds.windows(2).any(|w| w[0] > w[1]) {
+            return Err(corrupt_run("a run directory with blocks out of order"));
+        }
+        let (bloom, rest) = Bloom::decode(rest)?;
+        Ok((
+            Self {
+                entries,
+                firsts,
+                bounds,
+                bloom,
+            },
+            rest,
+        ))
+    }
+
+    fn empty(entries: usize, starts_at: u64) -> Self {
+        Self {
+            entries: 0,
+            firsts: Vec::new(),
+            bounds: vec![starts_at],
+            bloom: Bloom::with_capacity(entries),
+        }
+    }
+}
+
+/// A sealed run, its directory loaded and its file open.
 pub(super) struct Run {
     id: u64,
-    tree: Tree,
+    file: File,
     sections: [Directory; 2],
-}
-
-fn block_key(id: u64, section: Section, block: u32) -> [u8; 13] {
-    let mut key = [0u8; 13];
-    key[..8].copy_from_slice(&id.to_be_bytes());
-    key[8] = section as u8;
-    key[9..].copy_from_slice(&block.to_be_bytes());
-    key
-}
-
-fn directory_key(id: u64) -> [u8; 9] {
-    let mut key = [0u8; 9];
-    key[..8].copy_from_slice(&id.to_be_bytes());
-    key[8] = DIRECTORY;
-    key
 }
 
 impl Run {
@@ -83,23 +128,43 @@ impl Run {
     pub(super) fn resident_bytes(&self) -> usize {
         self.sections
             .iter()
-            .map(|d| d.bloom.bytes() + d.firsts.len() * 8)
+            .map(|d| d.bloom.bytes() + (d.firsts.len() + d.bounds.len()) * 8)
             .sum()
     }
 
-    /// Loads run `id`'s directory.
-    pub(super) fn load(tree: &Tree, id: u64) -> Result<Self, StoreError> {
-        let bytes = tree
-            .get(directory_key(id))?
-            .ok_or_else(|| corrupt_run(format!("run {id} has no directory")))?;
-        let (by_event, rest) = decode_directory(&bytes)?;
-        let (by_remote, rest) = decode_directory(rest)?;
+    /// Opens run `id` of `dir` and loads its directory.
+    pub(super) fn load(dir: &RunDir, id: u64) -> Result<Self, StoreError> {
+        let path = dir.finished(id);
+        let file = File::open(&path).map_err(|e| io("opening", &path, e))?;
+        let len = file.metadata().map_err(|e| io("reading", &path, e))?.len();
+        let bad = |reason: &str| corrupt_run(format!("run {id}: {reason}"));
+        if len < FOOTER as u64 {
+            return Err(bad("shorter than its footer"));
+        }
+        let mut footer = [0u8; FOOTER];
+        read_at(&file, &mut footer, len - FOOTER as u64).map_err(|e| io("reading", &path, e))?;
+        let word = |n: usize| u64::from_le_bytes(footer[n * 8..n * 8 + 8].try_into().expect("8"));
+        if footer[16..] != MAGIC {
+            return Err(bad("not a finished run file"));
+        }
+        let (at, size) = (word(0), word(1));
+        if at.checked_add(size) != Some(len - FOOTER as u64) {
+            return Err(bad("its directory is not where the footer says"));
+        }
+        let mut bytes = vec![0u8; size as usize];
+        read_at(&file, &mut bytes, at).map_err(|e| io("reading", &path, e))?;
+        let (by_event, rest) = Directory::decode(&bytes)?;
+        let (by_remote, rest) = Directory::decode(rest)?;
         if !rest.is_empty() {
-            return Err(corrupt_run(format!("run {id}: bytes after its directory")));
+            return Err(bad("bytes after its directory"));
+        }
+        if by_event.bounds.last() != by_remote.bounds.first() || by_remote.bounds.last() > Some(&at)
+        {
+            return Err(bad("blocks outside the file"));
         }
         Ok(Self {
             id,
-            tree: tree.clone(),
+            file,
             sections: [by_event, by_remote],
         })
     }
@@ -121,7 +186,7 @@ impl Run {
             return Ok(());
         };
         let bytes = self.block(section, block)?;
-        for entry in Entries::of_block(TREE, &bytes) {
+        for entry in Entries::of_block(NAME, &bytes) {
             let (h, payload) = entry?;
             if h > hash {
                 break;
@@ -139,77 +204,75 @@ impl Run {
     }
 
     /// Block `n` of `section`.
-    pub(super) fn block(&self, section: Section, n: usize) -> Result<IVec, StoreError> {
-        self.tree
-            .get(block_key(self.id, section, n as u32))?
-            .ok_or_else(|| corrupt_run(format!("run {}: block {n} is missing", self.id)))
+    pub(super) fn block(&self, section: Section, n: usize) -> Result<Vec<u8>, StoreError> {
+        let bounds = &self.sections[section as usize].bounds;
+        let (Some(&start), Some(&end)) = (bounds.get(n), bounds.get(n + 1)) else {
+            return Err(corrupt_run(format!("run {}: no block {n}", self.id)));
+        };
+        let mut bytes = vec![0u8; (end - start) as usize];
+        read_at(&self.file, &mut bytes, start)
+            .map_err(|e| StoreError::Io(format!("reading run {}: {e}", self.id)))?;
+        Ok(bytes)
     }
-
-    /// Removes every key of run `id` (blocks and directory, or what a crash left of them).
-    pub(super) fn delete(tree: &Tree, id: u64) -> Result<(), StoreError> {
-        for key in tree.scan_prefix(id.to_be_bytes()).keys() {
-            tree.remove(key?)?;
-        }
-        Ok(())
-    }
-}
-
-/// Reads one section's directory from the front of `bytes`.
-fn decode_directory(bytes: &[u8]) -> Result<(Directory, &[u8]), StoreError> {
-    let bad = || corrupt_run("a truncated run directory");
-    let take_u64 = |b: &[u8]| -> Result<(u64, usize), StoreError> {
-        let word = b.get(..8).ok_or_else(bad)?;
-        Ok((u64::from_le_bytes(word.try_into().expect("8 bytes")), 8))
-    };
-    let (entries, _) = take_u64(bytes)?;
-    let (blocks, _) = take_u64(&bytes[8..])?;
-    let mut rest = &bytes[16..];
-    let mut firsts = Vec::with_capacity(blocks.min(1 << 24) as usize);
-    for _ in 0..blocks {
-        firsts.push(take_u64(rest)?.0);
-        rest = &rest[8..];
-    }
-    let (bloom, rest) = Bloom::decode(rest)?;
-    Ok((
-        Directory {
-            entries,
-            firsts,
-            bloom,
-        },
-        rest,
-    ))
 }
 
 /// Writes a run: the by-event entries, then the by-remote ones, each in hash order, then
-/// [`RunWriter::finish`]. A run whose directory was not written is not a run: opening the
-/// store deletes what it left (see the manifest's `doomed`).
+/// [`RunWriter::finish`]. Until then the file is a partial one, removed if the writer is
+/// dropped and at the latest when the store next opens.
 pub(super) struct RunWriter {
     id: u64,
-    tree: Tree,
+    dir: RunDir,
+    out: BufWriter<File>,
+    /// Bytes written to the file so far.
+    written: u64,
     section: Section,
     block: Vec<u8>,
-    blocks: u32,
     last: Option<u64>,
     current: Directory,
     done: Vec<Directory>,
     /// Expected by-remote entries, to size its filter when the section starts.
     remote_entries: usize,
+    finished: bool,
 }
 
 impl RunWriter {
-    /// A writer for run `id`, its filters sized for the given entry counts (upper bounds).
-    pub(super) fn new(tree: &Tree, id: u64, event_entries: usize, remote_entries: usize) -> Self {
-        Self {
+    /// A writer for run `id` in `dir`, its filters sized for the given entry counts (upper
+    /// bounds).
+    pub(super) fn new(
+        dir: &RunDir,
+        id: u64,
+        event_entries: usize,
+        remote_entries: usize,
+    ) -> Result<Self, StoreError> {
+        let path = dir.partial(id);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| io("creating", &path, e))?;
+        Ok(Self {
             id,
-            tree: tree.clone(),
+            dir: dir.clone(),
+            out: BufWriter::with_capacity(64 * 1024, file),
+            written: 0,
             section: Section::ByEvent,
             block: Vec::with_capacity(BLOCK_BYTES + 512),
-            blocks: 0,
             last: None,
-            current: empty_directory(event_entries),
+            current: Directory::empty(event_entries, 0),
             done: Vec::new(),
             remote_entries,
-        }
+            finished: false,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| io("writing", &self.dir.partial(self.id), e))?;
+        self.written += bytes.len() as u64;
+        Ok(())
     }
 
     /// Appends an entry to the current section; hashes must not decrease.
@@ -234,12 +297,11 @@ impl RunWriter {
     }
 
     fn write_block(&mut self) -> Result<(), StoreError> {
-        self.tree.insert(
-            block_key(self.id, self.section, self.blocks),
-            &self.block[..],
-        )?;
+        let block = std::mem::take(&mut self.block);
+        self.write(&block)?;
+        self.block = block;
         self.block.clear();
-        self.blocks += 1;
+        self.current.bounds.push(self.written);
         Ok(())
     }
 
@@ -252,7 +314,7 @@ impl RunWriter {
         );
         self.end_section()?;
         self.section = Section::ByRemote;
-        self.current = empty_directory(self.remote_entries);
+        self.current = Directory::empty(self.remote_entries, self.written);
         Ok(())
     }
 
@@ -260,14 +322,14 @@ impl RunWriter {
         if !self.block.is_empty() {
             self.write_block()?;
         }
-        self.blocks = 0;
         self.last = None;
-        let section = std::mem::replace(&mut self.current, empty_directory(1));
+        let section = std::mem::replace(&mut self.current, Directory::empty(1, self.written));
         self.done.push(section);
         Ok(())
     }
 
-    /// Writes the directory, which makes the run whole, and returns it loaded.
+    /// Writes the directory and the footer, syncs the file and gives it its finished name,
+    /// which makes the run whole; returns it loaded.
     pub(super) fn finish(mut self) -> Result<Arc<Run>, StoreError> {
         if self.section == Section::ByEvent {
             self.start_remote_section()?;
@@ -275,34 +337,44 @@ impl RunWriter {
         self.end_section()?;
         let mut bytes = Vec::new();
         for section in &self.done {
-            bytes.extend_from_slice(&section.entries.to_le_bytes());
-            bytes.extend_from_slice(&(section.firsts.len() as u64).to_le_bytes());
-            for first in &section.firsts {
-                bytes.extend_from_slice(&first.to_le_bytes());
-            }
-            section.bloom.encode(&mut bytes);
+            section.encode(&mut bytes);
         }
-        self.tree.insert(directory_key(self.id), bytes)?;
-        let [by_event, by_remote]: [Directory; 2] = self
-            .done
+        let (at, size) = (self.written, bytes.len() as u64);
+        bytes.extend_from_slice(&at.to_le_bytes());
+        bytes.extend_from_slice(&size.to_le_bytes());
+        bytes.extend_from_slice(&MAGIC);
+        self.write(&bytes)?;
+        let path = self.dir.partial(self.id);
+        self.out.flush().map_err(|e| io("writing", &path, e))?;
+        self.out
+            .get_ref()
+            .sync_all()
+            .map_err(|e| io("syncing", &path, e))?;
+        self.dir.publish(self.id)?;
+        self.finished = true;
+        let file = self
+            .out
+            .get_ref()
+            .try_clone()
+            .map_err(|e| io("reopening", &path, e))?;
+        let [by_event, by_remote]: [Directory; 2] = std::mem::take(&mut self.done)
             .try_into()
             .unwrap_or_else(|_| unreachable!("two sections"));
         Ok(Arc::new(Run {
             id: self.id,
-            tree: self.tree,
+            file,
             sections: [by_event, by_remote],
         }))
     }
 }
 
-fn empty_directory(entries: usize) -> Directory {
-    Directory {
-        entries: 0,
-        firsts: Vec::new(),
-        bloom: Bloom::with_capacity(entries),
+impl Drop for RunWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(self.dir.partial(self.id));
+        }
     }
 }
-
 /// Every entry of one section of a run, in hash order, a block at a time.
 pub(super) struct SectionEntries {
     run: Arc<Run>,
@@ -338,7 +410,7 @@ impl Iterator for SectionEntries {
                 Err(e) => return Some(Err(e)),
             };
             self.next_block += 1;
-            let decoded: Result<Vec<_>, _> = Entries::of_block(TREE, &block)
+            let decoded: Result<Vec<_>, _> = Entries::of_block(NAME, &block)
                 .map(|e| e.map(|(hash, payload)| (hash, payload.to_vec())))
                 .collect();
             match decoded {
@@ -355,10 +427,9 @@ mod tests {
 
     #[test]
     fn a_run_finds_every_entry_and_streams_them_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree(TREE).unwrap();
-        let mut writer = RunWriter::new(&tree, 3, 5_000, 10);
+        let temp = tempfile::tempdir().unwrap();
+        let dir = RunDir::open(temp.path()).unwrap();
+        let mut writer = RunWriter::new(&dir, 3, 5_000, 10).unwrap();
         // Hashes 0, 10, 20, … with two payloads at every 100th: equal hashes stay together.
         for n in 0..5_000u64 {
             writer.push(n * 10, format!("e{n}").as_bytes()).unwrap();
@@ -369,7 +440,7 @@ mod tests {
         writer.start_remote_section().unwrap();
         writer.push(7, b"r7").unwrap();
         let written = writer.finish().unwrap();
-        let run = Run::load(&tree, 3).unwrap();
+        let run = Run::load(&dir, 3).unwrap();
         assert!(run.blocks(Section::ByEvent) > 1);
         assert_eq!(run.events(), written.events());
         for n in (0..5_000u64).step_by(37).chain([4_900]) {
@@ -403,8 +474,8 @@ mod tests {
         assert_eq!(all.len(), 5_050);
         assert!(all.windows(2).all(|w| w[0].0 <= w[1].0));
 
-        Run::delete(&tree, 3).unwrap();
-        assert!(tree.is_empty());
-        assert!(Run::load(&tree, 3).is_err());
+        dir.remove(3).unwrap();
+        assert_eq!(std::fs::read_dir(temp.path()).unwrap().count(), 0);
+        assert!(Run::load(&dir, 3).is_err());
     }
 }

@@ -25,7 +25,7 @@ fn open(dir: &std::path::Path) -> (sled::Db, MessageTables) {
     let db = open_sled(dir);
     let meta = db.open_tree("meta").unwrap();
     let hasher = Hasher::of_store(&meta).unwrap();
-    let tables = MessageTables::open(&db, &meta, hasher).unwrap();
+    let tables = MessageTables::open(&db, &meta, hasher, &dir.join("runs")).unwrap();
     (db, tables)
 }
 
@@ -230,13 +230,12 @@ fn what_an_interrupted_seal_or_trim_left_is_cleaned_up_on_open() {
         let shared = &tables.shared;
         // A run being written when the process died: allocated (doomed), half written.
         let id = shared.allocate_run().unwrap();
-        let mut half = run::RunWriter::new(&shared.runs_tree, id, 10, 10);
+        let mut half = run::RunWriter::new(&shared.runs_dir, id, 10, 10).unwrap();
         half.push(1, b"{}").unwrap();
-        drop(half);
-        shared
-            .runs_tree
-            .insert(id.to_be_bytes(), &b"partial"[..])
-            .unwrap();
+        std::mem::forget(half); // the process died: nothing removed its partial file
+        assert!(shared.runs_dir.partial(id).exists());
+        // And a finished file the manifest never named (its seal died before the manifest).
+        std::fs::write(shared.runs_dir.finished(id + 100), b"stray").unwrap();
         // And a log record the sealer had not trimmed yet.
         let cut = shared.manifest().log_cut;
         shared
@@ -248,7 +247,15 @@ fn what_an_interrupted_seal_or_trim_left_is_cleaned_up_on_open() {
     let shared = &tables.shared;
     assert!(shared.manifest().doomed.is_empty());
     let id = shared.manifest().next_run - 1;
-    assert_eq!(shared.runs_tree.scan_prefix(id.to_be_bytes()).count(), 0);
+    assert!(!shared.runs_dir.partial(id).exists());
+    assert!(!shared.runs_dir.finished(id + 100).exists());
+    let live = shared.manifest().live.clone();
+    assert!(!live.is_empty());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("runs")).unwrap().count(),
+        live.len(),
+        "only the live runs' files are left"
+    );
     // The untrimmed record was already in a run: dropped, not replayed.
     assert!(
         shared

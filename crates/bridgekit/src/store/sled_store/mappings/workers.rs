@@ -181,7 +181,7 @@ fn seal(shared: &Shared, memtable: &Memtable) -> Result<(), StoreError> {
     }
     let id = shared.allocate_run()?;
     let (by_event, by_remote) = memtable.entries()?;
-    let mut writer = RunWriter::new(&shared.runs_tree, id, by_event.len(), by_remote.len());
+    let mut writer = RunWriter::new(&shared.runs_dir, id, by_event.len(), by_remote.len())?;
     for (hash, payload) in &by_event {
         writer.push(*hash, payload)?;
     }
@@ -241,7 +241,7 @@ fn compact_loop(shared: &Shared, wake: mpsc::Receiver<()>) {
 fn delete_unread(shared: &Shared, released: &mut Vec<Arc<Run>>) -> Result<(), StoreError> {
     while let Some(at) = released.iter().position(|r| Arc::strong_count(r) == 1) {
         let run = released.swap_remove(at);
-        Run::delete(&shared.runs_tree, run.id())?;
+        shared.runs_dir.remove(run.id())?;
         shared
             .manifest()
             .update(&shared.meta, |m| m.doomed.retain(|&d| d != run.id()))?;
@@ -271,7 +271,7 @@ fn compact_once(shared: &Shared) -> Result<Option<Vec<Arc<Run>>>, StoreError> {
     let oldest = range.end == runs.len();
     let id = shared.allocate_run()?;
     let stop = || shared.stopping.load(Ordering::Relaxed);
-    let Some(merged) = merge(&shared.runs_tree, id, &inputs, oldest, &stop)? else {
+    let Some(merged) = merge(&shared.runs_dir, id, &inputs, oldest, &stop)? else {
         return Ok(None);
     };
     let ids: Vec<u64> = inputs.iter().map(|r| r.id()).collect();
