@@ -4,9 +4,10 @@
 //! inbox), outbound sends (the outbox) and remote events (the remote queue, per portal).
 //!
 //! An operator may trade order for speed in busy rooms ([`Overlap`]): then up to `width`
-//! items of one key that [`Overlap::may_overlap`] allows are handled at once (started in
-//! order, finishing in any order); any other item waits until those are done and runs alone,
-//! so an edit or redaction never overtakes the message it refers to.
+//! items of one key that [`Overlap::lane`] puts in a lane are handled at once (started in
+//! order, finishing in any order), but never two of one lane (one sender's messages keep
+//! their order); any other item waits until those are done and runs alone, so an edit or
+//! redaction never overtakes the message it refers to.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -26,8 +27,10 @@ pub(crate) trait ItemHandler<T>: Send + Sync + 'static {
 pub(crate) struct Overlap<T> {
     /// Items of one key in hand at once; 1 keeps strict order.
     pub width: usize,
-    /// Whether an item may run alongside the key's other overlapping items.
-    pub may_overlap: fn(&T) -> bool,
+    /// The lane of an item that may run alongside the key's items of other lanes (items of
+    /// one lane, such as one sender's, still run one after another); `None` for an item
+    /// that runs alone.
+    pub lane: fn(&T) -> Option<u64>,
 }
 
 #[cfg(any(test, feature = "internals"))]
@@ -36,7 +39,7 @@ impl<T> Overlap<T> {
     pub(crate) fn strict() -> Self {
         Self {
             width: 1,
-            may_overlap: |_| false,
+            lane: |_| None,
         }
     }
 }
@@ -128,16 +131,28 @@ async fn worker<T: Send + 'static>(
     key: String,
     mut rx: UnboundedReceiver<T>,
 ) {
-    // Overlapping items in hand (only when the operator allowed a width above 1).
+    // Overlapping items in hand, each answering its lane when done (only when the operator
+    // allowed a width above 1), and the lanes they hold.
     let mut in_hand = tokio::task::JoinSet::new();
+    let mut lanes: Vec<(tokio::task::Id, u64)> = Vec::new();
+    type Done = Option<Result<(tokio::task::Id, ()), tokio::task::JoinError>>;
+    let finished = |done: Done, lanes: &mut Vec<(tokio::task::Id, u64)>| {
+        let id = match done {
+            Some(Ok((id, ()))) => id,
+            Some(Err(e)) => e.id(),
+            None => return,
+        };
+        lanes.retain(|(task, _)| *task != id);
+        inner.pending.fetch_sub(1, Ordering::Relaxed);
+    };
     loop {
         let item = match rx.try_recv() {
             Ok(item) => item,
             Err(_) if !in_hand.is_empty() => {
                 tokio::select! {
                     Some(item) = rx.recv() => item,
-                    Some(_) = in_hand.join_next() => {
-                        inner.pending.fetch_sub(1, Ordering::Relaxed);
+                    done = in_hand.join_next_with_id() => {
+                        finished(done, &mut lanes);
                         continue;
                     }
                 }
@@ -155,18 +170,23 @@ async fn worker<T: Send + 'static>(
                 }
             }
         };
-        if inner.overlap.width > 1 && (inner.overlap.may_overlap)(&item) {
-            while in_hand.len() >= inner.overlap.width {
-                in_hand.join_next().await;
-                inner.pending.fetch_sub(1, Ordering::Relaxed);
+        if let Some(lane) = (inner.overlap.width > 1)
+            .then(|| (inner.overlap.lane)(&item))
+            .flatten()
+        {
+            // After the lane's earlier item, and within the width.
+            while in_hand.len() >= inner.overlap.width || lanes.iter().any(|(_, l)| *l == lane) {
+                let done = in_hand.join_next_with_id().await;
+                finished(done, &mut lanes);
             }
             let handler = inner.handler.clone();
-            in_hand.spawn_on(async move { handler.handle(item).await }, &inner.runtime);
+            let task = in_hand.spawn_on(async move { handler.handle(item).await }, &inner.runtime);
+            lanes.push((task.id(), lane));
             continue;
         }
         // Runs alone: after everything before it.
-        while in_hand.join_next().await.is_some() {
-            inner.pending.fetch_sub(1, Ordering::Relaxed);
+        while let Some(done) = in_hand.join_next_with_id().await {
+            finished(Some(done), &mut lanes);
         }
         inner.handler.handle(item).await;
         inner.pending.fetch_sub(1, Ordering::Relaxed);
@@ -315,7 +335,7 @@ mod tests {
         let rec = Arc::new(Overlapping::default());
         let overlap = Overlap {
             width: 3,
-            may_overlap: |item: &(u64, String, bool)| item.2,
+            lane: |item: &(u64, String, bool)| item.2.then_some(item.0),
         };
         let dispatcher = KeyedQueue::new(rec.clone(), tokio::runtime::Handle::current(), overlap);
         for seq in 0..400u64 {
@@ -338,5 +358,69 @@ mod tests {
             widest, 3,
             "items of one key overlap up to the width, never more"
         );
+    }
+
+    /// Items `(seq, queue, lane)`; records what each lane of each queue has in hand.
+    #[derive(Default)]
+    struct Lanes {
+        in_hand: Mutex<HashMap<(String, u64), u64>>,
+        order: Mutex<HashMap<(String, u64), Vec<u64>>>,
+        in_queue: Mutex<HashMap<String, usize>>,
+        widest: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl ItemHandler<(u64, String, u64)> for Lanes {
+        async fn handle(&self, (seq, queue, lane): (u64, String, u64)) {
+            let key = (queue.clone(), lane);
+            if let Some(other) = self.in_hand.lock().unwrap().insert(key.clone(), seq) {
+                panic!("{seq} ran alongside {other} of its lane");
+            }
+            let width = {
+                let mut in_queue = self.in_queue.lock().unwrap();
+                let n = in_queue.entry(queue.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            self.widest
+                .fetch_max(width, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5 + (seq * 7) % 3)).await;
+            *self.in_queue.lock().unwrap().get_mut(&queue).unwrap() -= 1;
+            self.in_hand.lock().unwrap().remove(&key);
+            self.order.lock().unwrap().entry(key).or_default().push(seq);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn items_of_one_lane_keep_their_order_while_lanes_overlap() {
+        let rec = Arc::new(Lanes::default());
+        let overlap = Overlap {
+            width: 8,
+            lane: |item: &(u64, String, u64)| Some(item.2),
+        };
+        let dispatcher = KeyedQueue::new(rec.clone(), tokio::runtime::Handle::current(), overlap);
+        for seq in 0..600u64 {
+            // Two queues, five senders (lanes) in each.
+            let queue = format!("!{}", seq % 2);
+            dispatcher.dispatch(&queue.clone(), (seq, queue, seq / 2 % 5));
+        }
+        for _ in 0..1000 {
+            if dispatcher.pending() == 0 && dispatcher.active_queues() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(dispatcher.pending(), 0, "every item handled");
+        let order = rec.order.lock().unwrap();
+        assert_eq!(order.len(), 10);
+        assert_eq!(order.values().map(Vec::len).sum::<usize>(), 600);
+        for (lane, seqs) in order.iter() {
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "lane {lane:?} out of order: {seqs:?}"
+            );
+        }
+        let widest = rec.widest.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(widest, 5, "one item per lane at a time, every lane at once");
     }
 }

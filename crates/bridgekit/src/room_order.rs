@@ -5,7 +5,11 @@
 //! (`m.relates_to`, which an encrypting client keeps in the clear). Anything that refers to
 //! an earlier event (a reply, an edit, a reaction, a redaction), every state event and every
 //! remote event that is not a plain message waits until the items before it are done, so it
-//! never overtakes what it refers to.
+//! never overtakes what it refers to. Plain messages overlap only across senders: the lane
+//! of each is its sender, so one person's messages still arrive in the order written (and a
+//! new ghost's first send, which may wait for its join, holds back only its own).
+
+use std::hash::{Hash, Hasher};
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -14,34 +18,54 @@ use crate::keyed_queue::Overlap;
 use crate::remote::RemoteEvent;
 use crate::store::queues::{InboxItem, ItemKind, OutboxEntry, OutboxOp};
 
-/// Inbox items of one room: plain timeline messages overlap.
+/// Inbox items of one room: plain timeline messages overlap, one lane per sender.
 pub(crate) fn inbox(width: usize) -> Overlap<(u64, InboxItem)> {
     Overlap {
         width,
-        may_overlap: |(_, item)| item.kind == ItemKind::Timeline && is_plain_event(&item.json),
-    }
-}
-
-/// Sends to one room: plain messages overlap.
-pub(crate) fn outbox(width: usize) -> Overlap<(u64, OutboxEntry)> {
-    Overlap {
-        width,
-        may_overlap: |(_, entry)| match &entry.op {
-            OutboxOp::Message {
-                event_type,
-                content,
-            } => is_message_type(event_type) && !has_relation(content.get()),
-            _ => false,
+        lane: |(_, item)| {
+            if item.kind != ItemKind::Timeline {
+                return None;
+            }
+            plain_event_lane(&item.json)
         },
     }
 }
 
-/// Remote events of one portal: messages that reply to nothing overlap.
+/// Sends to one room: plain messages overlap, one lane per sender.
+pub(crate) fn outbox(width: usize) -> Overlap<(u64, OutboxEntry)> {
+    Overlap {
+        width,
+        lane: |(_, entry)| match &entry.op {
+            OutboxOp::Message {
+                event_type,
+                content,
+            } if is_message_type(event_type) && !has_relation(content.get()) => {
+                Some(lane_of(entry.sender.as_str()))
+            }
+            _ => None,
+        },
+    }
+}
+
+/// Remote events of one portal: messages that reply to nothing overlap, one lane per
+/// remote sender.
 pub(crate) fn remote<K>(width: usize) -> Overlap<(u64, K, RemoteEvent)> {
     Overlap {
         width,
-        may_overlap: |(_, _, event)| matches!(event, RemoteEvent::Message(message) if message.reply_to.is_none()),
+        lane: |(_, _, event)| match event {
+            RemoteEvent::Message(message) if message.reply_to.is_none() => {
+                Some(lane_of(message.sender.id.as_str()))
+            }
+            _ => None,
+        },
     }
+}
+
+/// A sender's lane: a hash of its ID (two senders sharing one only wait for each other).
+fn lane_of(sender: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    sender.hash(&mut hasher);
+    hasher.finish()
 }
 
 fn is_message_type(event_type: &str) -> bool {
@@ -56,6 +80,8 @@ fn is_message_type(event_type: &str) -> bool {
 struct EventHead<'a> {
     #[serde(rename = "type", borrow)]
     event_type: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    sender: Option<std::borrow::Cow<'a, str>>,
     state_key: Option<IgnoredAny>,
     #[serde(default)]
     content: Option<ContentHead>,
@@ -67,16 +93,14 @@ struct ContentHead {
     relates_to: Option<IgnoredAny>,
 }
 
-/// A message-like event without a state key or relation; false for what does not parse.
-fn is_plain_event(json: &str) -> bool {
-    match serde_json::from_str::<EventHead<'_>>(json) {
-        Ok(head) => {
-            head.state_key.is_none()
-                && is_message_type(&head.event_type)
-                && head.content.is_none_or(|c| c.relates_to.is_none())
-        }
-        Err(_) => false,
-    }
+/// The lane (its sender's) of a message-like event without a state key or relation; `None`
+/// for any other event and for what does not parse.
+fn plain_event_lane(json: &str) -> Option<u64> {
+    let head = serde_json::from_str::<EventHead<'_>>(json).ok()?;
+    let plain = head.state_key.is_none()
+        && is_message_type(&head.event_type)
+        && head.content.is_none_or(|c| c.relates_to.is_none());
+    plain.then(|| lane_of(head.sender.as_deref().unwrap_or_default()))
 }
 
 /// Whether event content carries `m.relates_to`; true for what does not parse.
@@ -99,8 +123,9 @@ mod tests {
         let member =
             r#"{"type":"m.room.member","state_key":"@a:x","content":{"membership":"join"}}"#;
         let state_message = r#"{"type":"m.room.message","state_key":"","content":{}}"#;
-        assert!(is_plain_event(plain));
-        assert!(is_plain_event(encrypted));
+        assert_eq!(plain_event_lane(plain), Some(lane_of("@a:x")));
+        assert_ne!(lane_of("@a:x"), lane_of("@b:x"));
+        assert_eq!(plain_event_lane(encrypted), Some(lane_of("")));
         for other in [
             reply,
             encrypted_edit,
@@ -110,7 +135,7 @@ mod tests {
             state_message,
             "not json",
         ] {
-            assert!(!is_plain_event(other), "{other}");
+            assert_eq!(plain_event_lane(other), None, "{other}");
         }
         assert!(!has_relation(r#"{"body":"hi"}"#));
         assert!(has_relation(r#"{"body":"hi","m.relates_to":{}}"#));
