@@ -67,6 +67,7 @@ mod encryption;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hash;
+mod housekeeping;
 pub mod ids;
 mod inbox_handler;
 pub mod incoming;

@@ -8,7 +8,8 @@
 //! The same retention made a long echo run grow: free pages scattered over the arenas of
 //! the worker threads (seals and merges of the mapping runs free megabytes at a time) were
 //! kept, and RSS rose with the run's age although the live heap did not (measured in a soak:
-//! one `malloc_trim` took the process from 84 to 67 MiB, see `docs/store-memory.md`).
+//! one `malloc_trim` took the process from 84 to 67 MiB, see `docs/store-memory.md`); the
+//! `housekeeping` task calls [`give_back`] every few seconds.
 
 use crate::appservice::LARGE_BODY_BYTES;
 
@@ -31,30 +32,6 @@ impl Drop for GiveBackWhenDone {
             give_back();
         }
     }
-}
-
-/// How often [`trim_periodically`] gives free pages back: often enough that retention
-/// never builds up, rarely enough that its cost (a walk of the free lists) is noise.
-const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Gives free pages back every [`TRIM_EVERY`] until the returned guard is dropped.
-pub(crate) fn trim_periodically() -> impl Drop {
-    struct AbortOnDrop(tokio::task::JoinHandle<()>);
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
-    AbortOnDrop(tokio::spawn(async {
-        let mut every = tokio::time::interval(TRIM_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        every.tick().await;
-        loop {
-            every.tick().await;
-            // It holds each arena's lock briefly; off the async workers.
-            let _ = tokio::task::spawn_blocking(give_back).await;
-        }
-    }))
 }
 
 /// Returns free heap pages to the system.

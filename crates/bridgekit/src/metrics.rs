@@ -46,6 +46,15 @@ pub(crate) fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Folds the histogram samples recorded since the last call into their buckets. Without it
+/// they are kept until a scrape: a bridge nobody scrapes grew by ~2 MiB every 5 minutes at
+/// 200 events/s (a heap profile of a soak).
+pub(crate) fn upkeep() {
+    if let Some(Some(handle)) = HANDLE.get() {
+        handle.run_upkeep();
+    }
+}
+
 /// The exposition text, with the store gauges read now.
 pub(crate) async fn render(
     store: &dyn Backend,

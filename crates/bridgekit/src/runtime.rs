@@ -122,7 +122,7 @@ async fn run_on(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
     crate::metrics::install();
-    let _trimmer = crate::memory::trim_periodically();
+    let _housekeeping = crate::housekeeping::start();
     let registration = Registration::load(&config.appservice.registration)?;
     registration.check_against(&config, &config.appservice.registration)?;
     let boot = store.next_boot().await?;

@@ -17,7 +17,10 @@ use crate::store::queues::{InboxItem, ItemKind};
 const PING: &str = "io.bridgekit.encryption_ping";
 
 /// How long the ping may take to come back.
-const PING_WAIT: Duration = Duration::from_secs(15);
+const PING_WAIT: Duration = Duration::from_secs(30);
+/// How often the ping is sent again while none came back: a busy Synapse was seen to leave
+/// a to-device message undelivered until the next one woke its appservice sender.
+const PING_AGAIN: Duration = Duration::from_secs(5);
 
 /// What transactions have shown so far (the intake reports every one).
 pub(crate) struct HomeserverSupport {
@@ -50,26 +53,23 @@ impl HomeserverSupport {
         }
     }
 
-    /// Sends the ping and waits for it; the error is the one line naming the fix.
+    /// Sends the ping (again every [`PING_AGAIN`]) and waits for it; the error is the one
+    /// line naming the fix.
     pub(crate) async fn check(&self, ctx: &BridgeContext, device_id: &str) -> Result<(), String> {
-        let content = Raw::from_json(
-            serde_json::value::to_raw_value(&serde_json::json!({ "sent_at": now_ms() }))
-                .expect("serializes"),
-        );
-        let messages = [(
-            ctx.bot_user_id().to_owned(),
-            [(DeviceIdOrAllDevices::DeviceId(device_id.into()), content)].into(),
-        )]
-        .into();
-        let request =
-            send_event_to_device::v3::Request::new_raw(PING.into(), ctx.txn_ids().next(), messages);
-        ctx.client()
-            .execute(request, None)
-            .await
-            .map_err(|e| format!("cannot send the bot's device a to-device message: {e}"))?;
         let mut seen = self.seen.subscribe();
-        let came = tokio::time::timeout(PING_WAIT, seen.wait_for(Option::is_some)).await;
-        match came.ok().and_then(|r| r.ok().map(|v| *v)) {
+        let deadline = tokio::time::Instant::now() + PING_WAIT;
+        let came = loop {
+            send_ping(ctx, device_id).await?;
+            let wait = PING_AGAIN.min(deadline - tokio::time::Instant::now());
+            if let Ok(came) = tokio::time::timeout(wait, seen.wait_for(Option::is_some)).await {
+                break came.ok().map(|v| *v);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break None;
+            }
+            tracing::debug!("the to-device ping has not come back yet; sending another");
+        };
+        match came {
             Some(Some(true)) => Ok(()),
             Some(_) => Err(
                 "encryption.allow is set but the homeserver sends no one-time-key counts or device lists: set experimental_features: {msc3202_transaction_extensions: true} in homeserver.yaml (and org.matrix.msc3202: true in the registration), then restart the homeserver".into(),
@@ -80,6 +80,26 @@ impl HomeserverSupport {
             )),
         }
     }
+}
+
+/// Sends the bot's own device one ping.
+async fn send_ping(ctx: &BridgeContext, device_id: &str) -> Result<(), String> {
+    let content = Raw::from_json(
+        serde_json::value::to_raw_value(&serde_json::json!({ "sent_at": now_ms() }))
+            .expect("serializes"),
+    );
+    let messages = [(
+        ctx.bot_user_id().to_owned(),
+        [(DeviceIdOrAllDevices::DeviceId(device_id.into()), content)].into(),
+    )]
+    .into();
+    let request =
+        send_event_to_device::v3::Request::new_raw(PING.into(), ctx.txn_ids().next(), messages);
+    ctx.client()
+        .execute(request, None)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot send the bot's device a to-device message: {e}"))
 }
 
 fn now_ms() -> u64 {
