@@ -170,8 +170,13 @@ impl SledStore {
         let db = open_waiting_for_lock(path, cache_bytes, &location)?;
         let trees = Trees::open(&db)?;
         let hasher = hashing::Hasher::of_store(&trees.meta)?;
-        let messages =
-            mappings::MessageTables::open(&db, &trees.meta, hasher, &path.join(RUNS_DIR))?;
+        let messages = mappings::MessageTables::open(
+            &db,
+            &trees.meta,
+            hasher,
+            &path.join(RUNS_DIR),
+            mappings::directory_budget(cache_bytes),
+        )?;
         // sled's log file, synced after each flush (see the `flusher` module).
         let log = std::sync::Arc::new(
             std::fs::File::open(path.join("db")).map_err(|e| StoreError::Io(e.to_string()))?,

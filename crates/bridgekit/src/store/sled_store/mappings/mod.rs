@@ -11,8 +11,9 @@
 //! - **memtable**: the logged operations not yet in a run, in memory, answering lookups of
 //!   recent messages (edits, replies, redactions mostly concern those). At [`SEAL_AT`]
 //!   mappings it is sealed: written as a run, then its log records are removed.
-//! - **runs** (a file each, see [`files`]): sorted blocks with a directory kept in memory
-//!   (first hashes and offsets, a Bloom filter per section, about 3 bytes per mapping),
+//! - **runs** (a file each, see [`files`]): sorted blocks with a directory (first hashes
+//!   and offsets, a Bloom filter per section), in memory for small runs and read from the
+//!   file for large ones (see [`run`]), so memory does not grow with the history;
 //!   newest first; merged
 //!   [`workers::FANOUT`] at a time in the background. The manifest (one value) says which
 //!   runs are live, so a seal or a merge takes effect in one write and a crash in between
@@ -28,9 +29,12 @@ mod files;
 mod manifest;
 mod memtable;
 mod merge;
+mod placement;
 mod run;
 mod tree_runs;
 mod workers;
+
+pub(super) use placement::directory_budget;
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
@@ -165,6 +169,8 @@ struct Shared {
     #[cfg(test)]
     fail_seals: AtomicBool,
     stopping: AtomicBool,
+    /// Bytes of run directories kept in memory (see [`placement`]).
+    directory_budget: usize,
 }
 
 impl Shared {
@@ -197,13 +203,14 @@ pub(super) struct MessageTables {
 
 impl MessageTables {
     /// Opens the tables of `db`, their runs in `runs_dir`: moves schema-7 runs out of sled,
-    /// deletes what an interrupted seal or merge left, loads the live runs' directories and
-    /// replays the log into memtables.
+    /// deletes what an interrupted seal or merge left, loads the live runs (their
+    /// directories placed by [`placement`]) and replays the log into memtables.
     pub(super) fn open(
         db: &sled::Db,
         meta: &Tree,
         hasher: Hasher,
         runs_dir: &std::path::Path,
+        directory_budget: usize,
     ) -> Result<Self, StoreError> {
         let log = db.open_tree(LOG)?;
         let runs_dir = files::RunDir::open(runs_dir)?;
@@ -265,7 +272,9 @@ impl MessageTables {
             #[cfg(test)]
             fail_seals: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            directory_budget,
         });
+        placement::rebalance(&shared)?;
         Ok(Self {
             workers: Arc::new(workers::Workers::start(shared.clone())),
             shared,
@@ -293,13 +302,14 @@ impl MessageTables {
         }
     }
 
-    /// Bytes the runs' directories (first hashes and filters) take in memory, and the number
-    /// of live runs.
+    /// Bytes the runs' directories (first hashes and filters) take in memory, the number
+    /// of live runs, and the bytes their directories would take all in memory.
     #[cfg(test)]
-    pub(super) fn resident(&self) -> (usize, usize) {
+    pub(super) fn resident(&self) -> (usize, usize, usize) {
         let layers = self.shared.layers();
         let bytes = layers.runs.iter().map(|r| r.resident_bytes()).sum();
-        (bytes, layers.runs.len())
+        let all = layers.runs.iter().map(|r| r.directory_bytes()).sum();
+        (bytes, layers.runs.len(), all)
     }
 
     /// Whether no mapping (nor a deletion of one) was ever kept.

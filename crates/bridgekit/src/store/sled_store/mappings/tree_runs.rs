@@ -5,7 +5,7 @@
 //! the directory (per section: entry count, block count, first hashes, filter).
 
 use super::super::entries::Entries;
-use super::bloom::Bloom;
+use super::bloom::{Bloom, Layout};
 use super::corrupt_run;
 use super::files::RunDir;
 use super::run::{RunWriter, Section};
@@ -42,7 +42,7 @@ fn section_counts(bytes: &[u8]) -> Result<(u64, u64, &[u8]), StoreError> {
         .and_then(|b| b.checked_mul(8)?.checked_add(16))
         .filter(|&end| end <= bytes.len())
         .ok_or_else(bad)?;
-    let (_, rest) = Bloom::decode(&bytes[firsts_end..])?;
+    let (_, rest) = Bloom::measure(&bytes[firsts_end..], Layout::Spread)?;
     Ok((entries, blocks, rest))
 }
 

@@ -233,6 +233,7 @@ fn compact_loop(shared: &Shared, wake: mpsc::Receiver<()>) {
                 }
             }
         }
+        report(super::placement::rebalance(shared), "placing directories");
         report(delete_unread(shared, &mut released), "cleanup");
     }
 }
@@ -261,7 +262,8 @@ fn class(events: u64) -> u32 {
 }
 
 /// Merges the oldest [`FANOUT`] runs of the smallest class that has that many; returns
-/// the runs it replaced, or `None` when there was nothing to merge (or it was stopped).
+/// the runs it took out of the layers, or `None` when there was nothing to merge (or it was
+/// stopped).
 fn compact_once(shared: &Shared) -> Result<Option<Vec<Arc<Run>>>, StoreError> {
     let runs = shared.layers().runs.clone();
     let Some(range) = pick(&runs) else {
@@ -289,9 +291,10 @@ fn compact_once(shared: &Shared) -> Result<Option<Vec<Arc<Run>>>, StoreError> {
     })?;
     let mut layers = shared.layers_mut();
     let mut runs: Vec<Arc<Run>> = layers.runs.iter().cloned().collect();
-    runs.splice(at..at + ids.len(), [merged]);
+    let replaced: Vec<Arc<Run>> = runs.splice(at..at + ids.len(), [merged]).collect();
+    debug_assert!(replaced.iter().zip(&ids).all(|(r, &id)| r.id() == id));
     layers.runs = Arc::new(runs);
-    Ok(Some(inputs))
+    Ok(Some(replaced))
 }
 
 /// Whether some size class holds [`FANOUT`] runs.
