@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use sled::{Batch, Transactional, transaction::ConflictableTransactionError};
 
 use super::SledStore;
+use super::journal::{Journal, JournalRecord};
 use super::keys::decode_u64;
 use crate::store::StoreError;
 use crate::store::queues::{InboxItem, IncomingTransaction, Recorded};
@@ -63,7 +64,7 @@ impl BatchProgress {
 
 pub(super) type SharedProgress = std::sync::Arc<Mutex<Progress>>;
 
-fn encode_batch(items: &[InboxItem]) -> Vec<u8> {
+pub(super) fn encode_batch(items: &[InboxItem]) -> Vec<u8> {
     let mut out = Vec::with_capacity(
         4 + items
             .iter()
@@ -105,15 +106,23 @@ fn decode_batch(bytes: &[u8]) -> Result<Vec<InboxItem>, StoreError> {
 }
 
 impl SledStore {
-    /// Records a batch of transactions atomically, skipping those already recorded; the
-    /// caller flushes once for the whole batch. Returns one outcome per transaction, in order.
-    pub(super) fn record_transactions_unflushed(
+    /// Records a batch of transactions atomically, skipping those already recorded. Returns
+    /// one outcome per transaction, in order, and whether they are durable already: they are
+    /// when the intake journal took them (see the `journal` module); otherwise the caller
+    /// flushes.
+    pub(super) fn record_transactions_journaled(
         &self,
         txns: &[IncomingTransaction],
-    ) -> Result<Vec<Recorded>, StoreError> {
+    ) -> Result<(Vec<Recorded>, bool), StoreError> {
+        // Held throughout, so a concurrent copy of a transaction is seen as a duplicate.
+        let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        if journal.wants_reset()
+            && let Err(error) = self.reset_journal(&mut journal)
+        {
+            tracing::warn!(%error, "cannot empty the intake journal; flushing the store instead");
+        }
         let mut outcomes = Vec::with_capacity(txns.len());
-        let (mut inbox, mut records, mut order) =
-            (Batch::default(), Batch::default(), Batch::default());
+        let mut records = Vec::new();
         let mut opened = Vec::new();
         let mut in_batch: HashSet<&[u8]> = HashSet::new();
         for txn in txns {
@@ -123,39 +132,106 @@ impl SledStore {
             }
             in_batch.insert(&txn.key);
             let record_seq = self.db.generate_id()?;
-            records.insert(txn.key.as_slice(), &record_seq.to_be_bytes());
-            order.insert(&record_seq.to_be_bytes(), txn.key.as_slice());
             let mut seqs = Vec::with_capacity(txn.items.len());
+            let mut batches = Vec::new();
             for chunk in txn.items.chunks(MAX_BATCH_ITEMS) {
                 let batch = self.db.generate_id()?;
-                inbox.insert(&batch.to_be_bytes(), encode_batch(chunk));
+                batches.push((batch, encode_batch(chunk)));
                 seqs.extend((0..chunk.len() as u64).map(|i| BATCHED | batch << INDEX_BITS | i));
                 opened.push((batch, chunk.len()));
             }
+            records.push(JournalRecord {
+                record_seq,
+                key: txn.key.clone(),
+                batches,
+            });
             outcomes.push(Recorded::New(seqs));
         }
-        if !in_batch.is_empty() {
-            (
-                &self.trees.inbox_batches,
-                &self.trees.txns,
-                &self.trees.txn_order,
-            )
-                .transaction(|(i, t, o)| {
-                    i.apply_batch(&inbox)?;
-                    t.apply_batch(&records)?;
-                    o.apply_batch(&order)?;
-                    Ok::<_, ConflictableTransactionError<()>>(())
-                })
-                .map_err(|e| match e {
-                    sled::transaction::TransactionError::Storage(e) => StoreError::from(e),
-                    sled::transaction::TransactionError::Abort(()) => unreachable!("never aborted"),
-                })?;
-            let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-            for (batch, items) in opened {
-                progress.batches.insert(batch, BatchProgress::new(items));
+        // A duplicate's first copy is durable when the journal is usable: it was journaled,
+        // or flushed by the reset that made the journal usable again.
+        let mut durable = journal.is_usable();
+        if !records.is_empty()
+            && durable
+            && let Err(error) = journal.append(&records)
+        {
+            tracing::warn!(%error, journal = %journal.path().display(),
+                "cannot write the intake journal; flushing the store instead");
+            durable = false;
+        }
+        // One sled transaction even when journaled: plain inserts into the three trees
+        // were measured not to survive a SIGKILL in order (a transaction's key came back
+        // without its batch: sled recovers no prefix across trees), and the replay trusts
+        // the key.
+        let applied = self.apply_records(&records);
+        if let Err(error) = applied {
+            // The journal may hold what sled refused; keep it from taking more until sled
+            // has flushed everything (the next reset).
+            journal.mark_broken();
+            return Err(error);
+        }
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        for (batch, items) in opened {
+            progress.batches.insert(batch, BatchProgress::new(items));
+        }
+        Ok((outcomes, durable))
+    }
+
+    /// Writes transactions to the trees, all in one sled transaction.
+    fn apply_records(&self, records: &[JournalRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let (mut inbox, mut keys, mut order) =
+            (Batch::default(), Batch::default(), Batch::default());
+        for record in records {
+            keys.insert(record.key.as_slice(), &record.record_seq.to_be_bytes());
+            order.insert(&record.record_seq.to_be_bytes(), record.key.as_slice());
+            for (batch, bytes) in &record.batches {
+                inbox.insert(&batch.to_be_bytes(), bytes.as_slice());
             }
         }
-        Ok(outcomes)
+        (
+            &self.trees.inbox_batches,
+            &self.trees.txns,
+            &self.trees.txn_order,
+        )
+            .transaction(|(i, t, o)| {
+                i.apply_batch(&inbox)?;
+                t.apply_batch(&keys)?;
+                o.apply_batch(&order)?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => StoreError::from(e),
+                sled::transaction::TransactionError::Abort(()) => unreachable!("never aborted"),
+            })
+    }
+
+    /// Flushes sled durably, then empties the journal (everything in it is in sled now).
+    fn reset_journal(&self, journal: &mut Journal) -> Result<(), StoreError> {
+        self.flush_blocking()?;
+        journal.reset().map_err(|e| {
+            StoreError::Io(format!(
+                "cannot empty the intake journal {}: {e}",
+                journal.path().display()
+            ))
+        })
+    }
+
+    /// At open: writes to the trees what the journal holds and sled lost (a crash after the
+    /// acknowledgement, before sled's own flush), then empties the journal. Returns how many
+    /// transactions came back.
+    pub(super) fn replay_journal(&self, found: Vec<JournalRecord>) -> Result<usize, StoreError> {
+        let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lost = Vec::new();
+        for record in found {
+            if !self.trees.txns.contains_key(&record.key)? {
+                lost.push(record);
+            }
+        }
+        self.apply_records(&lost)?;
+        self.reset_journal(&mut journal)?;
+        Ok(lost.len())
     }
 
     /// Every item still waiting, oldest first. Loads the handled-item bitmaps.
@@ -266,6 +342,11 @@ impl SledStore {
 
     /// Drops the oldest transaction records beyond `keep`.
     pub(super) fn prune_transaction_records_sync(&self, keep: u64) -> Result<u64, StoreError> {
+        // The journal is emptied first, so it never holds a transaction whose record is
+        // pruned (its replay would take that transaction in again).
+        let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        self.reset_journal(&mut journal)?;
+        drop(journal);
         // A walk of at most `keep` + 1024 small records, once every 1024 transactions.
         let excess = (self.trees.txn_order.len() as u64).saturating_sub(keep);
         let mut removed = 0u64;

@@ -13,6 +13,9 @@ mod flusher;
 mod ghosts;
 mod hashing;
 mod inbox;
+mod journal;
+#[cfg(test)]
+mod journal_tests;
 mod keys;
 mod mappings;
 mod outbox;
@@ -36,6 +39,8 @@ pub struct SledStore {
     trees: Trees,
     flusher: flusher::Flusher,
     progress: inbox::SharedProgress,
+    /// New transactions are durable here before sled flushes them (see `journal`).
+    journal: std::sync::Arc<std::sync::Mutex<journal::Journal>>,
     messages: mappings::MessageTables,
     depths: depths::Depths,
     /// sled's log file (`<dir>/db`).
@@ -182,16 +187,26 @@ impl SledStore {
             std::fs::File::open(path.join("db")).map_err(|e| StoreError::Io(e.to_string()))?,
         );
         upgrade::to_current(&db, &trees, &messages, &location)?;
-        Ok(SledStore {
+        let (journal, journaled) =
+            journal::Journal::open(&path.join(JOURNAL_FILE)).map_err(|e| {
+                StoreError::Io(format!("cannot open the intake journal in {location}: {e}"))
+            })?;
+        let store = SledStore {
             flusher: flusher::Flusher::start(db.clone(), log.clone()),
             log,
             progress: Default::default(),
+            journal: std::sync::Arc::new(std::sync::Mutex::new(journal)),
             depths: depths::Depths::count(&trees),
             messages,
             db,
             trees,
             location,
-        })
+        };
+        let recovered = store.replay_journal(journaled)?;
+        if recovered > 0 {
+            tracing::info!(recovered, "transactions taken back from the intake journal");
+        }
+        Ok(store)
     }
 
     /// Forces everything written so far to disk, blocking.
@@ -221,6 +236,9 @@ impl SledStore {
         self.flusher.flush().await.map_err(StoreError::Flush)
     }
 }
+
+/// The intake journal's file, inside the store's directory.
+const JOURNAL_FILE: &str = "inbox.journal";
 
 /// The directory of message mapping runs, inside the store's directory.
 const RUNS_DIR: &str = "mapping-runs";

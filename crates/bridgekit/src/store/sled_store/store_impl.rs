@@ -215,10 +215,12 @@ impl Queues for SledStore {
         &self,
         txns: &[IncomingTransaction],
     ) -> Result<Vec<Recorded>, StoreError> {
-        let outcomes = self.record_transactions_unflushed(txns)?;
-        // Also for duplicates only: the first copy may be written but not yet durable (its
-        // flush failed, or is under way).
-        self.flush_async().await?;
+        let (outcomes, durable) = self.record_transactions_journaled(txns)?;
+        if !durable {
+            // The journal could not take them (or, for duplicates only, their first copy
+            // may be written but not yet durable): sled's own flush then.
+            self.flush_async().await?;
+        }
         Ok(outcomes)
     }
     async fn pending_items(&self) -> Result<Vec<(u64, InboxItem)>, StoreError> {
