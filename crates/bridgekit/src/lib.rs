@@ -44,6 +44,11 @@
 //! (marked [`MatrixOrigin::decrypted`]) and encrypts what you send into encrypted rooms
 //! ([`BridgeContext::is_encrypted_room`] says which rooms are).
 //!
+//! With the cargo feature `jemalloc` (off by default; the example bridges turn it on),
+//! bridgekit makes jemalloc the process's allocator: a bridge's memory then stays flat over
+//! hours of traffic, where glibc's per-thread arenas kept growing (`docs/store-memory.md`).
+//! Leave it off to choose an allocator yourself.
+//!
 //! Test a bridge in-process with the `bridgekit-testkit` crate: a fake homeserver that
 //! behaves like Synapse towards an appservice, Matrix users to act in it, and a harness that
 //! runs your bridge against it (`crates/testkit`, and `docs/writing-a-bridge.md` §13).
@@ -108,6 +113,11 @@ pub use runtime::{RunError, run, run_until, run_with_store};
 pub use store::{
     GhostRecord, MessageMapping, Portal, PortalKey, ReactionMapping, Store, StoreError, StoreExt,
 };
+
+/// jemalloc for the whole process, with the `jemalloc` feature (see the crate docs).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Installs ring as rustls's crypto provider once (reqwest is built without a default one).
 pub(crate) fn install_crypto_provider() {

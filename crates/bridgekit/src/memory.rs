@@ -10,6 +10,9 @@
 //! kept, and RSS rose with the run's age although the live heap did not (measured in a soak:
 //! one `malloc_trim` took the process from 84 to 67 MiB, see `docs/store-memory.md`); the
 //! `housekeeping` task calls [`give_back`] every few seconds.
+//!
+//! With the `jemalloc` feature Rust's allocations do not go through glibc at all and this
+//! has next to nothing to do: jemalloc returns unused pages itself, after ten seconds.
 
 use crate::appservice::LARGE_BODY_BYTES;
 

@@ -223,6 +223,9 @@ impl SledStore {
     /// transactions came back.
     pub(super) fn replay_journal(&self, found: Vec<JournalRecord>) -> Result<usize, StoreError> {
         let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        if found.is_empty() && !journal.wants_reset() {
+            return Ok(0); // nothing to flush for (a flush at open costs megabytes of RSS)
+        }
         let mut lost = Vec::new();
         for record in found {
             if !self.trees.txns.contains_key(&record.key)? {
