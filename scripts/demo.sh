@@ -14,6 +14,7 @@ mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 
 echo "==> building the echo bridge"
+command -v make >/dev/null || "$ROOT/tests/apt-install.sh" make # builds jemalloc
 cargo build --quiet --locked -p echo-bridge --manifest-path "$ROOT/Cargo.toml"
 BRIDGE="$ROOT/target/debug/echo-bridge"
 

@@ -11,6 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# make builds jemalloc (the example bridges' allocator, from tikv-jemalloc-sys).
+command -v make >/dev/null || tests/apt-install.sh make
 tests/postgres/ensure.sh >/dev/null
 tests/irc/ensure-ngircd.sh >/dev/null
 cargo fmt --all -- --check
