@@ -31,6 +31,13 @@ fn journal_only(store: &SledStore, txn: &IncomingTransaction) {
     store.journal.lock().unwrap().append(&[record]).unwrap();
 }
 
+/// The journal file's length in the store at `dir`.
+fn journal_len(dir: &std::path::Path) -> u64 {
+    std::fs::metadata(dir.join(super::JOURNAL_FILE))
+        .unwrap()
+        .len()
+}
+
 /// The events' names, in the order they are handed over.
 fn jsons(pending: Vec<(u64, InboxItem)>) -> Vec<String> {
     pending
@@ -59,12 +66,7 @@ async fn a_transaction_sled_lost_comes_back_from_the_journal_once() {
     // The homeserver's retry of it is a duplicate now, and the journal was emptied.
     let outcomes = store.record_transactions(&[txn("lost", 3)]).await.unwrap();
     assert_eq!(outcomes, [Recorded::Duplicate]);
-    assert_eq!(
-        std::fs::metadata(dir.path().join(super::JOURNAL_FILE))
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(journal_len(dir.path()), 0);
     drop(store);
     let store = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
     assert_eq!(store.pending_items().await.unwrap().len(), 3, "not doubled");
@@ -84,12 +86,7 @@ async fn journaled_transactions_are_handed_over_once_after_a_restart() {
             [Recorded::New(_), Recorded::New(_), Recorded::Duplicate]
         ));
         // In the journal and in sled (flushed or not): dropped without a flush.
-        assert!(
-            std::fs::metadata(dir.path().join(super::JOURNAL_FILE))
-                .unwrap()
-                .len()
-                > 0
-        );
+        assert!(journal_len(dir.path()) > 0);
     }
     let store = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
     assert_eq!(
@@ -109,12 +106,7 @@ async fn pruning_empties_the_journal_first() {
             .unwrap();
     }
     assert_eq!(store.prune_transaction_records(2).await.unwrap(), 3);
-    assert_eq!(
-        std::fs::metadata(dir.path().join(super::JOURNAL_FILE))
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(journal_len(dir.path()), 0);
     drop(store);
     // Nothing pruned comes back as new: t0..t2 are forgotten, t3 and t4 still recorded.
     let store = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
