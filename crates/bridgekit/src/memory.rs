@@ -12,7 +12,8 @@
 //! `housekeeping` task calls [`give_back`] every few seconds.
 //!
 //! With the `jemalloc` feature Rust's allocations do not go through glibc at all and this
-//! has next to nothing to do: jemalloc returns unused pages itself, after ten seconds.
+//! has next to nothing to do: jemalloc's background thread returns unused pages itself,
+//! after a second (the settings in `lib.rs`).
 
 use crate::appservice::LARGE_BODY_BYTES;
 

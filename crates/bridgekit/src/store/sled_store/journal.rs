@@ -96,17 +96,7 @@ impl Journal {
         if self.broken {
             return Err(io::Error::other("the intake journal needs a reset"));
         }
-        let mut bytes = Vec::with_capacity(
-            records
-                .iter()
-                .map(|r| {
-                    HEADER
-                        + 20
-                        + r.key.len()
-                        + r.batches.iter().map(|b| 12 + b.1.len()).sum::<usize>()
-                })
-                .sum(),
-        );
+        let mut bytes = Vec::new();
         for record in records {
             encode(record, &mut bytes);
         }
