@@ -352,6 +352,27 @@ impl Bridge for Stuck {
     }
 }
 
+/// Fills the backlog of a stuck bridge up to bridgekit's `MAX_PENDING_EVENTS` (2,000).
+async fn fill_backlog(h: &Harness, limit: usize) {
+    for t in 0..limit / 100 {
+        let events: Vec<Value> = (0..100)
+            .map(|i| {
+                let n = t * 100 + i;
+                msg(
+                    &format!("!r{}:localhost", n % 50),
+                    &format!("$e{n}"),
+                    "@alice:localhost",
+                    "x",
+                )
+            })
+            .collect();
+        assert_eq!(
+            h.push(&t.to_string(), &json!({"events": events})).await,
+            200
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_that_falls_behind_pushes_back_instead_of_filling_memory() {
     let h = Harness::new("", None).await;
@@ -363,46 +384,57 @@ async fn a_bridge_that_falls_behind_pushes_back_instead_of_filling_memory() {
             handled: handled.clone(),
         })
         .await;
-    let a = "@alice:localhost";
-    let limit = 10_000; // bridgekit's MAX_PENDING_EVENTS
-    let batches = limit / 100;
-    for t in 0..batches {
-        let events: Vec<Value> = (0..100)
-            .map(|i| {
-                let n = t * 100 + i;
-                msg(
-                    &format!("!r{}:localhost", n % 50),
-                    &format!("$e{n}"),
-                    a,
-                    "x",
-                )
-            })
-            .collect();
-        assert_eq!(
-            h.push(&t.to_string(), &json!({"events": events})).await,
-            200
-        );
-    }
-    let more = json!({"events": [msg("!r0:localhost", "$more", a, "x")]});
+    fill_backlog(&h, 2_000).await;
+    let more = json!({"events": [msg("!r0:localhost", "$more", "@alice:localhost", "x")]});
+    let asked = std::time::Instant::now();
     let (status, body) = push_status(&h, "more", &more).await;
     assert_eq!(status, 503, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("retry later"),
         "{body}"
     );
-
-    release.send(true).unwrap();
-    wait_until("the backlog to drain", 30, || {
-        handled.load(Ordering::SeqCst) >= limit
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        h.push("more", &more).await,
-        200,
-        "taken once the bridge caught up"
+    // bridgekit's BACKLOG_WAIT: the refusal came after waiting for room, not at once.
+    assert!(
+        asked.elapsed() >= Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
     );
-    wait_until("the last event", 10, || {
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+    release.send(true).unwrap();
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_that_finds_the_backlog_full_waits_for_room() {
+    let h = Harness::new("", None).await;
+    let (release, released) = tokio::sync::watch::channel(false);
+    let handled = Arc::new(AtomicUsize::new(0));
+    let running = h
+        .run(Stuck {
+            released,
+            handled: handled.clone(),
+        })
+        .await;
+    let limit = 2_000;
+    fill_backlog(&h, limit).await;
+    let more = json!({"events": [msg("!r0:localhost", "$more", "@alice:localhost", "x")]});
+    let (url, token) = (h.as_url.clone(), h.hs_token.clone());
+    let held = tokio::spawn(async move {
+        reqwest::Client::new()
+            .put(format!("{url}/_matrix/app/v1/transactions/more"))
+            .bearer_auth(token)
+            .json(&more)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!held.is_finished(), "held while the backlog is full");
+    release.send(true).unwrap();
+    assert_eq!(held.await.unwrap(), 200, "taken once there was room");
+    wait_until("every event, the held one last", 30, || {
         handled.load(Ordering::SeqCst) == limit + 1
     })
     .await;

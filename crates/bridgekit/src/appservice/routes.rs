@@ -138,7 +138,7 @@ async fn take_transaction(
             return MatrixError::new(400, errcode, e.to_string()).response();
         }
     };
-    let pending = state.intake.pending();
+    let pending = state.intake.room_for_more().await;
     if pending >= crate::intake::MAX_PENDING_EVENTS {
         outcome("backlog");
         // Once when it starts: the homeserver retries often, and each retry is expected.
