@@ -21,7 +21,7 @@ use bridgekit::store::{
     ReactionMapping, RoomProfile, SledStore, Store, StoreError, StoreStats, Transfer, UserRecord,
 };
 use bridgekit::{Bridge, BridgeContext, BridgeError, MatrixMessage, Outgoing, TxnIds};
-use common::{Capture, Fault, Harness, SentLog, msg, wait_until};
+use common::{Capture, Fault, Harness, RunningBridge, SentLog, msg, wait_until};
 use serde_json::{Value, json};
 
 /// A sled store whose durable writes fail while `full` is set, as on a full disk.
@@ -352,9 +352,26 @@ impl Bridge for Stuck {
     }
 }
 
-/// Fills the backlog of a stuck bridge up to bridgekit's `MAX_PENDING_EVENTS` (2,000).
-async fn fill_backlog(h: &Harness, limit: usize) {
-    for t in 0..limit / 100 {
+/// The maximum backlog: bridgekit's `MAX_PENDING_EVENTS`.
+const BACKLOG: usize = 2_000;
+
+/// A bridge whose handlers wait for `release`, with its backlog filled up to [`BACKLOG`].
+async fn stuck_with_full_backlog() -> (
+    Harness,
+    tokio::sync::watch::Sender<bool>,
+    Arc<AtomicUsize>,
+    RunningBridge,
+) {
+    let h = Harness::new("", None).await;
+    let (release, released) = tokio::sync::watch::channel(false);
+    let handled = Arc::new(AtomicUsize::new(0));
+    let running = h
+        .run(Stuck {
+            released,
+            handled: handled.clone(),
+        })
+        .await;
+    for t in 0..BACKLOG / 100 {
         let events: Vec<Value> = (0..100)
             .map(|i| {
                 let n = t * 100 + i;
@@ -371,20 +388,12 @@ async fn fill_backlog(h: &Harness, limit: usize) {
             200
         );
     }
+    (h, release, handled, running)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_that_falls_behind_pushes_back_instead_of_filling_memory() {
-    let h = Harness::new("", None).await;
-    let (release, released) = tokio::sync::watch::channel(false);
-    let handled = Arc::new(AtomicUsize::new(0));
-    let running = h
-        .run(Stuck {
-            released,
-            handled: handled.clone(),
-        })
-        .await;
-    fill_backlog(&h, 2_000).await;
+    let (h, release, handled, running) = stuck_with_full_backlog().await;
     let more = json!({"events": [msg("!r0:localhost", "$more", "@alice:localhost", "x")]});
     let asked = std::time::Instant::now();
     let (status, body) = push_status(&h, "more", &more).await;
@@ -406,17 +415,7 @@ async fn a_bridge_that_falls_behind_pushes_back_instead_of_filling_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_that_finds_the_backlog_full_waits_for_room() {
-    let h = Harness::new("", None).await;
-    let (release, released) = tokio::sync::watch::channel(false);
-    let handled = Arc::new(AtomicUsize::new(0));
-    let running = h
-        .run(Stuck {
-            released,
-            handled: handled.clone(),
-        })
-        .await;
-    let limit = 2_000;
-    fill_backlog(&h, limit).await;
+    let (h, release, handled, running) = stuck_with_full_backlog().await;
     let more = json!({"events": [msg("!r0:localhost", "$more", "@alice:localhost", "x")]});
     let (url, token) = (h.as_url.clone(), h.hs_token.clone());
     let held = tokio::spawn(async move {
@@ -435,7 +434,7 @@ async fn a_transaction_that_finds_the_backlog_full_waits_for_room() {
     release.send(true).unwrap();
     assert_eq!(held.await.unwrap(), 200, "taken once there was room");
     wait_until("every event, the held one last", 30, || {
-        handled.load(Ordering::SeqCst) == limit + 1
+        handled.load(Ordering::SeqCst) == BACKLOG + 1
     })
     .await;
     running.stop().await;
