@@ -303,3 +303,16 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
 }
+
+/// Pushes a transaction; its status and JSON body (null when not JSON).
+pub async fn push_status(h: &Harness, txn: &str, body: &Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .put(format!("{}/_matrix/app/v1/transactions/{txn}", h.as_url))
+        .bearer_auth(&h.hs_token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
